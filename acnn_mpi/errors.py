@@ -2,4 +2,12 @@
 
 
 class UserError(Exception):
-    """Bad input: the message names the setting, the value and what is allowed."""
+    """Bad input: the message names the setting, the value and what is allowed.
+
+    ``collective`` marks an error raised identically on every MPI rank (the root prints it once and
+    the ranks exit together); an error on one rank alone aborts the job.
+    """
+
+    def __init__(self, message: str, *, collective: bool = False):
+        super().__init__(message)
+        self.collective = collective

@@ -1,0 +1,438 @@
+"""The typed campaign configuration: one YAML file, validated in one place.
+
+Every section is a pydantic model that forbids unknown keys. Defaults are the paper's (SPEC §1-§10):
+cutoffs 5.0/4.0 Å, n_r = 16, n_a = 14, l_max = 4, embedding [64, 64], fitting [256, 256], loss
+prefactors p_e = p_w = 0.1 and p_f 10 → 0.1, learning rate ×0.97 every 10⁴ steps, 10⁵ steps per
+iteration, N₀ = 500 initial structures, C_max = 300, L_max = 3. Pressures are GPa, lengths Å,
+volumes Å³, energies eV (meV/atom where the name says so).
+
+``load_config(path)`` returns a :class:`CampaignConfig` or raises :class:`~acnn_mpi.errors.UserError`
+with one line per problem, each naming the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
+
+from .errors import UserError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _known_element(symbol: str) -> str:
+    from ase.data import atomic_numbers
+
+    if not isinstance(symbol, str) or symbol not in atomic_numbers or symbol == "X":
+        raise ValueError(f"unknown element symbol {symbol!r} (use symbols such as 'Mg', 'H', 'O')")
+    return symbol
+
+
+class ModelSettings(_Section):
+    """ACNN hyperparameters (paper §IV.A; Mg-Ca-H cutoffs by default)."""
+
+    r_cut_radial: float = Field(5.0, gt=0, description="radial cutoff r_c^r, Å")
+    r_cut_angular: float = Field(4.0, gt=0, description="angular cutoff r_c^a, Å (≤ r_cut_radial)")
+    n_radial: int = Field(16, ge=1, description="radial basis size n_r")
+    n_angular: int = Field(14, ge=1, description="angular radial-basis size n_a")
+    l_max: int = Field(4, ge=0, le=8, description="highest Legendre order in the angular features")
+    embedding: list[int] = Field([64, 64], min_length=1, description="embedding MLP widths")
+    fitting: list[int] = Field([256, 256], min_length=1, description="fitting MLP widths")
+    attention_layers: int = Field(0, ge=0, description="stacked attention modules (0 for CSP speed)")
+    attention_heads: int = Field(4, ge=1)
+    dtype: Literal["float32", "float64"] = "float32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("embedding", "fitting")
+    @classmethod
+    def _positive_widths(cls, widths: list[int]) -> list[int]:
+        if any(w < 1 for w in widths):
+            raise ValueError(f"layer widths must be positive integers, got {widths}")
+        return widths
+
+    @model_validator(mode="after")
+    def _angular_inside_radial(self) -> "ModelSettings":
+        if self.r_cut_angular > self.r_cut_radial:
+            raise ValueError(
+                f"r_cut_angular = {self.r_cut_angular} Å is larger than r_cut_radial = "
+                f"{self.r_cut_radial} Å; the angular cutoff must not exceed the radial one"
+            )
+        return self
+
+
+class TrainingSettings(_Section):
+    """Training schedule and loss (paper Eq. 16, §IV.A)."""
+
+    steps: int = Field(100_000, ge=0, description="optimizer steps per (re)training")
+    batch_size: int = Field(4, ge=1, description="structures per global minibatch")
+    learning_rate: float = Field(1e-3, gt=0)
+    lr_decay: float = Field(0.97, gt=0, le=1, description="learning-rate factor every decay_steps")
+    decay_steps: int = Field(10_000, ge=1)
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    p_energy: float = Field(0.1, ge=0)
+    p_force_start: float = Field(10.0, ge=0)
+    p_force_end: float = Field(0.1, ge=0)
+    p_virial: float = Field(0.1, ge=0)
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+    refine_perturbation: float = Field(0.01, ge=0, description="relative parameter noise on refine")
+    log_every: int = Field(100, ge=1)
+    validate_every: int = Field(1000, ge=1)
+    checkpoint_every: int = Field(1000, ge=1)
+    seed: int = 0
+
+
+class RatioBound(_Section):
+    """(Σ numerator atoms) / (Σ denominator atoms) ≤ max, e.g. H per metal ≤ 16."""
+
+    numerator: list[str]
+    denominator: list[str]
+    max: float = Field(gt=0)
+
+
+class CompositionSettings(_Section):
+    """The composition space (paper §II.C)."""
+
+    max_atoms_per_formula: int = Field(20, ge=1, description="atoms in the irreducible formula")
+    min_atoms_per_formula: int = Field(1, ge=1)
+    max_atoms_per_cell: int = Field(40, ge=1)
+    min_atoms_per_cell: int = Field(1, ge=1)
+    per_element_bounds: dict[str, tuple[int, int]] = Field(
+        default_factory=dict, description="symbol -> [min, max] atoms per formula")
+    ratio_bounds: list[RatioBound] = Field(default_factory=list)
+    oxidation_states: dict[str, list[int]] = Field(default_factory=dict)
+    charge_neutral: bool = False
+    joins: list[str] = Field(default_factory=list, description="end-member formulas of joins")
+    formulas: list[str] = Field(default_factory=list, description="extra explicit formulas")
+    include_subsystems: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CompositionSettings":
+        if self.min_atoms_per_cell > self.max_atoms_per_cell:
+            raise ValueError(f"min_atoms_per_cell = {self.min_atoms_per_cell} exceeds "
+                             f"max_atoms_per_cell = {self.max_atoms_per_cell}")
+        if self.min_atoms_per_formula > self.max_atoms_per_formula:
+            raise ValueError(f"min_atoms_per_formula = {self.min_atoms_per_formula} exceeds "
+                             f"max_atoms_per_formula = {self.max_atoms_per_formula}")
+        for symbol, (low, high) in self.per_element_bounds.items():
+            if low < 0 or high < low:
+                raise ValueError(f"per_element_bounds.{symbol} = [{low}, {high}]: need 0 ≤ min ≤ max")
+        if self.charge_neutral and not self.oxidation_states:
+            raise ValueError("charge_neutral is true but oxidation_states is empty: "
+                             "give the allowed oxidation states of every element")
+        return self
+
+
+MinDistances = Union[list[list[float]], dict[str, float], dict[str, dict[str, float]]]
+
+
+class GenerationSettings(_Section):
+    """Random symmetric structure generation (paper §IV.B, Eqs. 17-20)."""
+
+    min_distances: Optional[MinDistances] = Field(
+        None, description="Å: a symmetric matrix in the order of `elements`, or pairs {'Mg-H': 1.4}, "
+        "or nested {Mg: {H: 1.4}}; default: 0.8 × sum of covalent radii")
+    atomic_volumes: dict[str, float] = Field(
+        default_factory=dict, description="Å³ per atom of each element; default from covalent radii")
+    volume_factor: tuple[float, float] = Field((0.8, 1.2), description="random factor on Σ volumes")
+    symmetry: Literal["any", "noncentrosymmetric", "polar"] = "any"
+    space_groups: Optional[list[int]] = None
+    max_attempts: int = Field(50, ge=1, description="tries per structure before it counts as failed")
+
+    @field_validator("atomic_volumes")
+    @classmethod
+    def _positive_volumes(cls, volumes: dict[str, float]) -> dict[str, float]:
+        for symbol, volume in volumes.items():
+            if volume <= 0:
+                raise ValueError(f"atomic volume of {symbol} = {volume} Å³ must be positive")
+        return volumes
+
+    @field_validator("volume_factor")
+    @classmethod
+    def _factor_range(cls, factor: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < factor[0] <= factor[1]:
+            raise ValueError(f"volume_factor = {list(factor)}: need 0 < low ≤ high")
+        return factor
+
+    @field_validator("space_groups")
+    @classmethod
+    def _space_group_numbers(cls, groups):
+        if groups is not None and any(not 1 <= g <= 230 for g in groups):
+            raise ValueError(f"space group numbers must be 1..230, got {groups}")
+        return groups
+
+
+class RelaxSettings(_Section):
+    """Batched relaxation at the campaign pressure (paper §IV.C)."""
+
+    fmax: float = Field(1e-3, gt=0, description="max force, eV/Å")
+    dh_tol: float = Field(1e-6, gt=0, description="enthalpy change per step, eV/atom")
+    stress_tol: float = Field(0.05, gt=0, description="max |σ + P·I| component, GPa")
+    max_steps: int = Field(1000, ge=1)
+    batch_size: int = Field(64, ge=1, description="structures relaxed together on a rank")
+    chunk_size: int = Field(16, ge=1, description="structures per task dealt to a rank")
+    min_distance_fraction: float = Field(0.5, gt=0, le=1,
+                                         description="unphysical below this × the pair minimum")
+    volume_window: tuple[float, float] = Field((0.5, 200.0), description="Å³/atom allowed")
+    energy_floor: float = Field(-100.0, description="unphysical below this energy, eV/atom")
+
+
+class SelectionSchedule(_Section):
+    from_iteration: int = Field(ge=0)
+    c_max: int = Field(ge=1)
+    l_max: int = Field(ge=1)
+
+
+class SearchSettings(_Section):
+    """The self-optimizing loop (paper §II.B-C, SPEC §9)."""
+
+    initial_structures: int = Field(500, ge=1, description="N₀ random structures labelled first")
+    structures_per_iteration: int = Field(100_000, ge=1, description="CSP budget per iteration")
+    b_max: int = Field(1000, ge=1, description="stop an iteration's CSP at this many unphysical")
+    c_max: int = Field(300, ge=1, description="compositions selected per iteration")
+    l_max: int = Field(3, ge=1, description="structures selected per composition")
+    schedule: list[SelectionSchedule] = Field(default_factory=list,
+                                              description="C_max/L_max changes by iteration")
+    max_unphysical_selected: int = Field(100, ge=0, description="unphysical/failed added per iteration")
+    max_iterations: int = Field(20, ge=1)
+    converge_iterations: int = Field(3, ge=1, description="k iterations without hull change")
+    hull_tolerance: float = Field(5.0, gt=0, description="hull energy change tolerance, meV/atom")
+    ehull_window: float = Field(100.0, gt=0, description="candidates reported within, meV/atom")
+    final_top_k: int = Field(1000, ge=0, description="near-hull structures relaxed with the labeller")
+    dedup_enthalpy_window: float = Field(5.0, gt=0, description="meV/atom")
+    dedup_fingerprint_tolerance: float = Field(0.01, gt=0)
+    symprec: float = Field(0.1, gt=0, description="spglib tolerance, Å")
+
+
+class LabellerSettings(_Section):
+    """Who labels structures with energy, forces and stress (DFT or a stand-in)."""
+
+    kind: Literal["ase", "chgnet", "cp2k", "command"] = "ase"
+    calculator: Optional[str] = Field(None, description="import path of an ASE calculator (kind ase)")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="calculator keyword arguments")
+    command: Optional[str] = Field(None, description="command template (kind command/cp2k)")
+    input_format: Optional[str] = Field(None, description="ASE format of the input (kind command)")
+    output_format: Optional[str] = Field(None, description="ASE format of the output (kind command)")
+    input_file: Optional[str] = None
+    output_file: Optional[str] = None
+    kpoint_spacing: float = Field(0.03, gt=0, description="2π × this in Å⁻¹ (paper: 0.03 for SCF)")
+    timeout: float = Field(3600.0, gt=0, description="seconds per calculation")
+    retries: int = Field(2, ge=0)
+    inherit_mpi_env: bool = False
+    workdir: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> "LabellerSettings":
+        if self.kind == "ase" and not self.calculator:
+            raise ValueError("kind 'ase' needs `calculator`: an import path such as "
+                             "ase.calculators.emt.EMT")
+        if self.kind == "command" and not self.command:
+            raise ValueError("kind 'command' needs `command`: a template such as "
+                             "'mpirun -n 64 vasp_std'")
+        return self
+
+
+class ParallelSettings(_Section):
+    threads_per_rank: Optional[int] = Field(None, ge=1, description="default: 1 under MPI, else all")
+    root_works: Optional[bool] = Field(None, description="root also relaxes (default: ≤ 4 ranks)")
+    grace_seconds: float = Field(60.0, gt=0, description="time to wind down after SIGTERM/SIGUSR1")
+
+
+class CampaignConfig(_Section):
+    """A whole campaign: elements, pressure and every stage's settings."""
+
+    name: str = "campaign"
+    elements: list[str] = Field(min_length=1)
+    pressure: float = Field(0.0, description="GPa")
+    seed: int = 0
+    output_dir: str = Field(".", description="campaign directory, relative to the YAML file")
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    compositions: CompositionSettings = Field(default_factory=CompositionSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    relax: RelaxSettings = Field(default_factory=RelaxSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    labeller: LabellerSettings = Field(default_factory=lambda: LabellerSettings(
+        kind="ase", calculator="ase.calculators.emt.EMT"))
+    parallel: ParallelSettings = Field(default_factory=ParallelSettings)
+
+    @field_validator("elements")
+    @classmethod
+    def _elements(cls, elements: list[str]) -> list[str]:
+        for symbol in elements:
+            _known_element(symbol)
+        if len(set(elements)) != len(elements):
+            raise ValueError(f"elements {elements} lists a symbol twice")
+        return elements
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "CampaignConfig":
+        known = set(self.elements)
+        comp = self.compositions
+        for where, symbols in (
+            ("compositions.per_element_bounds", comp.per_element_bounds),
+            ("compositions.oxidation_states", comp.oxidation_states),
+            ("generation.atomic_volumes", self.generation.atomic_volumes),
+        ):
+            for symbol in symbols:
+                _known_element(symbol)
+                if symbol not in known:
+                    raise ValueError(f"{where} names {symbol!r}, which is not in elements {self.elements}")
+        for bound in comp.ratio_bounds:
+            for symbol in bound.numerator + bound.denominator:
+                if symbol not in known:
+                    raise ValueError(f"compositions.ratio_bounds names {symbol!r}, "
+                                     f"which is not in elements {self.elements}")
+        if comp.charge_neutral:
+            missing = [s for s in self.elements if s not in comp.oxidation_states]
+            if missing:
+                raise ValueError(f"compositions.oxidation_states misses {missing} "
+                                 "(needed because charge_neutral is true)")
+        if self.generation.min_distances is not None:
+            try:
+                table = _pair_table(self.generation.min_distances, self.elements)
+            except ValueError as error:
+                raise ValueError(f"generation.min_distances: {error}") from None
+            object.__setattr__(self.generation, "min_distances", table)
+        return self
+
+    # -- resolved views -------------------------------------------------------------------------
+
+    def min_distance_table(self) -> dict[tuple[str, str], float]:
+        """Minimum distance (Å) for every unordered element pair, both orders as keys."""
+        table = self.generation.min_distances
+        if table is None:
+            from ase.data import atomic_numbers, covalent_radii
+
+            table = {}
+            for a, b in itertools.combinations_with_replacement(self.elements, 2):
+                d = 0.8 * (covalent_radii[atomic_numbers[a]] + covalent_radii[atomic_numbers[b]])
+                table[f"{a}-{b}"] = round(float(d), 3)
+        out = {}
+        for key, value in table.items():
+            a, b = key.split("-")
+            out[(a, b)] = out[(b, a)] = float(value)
+        return out
+
+    def atomic_volume_table(self) -> dict[str, float]:
+        """Å³ per atom for each element: given ones, else a sphere of the covalent radius × 2.5."""
+        from ase.data import atomic_numbers, covalent_radii
+        import math
+
+        out = {}
+        for symbol in self.elements:
+            if symbol in self.generation.atomic_volumes:
+                out[symbol] = self.generation.atomic_volumes[symbol]
+            else:
+                radius = covalent_radii[atomic_numbers[symbol]]
+                out[symbol] = round(2.5 * 4.0 / 3.0 * math.pi * radius ** 3, 2)
+        return out
+
+    def selection_at(self, iteration: int) -> tuple[int, int]:
+        """(C_max, L_max) in force at ``iteration`` (0-based)."""
+        c_max, l_max = self.search.c_max, self.search.l_max
+        for entry in sorted(self.search.schedule, key=lambda e: e.from_iteration):
+            if iteration >= entry.from_iteration:
+                c_max, l_max = entry.c_max, entry.l_max
+        return c_max, l_max
+
+
+def _pair_table(raw: MinDistances, elements: list[str]) -> dict[str, float]:
+    """Normalize any accepted min-distance form to {'A-B': d} over all unordered pairs.
+
+    Raises ValueError if the matrix is not square/symmetric, a pair is missing or a value ≤ 0.
+    """
+    given: dict[tuple[str, str], float] = {}
+
+    def put(a: str, b: str, value: float, where: str) -> None:
+        for symbol in (a, b):
+            if symbol not in elements:
+                raise ValueError(f"{where} names {symbol!r}, not in elements {elements}")
+        value = float(value)
+        if not value > 0:
+            raise ValueError(f"{where} = {value} Å must be positive")
+        key = (a, b) if elements.index(a) <= elements.index(b) else (b, a)
+        if key in given and abs(given[key] - value) > 1e-9:
+            raise ValueError(f"the matrix is not symmetric: {a}-{b} = {value} Å but "
+                             f"{b}-{a} = {given[key]} Å")
+        given[key] = value
+
+    if isinstance(raw, list):
+        n = len(elements)
+        if len(raw) != n or any(len(row) != n for row in raw):
+            raise ValueError(f"the matrix must be {n}×{n} in the order of elements {elements}")
+        for i, j in itertools.product(range(n), repeat=2):
+            put(elements[i], elements[j], raw[i][j], f"[{i}][{j}]")
+    else:
+        for key, value in raw.items():
+            if isinstance(value, dict):
+                for other, d in value.items():
+                    put(key, other, d, f"{key}.{other}")
+            else:
+                parts = str(key).split("-")
+                if len(parts) != 2:
+                    raise ValueError(f"key {key!r} must look like 'Mg-H'")
+                put(parts[0], parts[1], value, str(key))
+    missing = [f"{a}-{b}" for a, b in itertools.combinations_with_replacement(elements, 2)
+               if (a, b) not in given]
+    if missing:
+        raise ValueError(f"no value for the pair(s) {', '.join(missing)}")
+    return {f"{a}-{b}": d for (a, b), d in given.items()}
+
+
+# -- loading ----------------------------------------------------------------------------------------
+
+def _describe(error: dict) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"{location}: unknown key (check the spelling; see README 'Input file reference')"
+    if error["type"] == "missing":
+        return f"{location}: required but missing"
+    value = error.get("input")
+    if isinstance(value, dict):  # a whole section failed a cross-field check: the message says which
+        return f"{message}" if location == "(top level)" else f"{location}: {message}"
+    return f"{location} = {value!r}: {message}"
+
+
+def config_from_dict(data: dict, source: str = "campaign") -> CampaignConfig:
+    """Validate a mapping (as read from YAML) into a :class:`CampaignConfig`."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: the file must be a YAML mapping of settings, got {type(data).__name__}")
+    try:
+        return CampaignConfig.model_validate(data)
+    except ValidationError as error:
+        problems = "; ".join(_describe(e) for e in error.errors())
+        raise UserError(f"{source}: {problems}") from None
+
+
+def load_config(path: str | Path) -> CampaignConfig:
+    """Read and validate a campaign YAML file; ``output_dir`` is resolved relative to the file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"campaign file {path} not found: create it (see inputs/demo.yaml for an example)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}:{where} is not valid YAML ({getattr(error, 'problem', error)})") from None
+    config = config_from_dict(data if data is not None else {}, source=str(path))
+    output = Path(config.output_dir)
+    if not output.is_absolute():
+        config.output_dir = str((path.parent / output).resolve())
+    return config
+
+
+def resolved_yaml(config: CampaignConfig) -> str:
+    """The full configuration with every default filled in, as YAML."""
+    import yaml
+
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, default_flow_style=None)

@@ -1,0 +1,108 @@
+"""A small communicator facade over mpi4py, with a serial stand-in of size 1.
+
+``get_world()`` returns MPI's COMM_WORLD only when the process was started by an MPI launcher
+(mpiexec/mpirun/srun set PMI_*/PMIX_*/OMPI_* variables), so a plain ``python -m acnn_mpi`` never
+initializes MPI.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, TypeVar
+
+from ..errors import UserError
+
+T = TypeVar("T")
+
+#: Environment variables by which MPI launchers (Hydra/MPICH, Open MPI, PMIx, Slurm PMI) mark ranks.
+_LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+
+
+def launched_by_mpi() -> bool:
+    """True when this process looks like one rank of an MPI job (or ACNN_MPI_FORCE_MPI=1)."""
+    if os.environ.get("ACNN_MPI_FORCE_MPI") == "1":
+        return True
+    return any(name in os.environ for name in _LAUNCHER_VARIABLES)
+
+
+def launcher_size() -> int:
+    """Number of ranks the launcher started, read from the environment without initializing MPI."""
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS"):
+        value = os.environ.get(name)
+        if value and value.isdigit():
+            return int(value)
+    return 1
+
+
+class Comm:
+    """Collective operations the package needs, over an mpi4py communicator or none (serial)."""
+
+    def __init__(self, mpi_comm=None):
+        self.mpi = mpi_comm
+        self.rank = mpi_comm.Get_rank() if mpi_comm is not None else 0
+        self.size = mpi_comm.Get_size() if mpi_comm is not None else 1
+
+    @property
+    def is_root(self) -> bool:
+        return self.rank == 0
+
+    def bcast(self, obj: T, root: int = 0) -> T:
+        return obj if self.mpi is None else self.mpi.bcast(obj, root=root)
+
+    def gather(self, obj: T, root: int = 0) -> list[T] | None:
+        return [obj] if self.mpi is None else self.mpi.gather(obj, root=root)
+
+    def allgather(self, obj: T) -> list[T]:
+        return [obj] if self.mpi is None else self.mpi.allgather(obj)
+
+    def allreduce(self, obj: T) -> T:
+        """Sum over ranks (numbers or numpy arrays)."""
+        return obj if self.mpi is None else self.mpi.allreduce(obj)
+
+    def barrier(self) -> None:
+        if self.mpi is not None:
+            self.mpi.Barrier()
+
+    def abort(self, code: int = 1) -> None:
+        """End every rank of the job now (MPI_Abort); in serial, exit the process."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if self.mpi is not None and self.size > 1:
+            self.mpi.Abort(code)
+        raise SystemExit(code)
+
+    def root_then_bcast(self, function: Callable[[], T]) -> T:
+        """Run ``function`` on the root only and give its result (or its exception) to every rank.
+
+        An exception on the root is re-raised on every rank, so all ranks fail the same way
+        instead of the others waiting forever.
+        """
+        outcome: tuple[bool, Any] | None = None
+        if self.is_root:
+            try:
+                outcome = (True, function())
+            except BaseException as error:  # noqa: BLE001 - handed to every rank, then raised
+                outcome = (False, error)
+        ok, value = self.bcast(outcome)
+        if not ok:
+            if self.size > 1 and isinstance(value, UserError):
+                value.collective = True
+            raise value
+        return value
+
+
+_WORLD: Comm | None = None
+
+
+def get_world() -> Comm:
+    """The job's world communicator (mpi4py COMM_WORLD under a launcher, else serial size 1)."""
+    global _WORLD
+    if _WORLD is None:
+        if launched_by_mpi():
+            from mpi4py import MPI
+
+            _WORLD = Comm(MPI.COMM_WORLD)
+        else:
+            _WORLD = Comm(None)
+    return _WORLD

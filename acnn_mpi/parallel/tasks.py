@@ -1,0 +1,119 @@
+"""Dynamic distribution of tasks over ranks: the root deals, every rank asks for more when done.
+
+Relaxations and DFT calculations differ a lot in length, so static slicing leaves ranks idle; here
+a rank gets a new task as soon as it hands back the previous result. Tasks and results are small
+picklable objects (ids, counts, timings); bulky output is written by the worker itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Optional, Sequence, TypeVar
+
+from .comm import Comm
+
+Task = TypeVar("Task")
+Result = TypeVar("Result")
+
+log = logging.getLogger(__name__)
+
+_TAG_REQUEST = 11  # worker -> root: (task index or -1, result)
+_TAG_ASSIGN = 12   # root -> worker: (task index, task) or None to stop
+
+
+def run_dynamic(
+    comm: Comm,
+    tasks: Optional[Sequence[Task]],
+    work: Callable[[Task], Result],
+    on_result: Optional[Callable[[Task, Result, int], None]] = None,
+    *,
+    root_works: Optional[bool] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> list[tuple[Task, Result]]:
+    """Run ``work(task)`` for every task, spread dynamically over the ranks of ``comm``.
+
+    Args:
+        comm: the communicator; every rank of it must call this function.
+        tasks: the task list, read on the root only (other ranks may pass None).
+        work: called on the rank that receives a task; returns a small picklable result.
+        on_result: called on the root as ``on_result(task, result, rank)`` for each finished task.
+        root_works: whether the root also runs tasks between dispatches (default: when the job has
+            at most 4 ranks, where a dispatch-only root would waste a large share of the cores).
+        should_stop: polled on the root; once true, no new task is handed out (for a graceful
+            shutdown on a scheduler's signal) and the tasks in flight are still collected.
+
+    Returns:
+        On the root, ``(task, result)`` for every finished task in completion order; ``[]`` elsewhere.
+    """
+    if comm.size == 1 or comm.mpi is None:
+        done = []
+        for task in tasks or []:
+            if should_stop is not None and should_stop():
+                break
+            result = work(task)
+            if on_result is not None:
+                on_result(task, result, 0)
+            done.append((task, result))
+        return done
+    if comm.is_root:
+        if root_works is None:
+            root_works = comm.size <= 4
+        return _deal(comm, list(tasks or []), work, on_result, root_works, should_stop)
+    _serve(comm, work)
+    return []
+
+
+def _deal(comm, tasks, work, on_result, root_works, should_stop):
+    from mpi4py import MPI
+
+    mpi = comm.mpi
+    done: list = []
+    next_index = 0
+    active_workers = comm.size - 1
+    status = MPI.Status()
+
+    def stopping() -> bool:
+        return should_stop is not None and should_stop()
+
+    def handle(message, source):
+        nonlocal next_index, active_workers
+        index, result = message
+        if index >= 0:
+            if on_result is not None:
+                on_result(tasks[index], result, source)
+            done.append((tasks[index], result))
+        if next_index < len(tasks) and not stopping():
+            mpi.send((next_index, tasks[next_index]), dest=source, tag=_TAG_ASSIGN)
+            next_index += 1
+        else:
+            mpi.send(None, dest=source, tag=_TAG_ASSIGN)
+            active_workers -= 1
+
+    while active_workers > 0 or (root_works and next_index < len(tasks) and not stopping()):
+        # Serve every waiting worker first so nobody idles while the root computes.
+        while active_workers > 0 and mpi.Iprobe(source=MPI.ANY_SOURCE, tag=_TAG_REQUEST, status=status):
+            source = status.Get_source()
+            handle(mpi.recv(source=source, tag=_TAG_REQUEST), source)
+        if root_works and next_index < len(tasks) and not stopping():
+            index = next_index
+            next_index += 1
+            result = work(tasks[index])
+            if on_result is not None:
+                on_result(tasks[index], result, 0)
+            done.append((tasks[index], result))
+        elif active_workers > 0:
+            message = mpi.recv(source=MPI.ANY_SOURCE, tag=_TAG_REQUEST, status=status)
+            handle(message, status.Get_source())
+    return done
+
+
+def _serve(comm, work):
+    mpi = comm.mpi
+    message = (-1, None)
+    while True:
+        mpi.send(message, dest=0, tag=_TAG_REQUEST)
+        assignment = mpi.recv(source=0, tag=_TAG_ASSIGN)
+        if assignment is None:
+            return
+        index, task = assignment
+        message = (index, work(task))

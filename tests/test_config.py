@@ -1,0 +1,70 @@
+"""The campaign configuration: paper defaults, shipped inputs, and one clear error per bad input."""
+
+from pathlib import Path
+
+import pytest
+
+from acnn_mpi.config import CampaignConfig, config_from_dict, load_config
+from acnn_mpi.errors import UserError
+
+INPUTS = Path(__file__).resolve().parents[1] / "inputs"
+
+
+def test_paper_defaults():
+    config = CampaignConfig(elements=["Mg", "Ca", "H"])
+    m, t, s = config.model, config.training, config.search
+    assert (m.r_cut_radial, m.r_cut_angular, m.n_radial, m.n_angular, m.l_max) == (5.0, 4.0, 16, 14, 4)
+    assert m.embedding == [64, 64] and m.fitting == [256, 256] and m.attention_layers == 0
+    assert (t.steps, t.decay_steps, t.lr_decay) == (100_000, 10_000, 0.97)
+    assert (t.p_energy, t.p_force_start, t.p_force_end, t.p_virial) == (0.1, 10.0, 0.1, 0.1)
+    assert (s.initial_structures, s.c_max, s.l_max) == (500, 300, 3)
+    assert config.relax.fmax == 1e-3 and config.relax.dh_tol == 1e-6
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "mgcah_300gpa.yaml", "bepno.yaml"])
+def test_shipped_inputs_are_valid(name):
+    config = load_config(INPUTS / name)
+    table = config.min_distance_table()
+    for a in config.elements:
+        for b in config.elements:
+            assert table[(a, b)] == table[(b, a)] > 0
+    assert Path(config.output_dir).is_absolute()
+
+
+def test_paper_matrices_and_schedule():
+    mgcah = load_config(INPUTS / "mgcah_300gpa.yaml")
+    assert mgcah.pressure == 300.0
+    assert mgcah.min_distance_table()[("H", "Ca")] == 1.6
+    assert mgcah.atomic_volume_table() == {"Mg": 7.1, "Ca": 8.8, "H": 1.4}
+    bepno = load_config(INPUTS / "bepno.yaml")
+    assert bepno.min_distance_table()[("O", "Be")] == 1.3
+    assert bepno.selection_at(0) == (270, 2) and bepno.selection_at(4) == (270, 2)
+    assert bepno.selection_at(5) == (95, 4) and bepno.selection_at(28) == (95, 4)
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"elements": ["Cu", "Xx"]}, "unknown element symbol 'Xx'"),
+    ({"elements": ["Cu"], "model": {"r_cut_radial": -1.0}}, "model.r_cut_radial = -1.0"),
+    ({"elements": ["Cu"], "model": {"r_cut_radial": 4.0, "r_cut_angular": 5.0}},
+     "r_cut_angular = 5.0 Å is larger than r_cut_radial = 4.0 Å"),
+    ({"elements": ["Cu", "Au"], "generation": {"min_distances": [[2.0, 2.1], [2.2, 2.3]]}},
+     "generation.min_distances: the matrix is not symmetric"),
+    ({"elements": ["Cu", "Au"], "generation": {"min_distances": {"Cu-Cu": 2.0, "Au-Au": 2.3}}},
+     "generation.min_distances: no value for the pair(s) Cu-Au"),
+    ({"elements": ["Cu"], "modle": {}}, "modle: unknown key"),
+    ({"elements": ["Cu"], "relax": {"max_steps": "many"}}, "relax.max_steps = 'many'"),
+    ({"elements": "Cu"}, "elements = 'Cu': Input should be a valid list"),
+    ({"elements": ["Cu"], "labeller": {"kind": "command"}}, "kind 'command' needs `command`"),
+    ({"elements": ["Mg", "O"], "compositions": {"charge_neutral": True}}, "oxidation_states is empty"),
+])
+def test_bad_input_names_the_field(data, expected):
+    with pytest.raises(UserError) as error:
+        config_from_dict(data, source="t.yaml")
+    message = str(error.value)
+    assert expected in message, message
+    assert "\n" not in message and "Traceback" not in message
+
+
+def test_missing_file_says_what_to_create(tmp_path):
+    with pytest.raises(UserError, match="not found: create it"):
+        load_config(tmp_path / "campaign.yaml")
