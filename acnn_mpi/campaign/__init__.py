@@ -1,1 +1,1 @@
-"""campaign"""
+"""The self-optimizing campaign: controller, persistent state and resume, shutdown, report."""
