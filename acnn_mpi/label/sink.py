@@ -1,0 +1,320 @@
+"""Where labels and failures go: a labels file (root-written, appended as results arrive) and a
+JSON-lines failure record beside it.
+
+Labels: ``*.h5``/``*.hdf5`` files are written in the interim layout below until the data store
+(``acnn_mpi.data.store``) lands, then through it; ``*.xyz``/``*.extxyz`` files are appended as
+extended XYZ (energy, forces, stress, ``structure_id`` in each frame). Both are flushed after every
+structure, so a killed job loses at most the calculations in flight.
+
+Interim HDF5 layout (ragged frames, appendable; names from :mod:`acnn_mpi.keys`): per structure
+``structure_id`` (B,), ``n_atoms`` (B,), ``energy`` (B,) eV, ``cell`` (B,3,3) Å, ``pbc`` (B,3),
+``stress`` (B,3,3) eV/Å³ (NaN when absent); per atom ``numbers`` (N,), ``positions`` (N,3) Å,
+``forces`` (N,3) eV/Å; attribute ``layout = "acnn_mpi.label interim frames v1"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from typing import Iterable, Optional
+
+import numpy as np
+
+from .. import keys
+
+INTERIM_LAYOUT = "acnn_mpi.label interim frames v1"
+
+
+def default_failures_path(labels_path: str) -> str:
+    root, ext = os.path.splitext(labels_path)
+    return root + ".failures.jsonl"
+
+
+class FailureLog:
+    """Append-only JSON lines: one record per structure that could not be labelled."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def append(self, record: dict) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record, default=_json_default) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def records(self) -> list[dict]:
+        if not os.path.exists(self.path):
+            return []
+        out = []
+        with open(self.path) as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:  # a line cut by a killed job
+                    continue
+        return out
+
+    def failure_counts(self) -> Counter:
+        """structure_id -> number of recorded failures (each after all its attempts)."""
+        return Counter(int(r["structure_id"]) for r in self.records() if "structure_id" in r)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+class LabelSink:
+    """Labels file: ``labelled_ids()`` for resuming and ``append(atoms)`` (root only)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        ext = os.path.splitext(path)[1].lower()
+        if ext in (".h5", ".hdf5"):
+            self.format = "h5"
+        elif ext in (".xyz", ".extxyz"):
+            self.format = "extxyz"
+        else:
+            from ..errors import UserError
+
+            raise UserError(f"--out {path}: use a .h5 (HDF5) or .xyz/.extxyz file")
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def labelled_ids(self) -> set[int]:
+        if not os.path.exists(self.path):
+            return set()
+        if self.format == "extxyz":
+            from ase.io import iread
+
+            ids = set()
+            try:
+                for atoms in iread(self.path, index=":", format="extxyz", parallel=False):
+                    if keys.STRUCTURE_ID in atoms.info:
+                        ids.add(int(atoms.info[keys.STRUCTURE_ID]))
+            except Exception:  # noqa: BLE001 - a frame cut by a killed job ends the readable part
+                pass
+            return ids
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            if keys.STRUCTURE_ID not in f:
+                return set()
+            return {int(i) for i in f[keys.STRUCTURE_ID][:]}
+
+    def read(self) -> list:
+        """All labelled frames as ASE Atoms with SinglePointCalculator (for tests and tools)."""
+        if not os.path.exists(self.path):
+            return []
+        if self.format == "extxyz":
+            from ase.io import read
+
+            return read(self.path, index=":", format="extxyz", parallel=False)
+        return read_interim_h5(self.path)
+
+    def repair(self) -> int:
+        """Cut what a killed job left half written (a partial extxyz frame, HDF5 datasets longer
+        than the committed structure ids); returns the number of bytes/rows dropped. Root only,
+        before labelling resumes."""
+        if not os.path.exists(self.path):
+            return 0
+        if self.format == "extxyz":
+            return _repair_extxyz(self.path)
+        return _repair_interim_h5(self.path)
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def append(self, frames: Iterable) -> None:
+        frames = list(frames)
+        if not frames:
+            return
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        if self.format == "extxyz":
+            from ase.io import write
+
+            with open(self.path, "a") as f:
+                write(f, frames, format="extxyz", parallel=False)
+                f.flush()
+                os.fsync(f.fileno())
+            return
+        _append_interim_h5(self.path, frames)
+
+
+def _append_interim_h5(path: str, frames: list) -> None:
+    import h5py
+
+    per_structure = {
+        keys.STRUCTURE_ID: (np.array([int(a.info[keys.STRUCTURE_ID]) for a in frames]), "i8"),
+        "n_atoms": (np.array([len(a) for a in frames]), "i8"),
+        keys.ENERGY: (np.array([a.calc.results.get("free_energy", a.calc.results["energy"])
+                                for a in frames], dtype=float), "f8"),
+        keys.CELL: (np.array([a.cell.array for a in frames], dtype=float), "f8"),
+        keys.PBC: (np.array([a.pbc for a in frames], dtype=bool), "bool"),
+        keys.STRESS: (np.array([_stress3(a) for a in frames], dtype=float), "f8"),
+    }
+    per_atom = {
+        keys.NUMBERS: (np.concatenate([a.numbers for a in frames]), "i4"),
+        keys.POSITIONS: (np.concatenate([a.positions for a in frames]), "f8"),
+        keys.FORCES: (np.concatenate([a.calc.results["forces"] for a in frames]), "f8"),
+    }
+    # structure_id goes last: it is the commit marker that repair() trusts
+    order = {**per_atom, **{k: v for k, v in per_structure.items() if k != keys.STRUCTURE_ID},
+             keys.STRUCTURE_ID: per_structure[keys.STRUCTURE_ID]}
+    with h5py.File(path, "a") as f:
+        if "layout" not in f.attrs:
+            f.attrs["layout"] = INTERIM_LAYOUT
+        for name, (data, dtype) in order.items():
+            if name not in f:
+                f.create_dataset(name, shape=(0,) + data.shape[1:], maxshape=(None,) + data.shape[1:],
+                                 dtype=dtype, chunks=True)
+            dataset = f[name]
+            start = dataset.shape[0]
+            dataset.resize(start + len(data), axis=0)
+            dataset[start:] = data
+        f.flush()
+
+
+def _repair_extxyz(path: str) -> int:
+    """Truncate ``path`` after its last complete extended-XYZ frame; returns the bytes dropped."""
+    with open(path, "rb") as f:
+        data = f.read()
+    lines = data.splitlines(keepends=True)
+    good = position = i = 0
+    while i < len(lines):
+        head = lines[i].strip()
+        if not head:                       # blank line between frames
+            position += len(lines[i])
+            i += 1
+            good = position
+            continue
+        try:
+            n = int(head)
+        except ValueError:
+            break
+        block = lines[i:i + 2 + n]
+        if len(block) < 2 + n or not block[-1].endswith(b"\n"):
+            break
+        if any(len(line.split()) < 4 for line in block[2:]):
+            break
+        position += sum(len(line) for line in block)
+        i += 2 + n
+        good = position
+    dropped = len(data) - good
+    if dropped:
+        with open(path, "r+b") as f:
+            f.truncate(good)
+    return dropped
+
+
+def _repair_interim_h5(path: str) -> int:
+    import h5py
+
+    dropped = 0
+    with h5py.File(path, "a") as f:
+        if keys.STRUCTURE_ID not in f:
+            return 0
+        n_structures = f[keys.STRUCTURE_ID].shape[0]
+        n_atoms_total = int(np.sum(f["n_atoms"][:n_structures]))
+        for name in ("n_atoms", keys.ENERGY, keys.CELL, keys.PBC, keys.STRESS):
+            if name in f and f[name].shape[0] > n_structures:
+                dropped += f[name].shape[0] - n_structures
+                f[name].resize(n_structures, axis=0)
+        for name in (keys.NUMBERS, keys.POSITIONS, keys.FORCES):
+            if name in f and f[name].shape[0] > n_atoms_total:
+                dropped += f[name].shape[0] - n_atoms_total
+                f[name].resize(n_atoms_total, axis=0)
+    return dropped
+
+
+def _stress3(atoms) -> np.ndarray:
+    stress = atoms.calc.results.get("stress")
+    if stress is None:
+        return np.full((3, 3), np.nan)
+    stress = np.asarray(stress, dtype=float)
+    if stress.shape == (6,):
+        from ase.stress import voigt_6_to_full_3x3_stress
+
+        stress = voigt_6_to_full_3x3_stress(stress)
+    return stress
+
+
+def read_interim_h5(path: str) -> list:
+    import h5py
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    out = []
+    with h5py.File(path, "r") as f:
+        if keys.STRUCTURE_ID not in f:
+            return []
+        n_atoms = f["n_atoms"][:]
+        offsets = np.concatenate([[0], np.cumsum(n_atoms)])
+        data = {name: f[name][:] for name in (keys.STRUCTURE_ID, keys.ENERGY, keys.CELL, keys.PBC,
+                                              keys.STRESS, keys.NUMBERS, keys.POSITIONS, keys.FORCES)}
+    for b in range(len(n_atoms)):
+        lo, hi = offsets[b], offsets[b + 1]
+        atoms = Atoms(numbers=data[keys.NUMBERS][lo:hi], positions=data[keys.POSITIONS][lo:hi],
+                      cell=data[keys.CELL][b], pbc=data[keys.PBC][b])
+        atoms.info[keys.STRUCTURE_ID] = int(data[keys.STRUCTURE_ID][b])
+        results = dict(energy=float(data[keys.ENERGY][b]), forces=data[keys.FORCES][lo:hi])
+        if np.all(np.isfinite(data[keys.STRESS][b])):
+            from ase.stress import full_3x3_to_voigt_6_stress
+
+            results["stress"] = full_3x3_to_voigt_6_stress(data[keys.STRESS][b])
+        atoms.calc = SinglePointCalculator(atoms, **results)
+        out.append(atoms)
+    return out
+
+
+def read_structures(path: str, *, id_key: str = keys.STRUCTURE_ID) -> list[tuple[int, object]]:
+    """(structure_id, Atoms) for every frame of an ASE-readable file; ids from each frame's
+    ``structure_id`` info (all frames or none), else the 0-based frame index."""
+    from ase.io import read
+
+    from ..errors import UserError
+
+    if not os.path.exists(path):
+        raise UserError(f"--input {path}: no such file")
+    try:
+        frames = read(path, index=":", parallel=False)
+    except Exception as error:  # noqa: BLE001 - any reader error is bad input
+        raise UserError(f"--input {path}: cannot read it with ASE ({type(error).__name__}: {error})") from None
+    if not frames:
+        raise UserError(f"--input {path}: no structures in it")
+    with_id = [id_key in a.info for a in frames]
+    if any(with_id) and not all(with_id):
+        raise UserError(f"--input {path}: {with_id.count(False)} of {len(frames)} frames lack "
+                        f"'{id_key}' (give every frame an id, or none)")
+    if all(with_id):
+        ids = [int(a.info[id_key]) for a in frames]
+    else:
+        ids = list(range(len(frames)))
+    duplicates = sorted(i for i, c in Counter(ids).items() if c > 1)
+    if duplicates:
+        raise UserError(f"--input {path}: duplicate structure ids {duplicates[:10]}")
+    out = []
+    for sid, atoms in zip(ids, frames):
+        atoms.calc = None
+        atoms.info[id_key] = sid
+        out.append((sid, atoms))
+    return out
+
+
+def labelled_frame(result, structure_id: int, *, extra_info: Optional[dict] = None):
+    """The Atoms (with labels and info) that the sink stores for a successful LabelResult."""
+    atoms = result.labelled_atoms()
+    atoms.info = {keys.STRUCTURE_ID: int(structure_id), "labeller": result.labeller}
+    for key, value in (extra_info or {}).items():
+        if isinstance(value, (int, float, str, bool, np.integer, np.floating)):
+            atoms.info[key] = value
+    return atoms
