@@ -36,6 +36,10 @@ def add_arguments(parser) -> None:
                         help="label again structures with recorded failures")
     parser.add_argument("--max-failed-runs", type=int, default=1, metavar="N",
                         help="skip structures with N recorded failures (default 1)")
+    parser.add_argument("--source", default=None, metavar="TEXT",
+                        help="'source' stored with every frame (default: the input file's name)")
+    parser.add_argument("--iteration", type=int, default=None, metavar="K",
+                        help="campaign iteration stored with every frame")
     parser.add_argument("--root-works", choices=("auto", "yes", "no"), default="auto",
                         help="whether rank 0 labels too (auto: only for in-process calculators on <= 4 ranks)")
 
@@ -106,7 +110,9 @@ def run(args) -> int:
         failures_path=os.path.abspath(args.failures) if args.failures else None,
         mode="relax" if args.relax else "label", pressure_gpa=pressure, fmax=args.fmax,
         steps=args.steps, retry_failed=args.retry_failed, max_failed_runs=args.max_failed_runs,
-        root_works=root_works, should_stop=shutdown.requested, base_dir=base_dir)
+        root_works=root_works, should_stop=shutdown.requested, base_dir=base_dir,
+        source=args.source if args.source is not None else os.path.basename(args.input),
+        iteration=args.iteration)
     if comm.is_root:
         print(summary.text())
         summary_path = os.path.splitext(os.path.abspath(args.out))[0] + ".summary.json"

@@ -83,14 +83,16 @@ def label_structures(comm, structures, settings, labels_path: str, *,
                      retry_failed: bool = False, max_failed_runs: int = 1,
                      root_works: Optional[bool] = None,
                      should_stop: Optional[Callable[[], bool]] = None,
-                     base_dir: Optional[str] = None) -> LabelSummary:
+                     base_dir: Optional[str] = None, source: Optional[str] = None,
+                     iteration: Optional[int] = None) -> LabelSummary:
     """Label ``structures`` (a list of (structure_id, Atoms), read on the root only) over ``comm``.
 
     Every rank calls this. ``settings`` is the ``labeller:`` mapping (or LabellerSettings);
     ``mode`` is ``label`` (single points) or ``relax`` (at ``pressure_gpa`` to ``fmax`` in at most
     ``steps``). Results go to ``labels_path`` and failures to ``failures_path`` (default
-    ``<labels>.failures.jsonl``), written by the root as they arrive. Returns the summary on the
-    root (an empty one elsewhere).
+    ``<labels>.failures.jsonl``), written by the root as they arrive; ``source`` and
+    ``iteration`` are stored with every frame. Returns the summary on the root (an empty one
+    elsewhere).
     """
     from ..parallel.tasks import run_dynamic
     from .factory import make_labeller
@@ -147,7 +149,7 @@ def label_structures(comm, structures, settings, labels_path: str, *,
         result.info["rank"] = comm.rank
         return result
 
-    sink = LabelSink(labels_path) if comm.is_root else None
+    sink = LabelSink(labels_path, source=source, iteration=iteration) if comm.is_root else None
     failures = FailureLog(failures_path) if comm.is_root else None
     by_kind: Counter = Counter()
     per_rank: Counter = Counter()
@@ -157,10 +159,15 @@ def label_structures(comm, structures, settings, labels_path: str, *,
         per_rank[rank] += 1
         summary.seconds.append(result.wall_time)
         summary.attempts += result.attempts
+        refused = {}
         if result.ok:
             extra = {k: result.info[k] for k in ("relax_converged", "steps", "pressure_gpa", "enthalpy")
                      if k in result.info}
-            sink.append([labelled_frame(result, sid, extra_info=extra)])
+            refused = sink.append([labelled_frame(result, sid, extra_info=extra)])
+            if refused:   # the store's validation (e.g. atoms closer than 0.3 Å): not a label
+                result.ok, result.failure = False, "invalid"
+                result.reason = "refused by the labels store: " + "; ".join(refused[0])
+        if result.ok:
             summary.labelled += 1
             log.info("s%s: %s E = %.6f eV (%d atoms, %.1f s, %d attempt(s), rank %d) [%d/%d]",
                      sid, "relaxed" if mode == "relax" else "labelled", result.energy, len(result.atoms),

@@ -1,12 +1,13 @@
 """Where labels and failures go: a labels file (root-written, appended as results arrive) and a
 JSON-lines failure record beside it.
 
-Labels: ``*.h5``/``*.hdf5`` files are written in the interim layout below until the data store
-(``acnn_mpi.data.store``) lands, then through it; ``*.xyz``/``*.extxyz`` files are appended as
-extended XYZ (energy, forces, stress, ``structure_id`` in each frame). Both are flushed after every
-structure, so a killed job loses at most the calculations in flight.
+Labels: ``*.h5``/``*.hdf5`` files are the data store (:class:`acnn_mpi.data.store.FrameStore`,
+which validates frames and commits each append atomically); ``*.xyz``/``*.extxyz`` files are
+appended as extended XYZ (energy, forces, stress, ``structure_id`` in each frame). Both are flushed
+after every structure, so a killed job loses at most the calculations in flight. A frame the
+store's validation refuses (e.g. atoms closer than 0.3 Å) becomes a recorded failure.
 
-Interim HDF5 layout (ragged frames, appendable; names from :mod:`acnn_mpi.keys`): per structure
+Without ``acnn_mpi.data.store`` (older trees), HDF5 labels fall back to the interim layout: (ragged frames, appendable; names from :mod:`acnn_mpi.keys`): per structure
 ``structure_id`` (B,), ``n_atoms`` (B,), ``energy`` (B,) eV, ``cell`` (B,3,3) Å, ``pbc`` (B,3),
 ``stress`` (B,3,3) eV/Å³ (NaN when absent); per atom ``numbers`` (N,), ``positions`` (N,3) Å,
 ``forces`` (N,3) eV/Å; attribute ``layout = "acnn_mpi.label interim frames v1"``.
@@ -39,8 +40,14 @@ class FailureLog:
 
     def append(self, record: dict) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        line = json.dumps(record, default=_json_default) + "\n"
+        if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":      # a line cut by a killed job: start afresh
+                    line = "\n" + line
         with open(self.path, "a") as f:
-            f.write(json.dumps(record, default=_json_default) + "\n")
+            f.write(line)
             f.flush()
             os.fsync(f.fileno())
 
@@ -74,14 +81,35 @@ def _json_default(value):
     return str(value)
 
 
-class LabelSink:
-    """Labels file: ``labelled_ids()`` for resuming and ``append(atoms)`` (root only)."""
+def _frame_store_class():
+    try:
+        from ..data.store import FrameStore
+    except ImportError:
+        return None
+    return FrameStore
 
-    def __init__(self, path: str):
+
+def _validate(frames) -> dict:
+    """index -> problems for frames the data package's validation refuses ({} without it)."""
+    try:
+        from ..data.validate import validate_frames
+    except ImportError:
+        return {}
+    return dict(validate_frames(frames, on_bad="skip").bad)
+
+
+class LabelSink:
+    """Labels file: ``labelled_ids()`` for resuming and ``append(frames)`` (root only)."""
+
+    def __init__(self, path: str, *, source: Optional[str] = None, iteration: Optional[int] = None):
         self.path = path
+        self.source = source
+        self.iteration = iteration
         ext = os.path.splitext(path)[1].lower()
+        self.store_class = None
         if ext in (".h5", ".hdf5"):
             self.format = "h5"
+            self.store_class = _frame_store_class()
         elif ext in (".xyz", ".extxyz"):
             self.format = "extxyz"
         else:
@@ -105,6 +133,9 @@ class LabelSink:
             except Exception:  # noqa: BLE001 - a frame cut by a killed job ends the readable part
                 pass
             return ids
+        if self.store_class is not None:
+            with self.store_class(self.path, "r") as store:
+                return {int(i) for i in store.column(keys.STRUCTURE_ID)}
         import h5py
 
         with h5py.File(self.path, "r") as f:
@@ -120,6 +151,9 @@ class LabelSink:
             from ase.io import read
 
             return read(self.path, index=":", format="extxyz", parallel=False)
+        if self.store_class is not None:
+            with self.store_class(self.path, "r") as store:
+                return store.read()
         return read_interim_h5(self.path)
 
     def repair(self) -> int:
@@ -130,24 +164,40 @@ class LabelSink:
             return 0
         if self.format == "extxyz":
             return _repair_extxyz(self.path)
+        if self.store_class is not None:
+            with self.store_class(self.path, "a"):   # opening for writing cuts uncommitted rows
+                return 0
         return _repair_interim_h5(self.path)
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def append(self, frames: Iterable) -> None:
+    def append(self, frames: Iterable) -> dict:
+        """Append labelled frames; returns {index: problems} of frames refused by validation."""
         frames = list(frames)
         if not frames:
-            return
+            return {}
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        if self.format == "extxyz":
+        if self.store_class is not None:
+            with self.store_class(self.path, "a") as store:
+                report = store.append(frames, on_bad="skip", source=self.source,
+                                      iteration=self.iteration)
+            return dict(report.bad)
+        refused = _validate(frames)
+        good = [a for i, a in enumerate(frames) if i not in refused]
+        if good and self.format == "extxyz":
             from ase.io import write
 
+            for atoms in good:
+                for name, value in (("source", self.source), ("iteration", self.iteration)):
+                    if value is not None:
+                        atoms.info[name] = value
             with open(self.path, "a") as f:
-                write(f, frames, format="extxyz", parallel=False)
+                write(f, good, format="extxyz", parallel=False)
                 f.flush()
                 os.fsync(f.fileno())
-            return
-        _append_interim_h5(self.path, frames)
+        elif good:
+            _append_interim_h5(self.path, good)
+        return refused
 
 
 def _append_interim_h5(path: str, frames: list) -> None:
@@ -314,7 +364,11 @@ def labelled_frame(result, structure_id: int, *, extra_info: Optional[dict] = No
     """The Atoms (with labels and info) that the sink stores for a successful LabelResult."""
     atoms = result.labelled_atoms()
     atoms.info = {keys.STRUCTURE_ID: int(structure_id), "labeller": result.labeller}
+    tags = []
     for key, value in (extra_info or {}).items():
         if isinstance(value, (int, float, str, bool, np.integer, np.floating)):
             atoms.info[key] = value
+            tags.append(f"{key}={value}")
+    if tags:   # the store keeps them as free text
+        atoms.info["tags"] = " ".join(tags)
     return atoms

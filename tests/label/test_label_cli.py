@@ -88,17 +88,17 @@ def test_mpi_two_ranks_emt_from_campaign_file(acnn, tmp_path):
 
 #: Fake DFT code: labels with EMT; fails for ids in $FAIL_IDS; sleeps $SLEEP seconds first.
 FAKE = r'''
-import os, sys, time
-from ase.io import read, write
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
-atoms = read(sys.argv[1], format="extxyz")
-sid = str(atoms.info.get("structure_id"))
+import os, re, sys, time
+sid = re.search(r"structure_id=(\d+)", open(sys.argv[1]).read()).group(1)
 print("fake code on structure", sid, "PMI_RANK" in os.environ, flush=True)
 time.sleep(float(os.environ.get("SLEEP", "0")))
 if sid in os.environ.get("FAIL_IDS", "").split(","):
     print("ERROR: ZBRENT: fatal error in bracketing", flush=True)
     sys.exit(2)
+from ase.io import read, write
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+atoms = read(sys.argv[1], format="extxyz")
 atoms.calc = EMT()
 atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(),
                                    forces=atoms.get_forces(), stress=atoms.get_stress())
@@ -208,3 +208,22 @@ def test_mpi_program_started_by_a_rank_runs_as_its_own_job(tmp_path):
     assert "inherit False rc 0 child is rank 0 of 1" in lines, result.stdout + result.stderr
     inherited = next(line for line in lines if line.startswith("inherit True"))
     assert "rc 0 child is rank 0 of 1" not in inherited
+
+
+def test_frames_refused_by_the_store_are_recorded_failures(acnn, tmp_path):
+    pytest.importorskip("acnn_mpi.data.validate", reason="no data store validation in this tree")
+    frames = write_structures(tmp_path / "in.xyz", 3)
+    frames[1].positions[1] = frames[1].positions[0] + [0.2, 0.0, 0.0]   # 0.2 Å apart: broken
+    write(tmp_path / "in.xyz", frames, format="extxyz")
+    out = tmp_path / "labels.h5"
+    result = acnn(["label", "--input", str(tmp_path / "in.xyz"), "--out", str(out),
+                   "--calculator", "ase.calculators.emt.EMT", "--iteration", "4"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "labelled 2, failed 1 of 3" in result.stdout
+    (record,) = FailureLog(str(tmp_path / "labels.failures.jsonl")).records()
+    assert record["structure_id"] == 101 and record["failure"] == "invalid"
+    assert "refused by the labels store" in record["reason"] and "apart" in record["reason"]
+    stored = LabelSink(str(out)).read()
+    assert sorted(a.info["structure_id"] for a in stored) == [100, 102]
+    assert all(a.info["iteration"] == 4 and a.info["source"] == "in.xyz" for a in stored)
+    assert all(a.info["labeller"] == "ase:ase.calculators.emt.EMT" for a in stored)
