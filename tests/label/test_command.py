@@ -6,7 +6,6 @@ and output checks."""
 import json
 import os
 import sys
-import textwrap
 import time
 
 import numpy as np
