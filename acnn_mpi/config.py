@@ -16,7 +16,7 @@ import itertools
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
 from .errors import UserError
@@ -209,34 +209,6 @@ class SearchSettings(_Section):
     symprec: float = Field(0.1, gt=0, description="spglib tolerance, Å")
 
 
-class LabellerSettings(_Section):
-    """Who labels structures with energy, forces and stress (DFT or a stand-in)."""
-
-    kind: Literal["ase", "chgnet", "cp2k", "command"] = "ase"
-    calculator: Optional[str] = Field(None, description="import path of an ASE calculator (kind ase)")
-    parameters: dict[str, Any] = Field(default_factory=dict, description="calculator keyword arguments")
-    command: Optional[str] = Field(None, description="command template (kind command/cp2k)")
-    input_format: Optional[str] = Field(None, description="ASE format of the input (kind command)")
-    output_format: Optional[str] = Field(None, description="ASE format of the output (kind command)")
-    input_file: Optional[str] = None
-    output_file: Optional[str] = None
-    kpoint_spacing: float = Field(0.03, gt=0, description="2π × this in Å⁻¹ (paper: 0.03 for SCF)")
-    timeout: float = Field(3600.0, gt=0, description="seconds per calculation")
-    retries: int = Field(2, ge=0)
-    inherit_mpi_env: bool = False
-    workdir: Optional[str] = None
-
-    @model_validator(mode="after")
-    def _kind_needs(self) -> "LabellerSettings":
-        if self.kind == "ase" and not self.calculator:
-            raise ValueError("kind 'ase' needs `calculator`: an import path such as "
-                             "ase.calculators.emt.EMT")
-        if self.kind == "command" and not self.command:
-            raise ValueError("kind 'command' needs `command`: a template such as "
-                             "'mpirun -n 64 vasp_std'")
-        return self
-
-
 class ParallelSettings(_Section):
     threads_per_rank: Optional[int] = Field(None, ge=1, description="default: 1 under MPI, else all")
     root_works: Optional[bool] = Field(None, description="root also relaxes (default: ≤ 4 ranks)")
@@ -257,9 +229,24 @@ class CampaignConfig(_Section):
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
     relax: RelaxSettings = Field(default_factory=RelaxSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
-    labeller: LabellerSettings = Field(default_factory=lambda: LabellerSettings(
-        kind="ase", calculator="ase.calculators.emt.EMT"))
+    labeller: Any = Field(
+        default_factory=lambda: {"kind": "ase", "calculator": "ase.calculators.emt.EMT"},
+        validate_default=True,
+        description="who labels structures; schema: acnn_mpi.label.settings.LabellerSettings")
     parallel: ParallelSettings = Field(default_factory=ParallelSettings)
+
+    @field_validator("labeller", mode="before")
+    @classmethod
+    def _labeller(cls, value, info: ValidationInfo):
+        """The labeller section's schema lives with the labellers (label/settings.py); relative
+        paths in it are taken from the campaign file's folder."""
+        from .label.settings import settings_from_dict
+
+        base_dir = (info.context or {}).get("base_dir")
+        try:
+            return settings_from_dict(value, where="labeller", base_dir=base_dir)
+        except UserError as error:
+            raise ValueError(str(error)) from None
 
     @field_validator("elements")
     @classmethod
@@ -400,12 +387,13 @@ def _describe(error: dict) -> str:
     return f"{location} = {value!r}: {message}"
 
 
-def config_from_dict(data: dict, source: str = "campaign") -> CampaignConfig:
-    """Validate a mapping (as read from YAML) into a :class:`CampaignConfig`."""
+def config_from_dict(data: dict, source: str = "campaign", base_dir: str | None = None) -> CampaignConfig:
+    """Validate a mapping (as read from YAML) into a :class:`CampaignConfig`; relative paths in it
+    are taken from ``base_dir`` (the folder of the YAML file)."""
     if not isinstance(data, dict):
         raise UserError(f"{source}: the file must be a YAML mapping of settings, got {type(data).__name__}")
     try:
-        return CampaignConfig.model_validate(data)
+        return CampaignConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as error:
         problems = "; ".join(_describe(e) for e in error.errors())
         raise UserError(f"{source}: {problems}") from None
@@ -424,7 +412,8 @@ def load_config(path: str | Path) -> CampaignConfig:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise UserError(f"{path}:{where} is not valid YAML ({getattr(error, 'problem', error)})") from None
-    config = config_from_dict(data if data is not None else {}, source=str(path))
+    config = config_from_dict(data if data is not None else {}, source=str(path),
+                              base_dir=str(path.parent.resolve()))
     output = Path(config.output_dir)
     if not output.is_absolute():
         config.output_dir = str((path.parent / output).resolve())

@@ -1,6 +1,12 @@
 """Shared test helpers: the mpiexec beside the Python in use, and subprocess runners."""
 
 import os
+
+# One BLAS/OpenMP thread per test process: tests run beside MPI children and each other, and
+# oversubscribed BLAS threads slow small linear algebra by an order of magnitude.
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
 import subprocess
 import sys
 from pathlib import Path

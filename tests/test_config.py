@@ -55,6 +55,7 @@ def test_paper_matrices_and_schedule():
     ({"elements": ["Cu"], "relax": {"max_steps": "many"}}, "relax.max_steps = 'many'"),
     ({"elements": "Cu"}, "elements = 'Cu': Input should be a valid list"),
     ({"elements": ["Cu"], "labeller": {"kind": "command"}}, "kind 'command' needs `command`"),
+    ({"elements": ["Cu"], "labeller": {"kind": "ase", "calculater": "x"}}, "labeller.calculater: unknown key"),
     ({"elements": ["Mg", "O"], "compositions": {"charge_neutral": True}}, "oxidation_states is empty"),
 ])
 def test_bad_input_names_the_field(data, expected):
@@ -63,6 +64,11 @@ def test_bad_input_names_the_field(data, expected):
     message = str(error.value)
     assert expected in message, message
     assert "\n" not in message and "Traceback" not in message
+
+
+def test_default_labeller_is_emt():
+    labeller = CampaignConfig(elements=["Cu"]).labeller
+    assert (labeller.kind, labeller.calculator) == ("ase", "ase.calculators.emt.EMT")
 
 
 def test_missing_file_says_what_to_create(tmp_path):

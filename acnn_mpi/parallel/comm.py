@@ -95,6 +95,18 @@ class Comm:
 _WORLD: Comm | None = None
 
 
+def _keep_ase_serial() -> None:
+    """Stop ASE from turning file I/O and optimizer logs into MPI collectives.
+
+    Once mpi4py is imported, ASE's ``world`` becomes COMM_WORLD: ``ase.io.read`` on one rank then
+    broadcasts (and another rank's next ``bcast`` receives it) and ``write``/optimizer logs happen
+    on rank 0 only. Here every rank works on its own structures, so ASE must act serially.
+    """
+    import ase.parallel
+
+    ase.parallel.world.comm = ase.parallel.DummyMPI()
+
+
 def get_world() -> Comm:
     """The job's world communicator (mpi4py COMM_WORLD under a launcher, else serial size 1)."""
     global _WORLD
@@ -103,6 +115,7 @@ def get_world() -> Comm:
             from mpi4py import MPI
 
             _WORLD = Comm(MPI.COMM_WORLD)
+            _keep_ase_serial()
         else:
             _WORLD = Comm(None)
     return _WORLD
