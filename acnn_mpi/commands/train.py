@@ -1,21 +1,85 @@
-"""``train``: train or refine an ACNN model on labelled data, data-parallel over MPI ranks."""
+"""``train``: train or refine an ACNN model on labelled data, data-parallel over MPI ranks.
+
+    python -m acnn_mpi train --data LABELS.h5 --out DIR [--config CAMPAIGN.yaml] [--steps N]
+        [--resume] [--refine CKPT] [--valid FILE] [--device cpu|cuda|auto]
+    mpiexec -n 4 python -m acnn_mpi train ...      # each global minibatch split over 4 ranks
+
+Writes DIR/model.pt (the trained model), DIR/checkpoint.pt (to resume), DIR/metrics.csv and
+DIR/metrics.json (progress and validation errors). Without --config the paper's settings are used
+and the elements are those present in the data. With --resume and --refine together, an existing
+checkpoint in DIR wins (a refinement that was interrupted continues); otherwise the refinement
+starts. SIGTERM/SIGUSR1 stop after the current step with a checkpoint written.
+"""
 
 HELP = "train or refine an ACNN model on labelled data"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--config", metavar="CAMPAIGN.yaml", help="model and training settings")
-    parser.add_argument("--data", required=True, metavar="LABELS.h5", help="labelled frames (HDF5 store)")
+    parser.add_argument("--data", required=True, metavar="LABELS.h5",
+                        help="labelled frames (HDF5 store, or any file ASE reads such as extxyz)")
     parser.add_argument("--out", required=True, metavar="DIR", help="checkpoints, logs and the model")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides the file)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in DIR")
     parser.add_argument("--refine", metavar="CKPT", help="start from this model, perturbed (paper)")
     parser.add_argument("--valid", metavar="FILE", help="extra validation set (HDF5 store or extxyz)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+    parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                        help="model precision (overrides the file)")
+
+
+def _settings(args):
+    """(settings with .model/.training/.elements) from --config or the defaults."""
+    from types import SimpleNamespace
+
+    from ..config import ModelSettings, TrainingSettings, load_config
+
+    if args.config:
+        config = load_config(args.config)
+        settings = SimpleNamespace(model=config.model.model_copy(), training=config.training,
+                                   elements=list(config.elements))
+    else:
+        settings = SimpleNamespace(model=ModelSettings(), training=TrainingSettings(), elements=None)
+    if args.dtype:
+        settings.model = settings.model.model_copy(update={"dtype": args.dtype})
+    return settings
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from ..errors import UserError
 
-    raise UserError("training is not implemented yet (issue: training ACNN)",
-                    collective=args.comm.size > 1)
+    comm = args.comm
+    collective = comm.size > 1
+    for flag, path in (("--data", args.data), ("--valid", args.valid), ("--refine", args.refine),
+                       ("--config", args.config)):
+        if path is not None and not Path(path).exists():  # data may be a DeePMD folder
+            raise UserError(f"{flag} {path}: file not found", collective=collective)
+    if args.steps is not None and args.steps < 0:
+        raise UserError(f"--steps must be >= 0, got {args.steps}", collective=collective)
+    settings = _settings(args)
+
+    from ..campaign import shutdown
+    from ..parallel.threads import apply_torch_threads
+    from ..train import train_model
+    from ..train.metrics import METRIC_UNITS
+
+    apply_torch_threads(args.threads)
+    shutdown.install()
+    result = train_model(settings, args.data, args.out, comm, resume=args.resume,
+                         refine_from=args.refine, steps=args.steps, valid=args.valid,
+                         device=args.device, should_stop=shutdown.requested)
+    if comm.is_root:
+        if result.rejected:
+            print(f"{len(result.rejected)} frame(s) skipped (see the warnings above)")
+        print(f"{'stopped at' if result.stopped else 'trained to'} step {result.steps}: "
+              f"{result.n_train} training, {result.n_valid} validation frames")
+        for name, errors in result.metrics.items():
+            parts = [f"{key} {errors[key]:.4g} {METRIC_UNITS[key]}" for key in
+                     ("energy_rmse", "force_rmse", "stress_rmse", "energy_mae", "force_mae")
+                     if errors.get(key) is not None]
+            print(f"  {name:5s} ({errors['n_frames']} frames): " + ", ".join(parts))
+        print(f"model: {result.model_path}\ncheckpoint: {result.checkpoint_path}\n"
+              f"logs: {result.metrics_csv}, {result.metrics_json}")
+    return 0

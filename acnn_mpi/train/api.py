@@ -1,0 +1,352 @@
+"""``train_model``: train, resume or refine a model on labelled frames (the campaign's entry point).
+
+One call does the whole job on every rank of ``comm``:
+
+1. read the frames (root), screen out unusable ones (reported by index), share them with the ranks;
+2. split them into training and validation sets (seeded; kept in the checkpoint);
+3. build the model: fresh (seeded initialization + least-squares reference energies), from the last
+   checkpoint in ``out_dir`` (``resume``), or from a trained model with its parameters perturbed
+   (``refine_from``, paper §IV.A);
+4. run :class:`~acnn_mpi.train.trainer.Trainer` (data parallel over the ranks);
+5. write ``model.pt``, ``checkpoint.pt``, ``metrics.csv`` and ``metrics.json`` in ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_states
+from .frames import Frame, FrameBatcher, read_labelled
+from .loss import Schedule
+from .metrics import evaluate_errors
+from .models import (ModelFactory, build_acnn, fit_input_statistics, load_model, model_elements,
+                     model_from_record, perturb_parameters, save_model, set_reference_energies,
+                     torch_dtype)
+from .reference import fit_reference_energies
+from .sampler import EpochSampler
+from .trainer import MODEL_NAME, Trainer, TrainingRun
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced (paths are in ``out_dir``).
+
+    ``metrics`` holds the final errors: ``valid`` (held-out split), ``extra`` (the ``valid`` sources)
+    and ``train`` (the training split), each as :func:`~acnn_mpi.train.metrics.evaluate_errors`
+    returns them (meV/atom, meV/Å, GPa); absent when that set is empty.
+    """
+
+    model_path: Path
+    checkpoint_path: Path
+    metrics_csv: Path
+    metrics_json: Path
+    steps: int
+    metrics: dict = field(default_factory=dict)
+    stopped: bool = False
+    wall_s: float = 0.0
+    n_train: int = 0
+    n_valid: int = 0
+    rejected: list = field(default_factory=list)
+
+
+def _serial_comm():
+    from ..parallel.comm import Comm
+
+    return Comm(None)
+
+
+def choose_device(requested: Optional[str], comm) -> torch.device:
+    """``auto``: CUDA when available (one GPU per rank on a node, round robin), else CPU."""
+    requested = requested or "auto"
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError("device 'cuda' requested but torch sees no CUDA device")
+    local = None
+    for name in ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "PMI_LOCAL_RANK"):
+        if os.environ.get(name, "").isdigit():
+            local = int(os.environ[name])
+            break
+    if local is None:
+        local = comm.rank
+    return torch.device("cuda", local % torch.cuda.device_count())
+
+
+def _numbers(symbols: Sequence[str]) -> list[int]:
+    from ase.data import atomic_numbers
+
+    return [atomic_numbers[s] for s in symbols]
+
+
+def _sources(data: Any) -> list:
+    """``data`` as a list of sources (one path/store/in-memory list, or a list of those)."""
+    if data is None:
+        return []
+    if isinstance(data, (str, Path)) or hasattr(data, "read_arrays"):
+        return [data]
+    data = list(data)
+    if data and all(isinstance(s, Frame) or hasattr(s, "get_positions") for s in data):
+        return [data]  # one in-memory list of frames
+    return data
+
+
+def _read_screened(data: Any, indices, allowed_numbers, what: str):
+    """(frames, ids, messages): usable frames of every source, each frame's id (its index in the
+    source, shifted by the sizes of the sources before it), and one message per rejected frame."""
+    frames, ids, messages = [], [], []
+    offset = 0
+    for k, source in enumerate(_sources(data)):
+        chosen = indices if k == 0 else None
+        name = str(source) if isinstance(source, (str, Path)) else f"{what} set {k}"
+        loaded = read_labelled(source, chosen, allowed_numbers, name)
+        frames += loaded.frames
+        ids += [offset + i for i in loaded.ids]
+        messages += loaded.rejected
+        offset += loaded.n_source
+    return frames, ids, messages
+
+
+def split_by_id(ids: Sequence[int], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, valid) positions into ``ids``: frame ``id`` is held out when its seeded hash falls
+    below ``fraction`` (as :func:`acnn_mpi.data.split.split_indices` decides), so a growing data set
+    never moves a frame between the sets. At least one frame trains; with fraction > 0 and two or
+    more frames, at least one validates."""
+    from ..data.split import split_uniforms
+
+    ids = np.asarray(ids, dtype=np.int64)
+    n = len(ids)
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    u = split_uniforms(int(ids.max()) + 1, seed)[ids]
+    valid = u < fraction
+    if fraction > 0 and n >= 2:
+        if not valid.any():
+            valid[np.argmin(u)] = True
+        if valid.all():
+            valid[np.argmax(u)] = False
+    elif n < 2:
+        valid[:] = False
+    return np.flatnonzero(~valid).astype(np.int64), np.flatnonzero(valid).astype(np.int64)
+
+
+def _statistics_sample(frames: Sequence[Frame], train_ids: np.ndarray, seed: int,
+                       max_atoms: int = 20_000) -> list[int]:
+    """A seeded random subset of the training frames (up to ``max_atoms`` atoms) for the model's
+    descriptor statistics."""
+    chosen, atoms = [], 0
+    for i in np.random.default_rng([seed, 104729]).permutation(train_ids):
+        if chosen and atoms + frames[i].n_atoms > max_atoms:
+            break
+        chosen.append(int(i))
+        atoms += frames[i].n_atoms
+    return chosen
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    random.seed(seed)
+
+
+def train_model(
+    config,
+    data: Any,
+    out_dir: str | Path,
+    comm=None,
+    *,
+    indices: Optional[Sequence[int]] = None,
+    resume: bool = False,
+    refine_from: Optional[str | Path] = None,
+    steps: Optional[int] = None,
+    valid: Any = None,
+    valid_indices: Optional[Sequence[int]] = None,
+    device: Optional[str] = None,
+    model_factory: Optional[ModelFactory] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+) -> TrainResult:
+    """Train (or resume, or refine) a model and write it with its checkpoint and logs.
+
+    Args:
+        config: a :class:`~acnn_mpi.config.CampaignConfig` or anything with ``model``
+            (ModelSettings), ``training`` (TrainingSettings) and optionally ``elements``.
+        data: labelled frames: a frame-store path or object, an extxyz path, a list of ASE
+            ``Atoms``/Frames, or a list of such sources (concatenated).
+        out_dir: folder for ``model.pt``, ``checkpoint.pt``, ``metrics.csv``, ``metrics.json``.
+        comm: the job's communicator (every rank calls); None = serial.
+        indices: frames of the (first) source to use (default all).
+        resume: continue from ``out_dir/checkpoint.pt`` (bit for bit); fresh start if there is none.
+        refine_from: a model file or checkpoint to start from, parameters perturbed by
+            ``training.refine_perturbation`` × each tensor's std; its reference energies are kept.
+        steps: total optimizer steps to reach (default ``training.steps``); a resumed run counts
+            the steps already done.
+        valid: extra validation sources, evaluated with the held-out split.
+        valid_indices: ids (indices in ``data``) of the frames to hold out; default a seeded
+            hash split of ``training.validation_fraction`` that stays put as ``data`` grows.
+        device: "cpu", "cuda" or "auto" (default: ``model.device``).
+        model_factory: ``(model_settings, elements) -> module`` instead of the ACNN.
+        should_stop: polled every step; when true, checkpoint and return early.
+
+    Raises:
+        UserError: missing files, no usable frames, a checkpoint that does not fit the data.
+    """
+    comm = comm or _serial_comm()
+    training, model_settings = config.training, config.model
+    out_dir = Path(out_dir)
+    total_steps = training.steps if steps is None else int(steps)
+    checkpoint_file = out_dir / CHECKPOINT_NAME
+    checkpoint = None
+    if resume and checkpoint_file.is_file():
+        checkpoint = comm.root_then_bcast(lambda: load_checkpoint(checkpoint_file))
+    elif resume:
+        log.warning("no checkpoint in %s: starting a fresh training", out_dir)
+
+    # -- the model (before the data: it says which elements are allowed) -------------------------
+    dtype = torch_dtype(model_settings.dtype)
+    torch_device = choose_device(device or model_settings.device, comm)
+    if checkpoint is not None:
+        model = model_from_record(checkpoint["model"])
+    elif refine_from is not None:
+        if not Path(refine_from).is_file():
+            raise UserError(f"model to refine {refine_from} not found", collective=comm.size > 1)
+        try:
+            model = load_model(refine_from)
+        except ValueError as error:
+            raise UserError(f"cannot refine from {refine_from}: {error}", collective=comm.size > 1) from None
+    else:
+        model = None
+    elements = model_elements(model) if model is not None else list(getattr(config, "elements", []) or [])
+    allowed = _numbers(elements) if elements else None
+
+    # -- the data (root reads and screens, every rank gets the frames) ----------------------------
+    def read_all():
+        frames, ids, messages = _read_screened(data, indices, allowed, "training")
+        extra, _, extra_messages = _read_screened(valid, None, allowed, "validation")
+        return frames, ids, messages, extra, extra_messages
+
+    frames, frame_ids, rejected, extra_frames, extra_rejected = comm.root_then_bcast(read_all)
+    for message in rejected + extra_rejected:
+        log.warning("skipped %s", message)
+    if not frames:
+        raise UserError(f"no usable training frames in {data}"
+                        + (f" ({len(rejected)} rejected)" if rejected else ""), collective=comm.size > 1)
+    if model is None:
+        if not elements:
+            present = sorted({int(z) for f in frames for z in f.numbers})
+            from ase.data import chemical_symbols
+
+            elements = [chemical_symbols[z] for z in present]
+        _seed_everything(training.seed)
+        model = (model_factory or build_acnn)(model_settings, elements)
+    model = model.to(device=torch_device, dtype=dtype)
+
+    if checkpoint is not None:
+        train_ids = np.asarray(checkpoint["data"]["train_ids"], dtype=np.int64)
+        valid_ids = np.asarray(checkpoint["data"]["valid_ids"], dtype=np.int64)
+        if checkpoint["data"].get("n_frames") != len(frames):
+            raise UserError(f"{checkpoint_file} was trained on {checkpoint['data'].get('n_frames')} "
+                            f"frames but {data} gives {len(frames)}: resume needs the same data "
+                            "(use --refine for a new data set)", collective=comm.size > 1)
+    elif valid_indices is not None:
+        held_out = {int(i) for i in valid_indices}
+        valid_ids = np.array([k for k, i in enumerate(frame_ids) if i in held_out], dtype=np.int64)
+        train_ids = np.setdiff1d(np.arange(len(frames)), valid_ids)
+    else:
+        train_ids, valid_ids = split_by_id(frame_ids, training.validation_fraction, training.seed)
+    if len(train_ids) == 0:
+        raise UserError("no training frames left after the validation split", collective=comm.size > 1)
+
+    train_frames = [frames[i] for i in train_ids]
+    batcher = FrameBatcher(frames, model.cutoff, dtype=dtype, device=torch_device)
+    if checkpoint is None and refine_from is None:
+        references = fit_reference_energies(train_frames, _numbers(elements))
+        set_reference_energies(model, references)
+        fit_input_statistics(model, batcher, _statistics_sample(frames, train_ids, training.seed))
+        log.info("reference energies (eV/atom, least squares over %d frames): %s", len(train_frames),
+                 ", ".join(f"{e}={references[z]:.4f}" for e, z in zip(elements, _numbers(elements))))
+    if checkpoint is None and refine_from is not None:
+        generator = torch.Generator().manual_seed(training.seed)
+        perturb_parameters(model, training.refine_perturbation, generator)
+        log.info("refining %s: parameters perturbed by %.3g × their std", refine_from,
+                 training.refine_perturbation)
+        _seed_everything(training.seed)
+
+    # -- parallel group, optimizer, counters --------------------------------------------------------
+    from ..parallel.ddp import setup_data_parallel
+
+    parallel = setup_data_parallel(comm, torch_device)
+    try:
+        parallel.broadcast_parameters(model)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=training.learning_rate,
+                                      weight_decay=training.weight_decay)
+        sampler = EpochSampler(len(train_ids), seed=training.seed)
+        extra = (FrameBatcher(extra_frames, model.cutoff, dtype=dtype, device=torch_device)
+                 if extra_frames else None)
+        run = TrainingRun(
+            model=model, optimizer=optimizer, schedule=Schedule.from_settings(training),
+            sampler=sampler, batcher=batcher, train_ids=train_ids, valid_ids=valid_ids, extra=extra,
+            data_info={"n_frames": len(frames), "n_rejected": len(rejected), "source": str(data)[:500],
+                       "refined_from": str(refine_from) if refine_from else None},
+            settings={"training": training.model_dump(), "model": model_settings.model_dump(),
+                      "elements": elements, "ranks": comm.size, "device": str(torch_device)},
+        )
+        if checkpoint is not None:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            sampler.load_state_dict(checkpoint["sampler"])
+            run.step = int(checkpoint["step"])
+            run.history = list(checkpoint["history"])
+            run.wall_s = float(checkpoint.get("wall_s", 0.0))
+            run.data_info = {**checkpoint["data"], **{"n_frames": len(frames)}}
+            run.data_info.pop("train_ids", None)
+            run.data_info.pop("valid_ids", None)
+            restore_rng_states(checkpoint["rng"])
+            log.info("resuming from %s at step %d", checkpoint_file, run.step)
+        else:
+            _seed_everything(training.seed)
+        log.info("training on %d frames, validating on %d%s; %d step(s) to go on %d rank(s), %s %s",
+                 len(train_ids), len(valid_ids), f" (+{len(extra_frames)} extra)" if extra_frames else "",
+                 max(total_steps - run.step, 0), comm.size, torch_device, str(dtype).replace("torch.", ""))
+        trainer = Trainer(run, training, parallel, comm, out_dir, should_stop=should_stop)
+        started = time.perf_counter()
+        stopped = trainer.fit(total_steps)
+        if run.step >= total_steps and not (out_dir / MODEL_NAME).is_file() and comm.is_root:
+            save_model(model, out_dir / MODEL_NAME)
+        metrics = trainer.validate()
+        if len(train_ids):
+            metrics["train"] = evaluate_errors(model, None, batcher=batcher,
+                                               indices=train_ids.tolist(), comm=comm)
+        result = TrainResult(
+            model_path=out_dir / MODEL_NAME, checkpoint_path=trainer.checkpoint_path,
+            metrics_csv=out_dir / "metrics.csv", metrics_json=out_dir / "metrics.json",
+            steps=run.step, metrics=metrics, stopped=stopped, wall_s=time.perf_counter() - started,
+            n_train=len(train_ids), n_valid=len(valid_ids), rejected=rejected + extra_rejected,
+        )
+        if comm.is_root:
+            _write_final(trainer, result)
+        comm.barrier()
+        return result
+    finally:
+        parallel.close()
+
+
+def _write_final(trainer: Trainer, result: TrainResult) -> None:
+    """Add the final errors to metrics.json."""
+    import json
+
+    from .checkpoint import atomic_text
+
+    path = result.metrics_json
+    data = json.loads(path.read_text()) if path.is_file() else {"records": trainer.run.history}
+    data["final"] = {"step": result.steps, "stopped": result.stopped, **result.metrics}
+    atomic_text(json.dumps(data, indent=1, default=str), path)

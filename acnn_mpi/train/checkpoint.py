@@ -1,0 +1,101 @@
+"""Checkpoints: everything needed to continue training bit for bit, written atomically.
+
+A checkpoint is one ``torch.save`` file (a dict, see :func:`checkpoint_state`):
+
+- ``format`` ("acnn_mpi.checkpoint") and ``version`` (1);
+- ``model``: the model's own save record (``{"kind", "record"}``, see :mod:`.models`);
+- ``optimizer``: AdamW ``state_dict`` (moments and step counts);
+- ``schedule``: the learning-rate/prefactor schedule (a pure function of ``step``);
+- ``step``: optimizer steps done;
+- ``sampler``: the data-order state (``seed``, ``epoch``, ``cursor``; the order of an epoch is a
+  pure function of seed and epoch);
+- ``rng``: torch (and CUDA), numpy and python RNG states;
+- ``data``: what it was trained on (number of frames, train/validation indices);
+- ``history``: every validation record so far (the CSV/JSON logs are rewritten from it);
+- ``settings``: the training and model settings used.
+
+Writes go to a temporary file in the same folder, are flushed and fsync'ed, then renamed over the
+old file (and the folder fsync'ed), so a kill at any moment leaves the previous good checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+FORMAT = "acnn_mpi.checkpoint"
+VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> Path:
+    """Write ``path`` via ``write(handle)`` into a temporary file, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    try:
+        directory = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(directory)
+    except OSError:
+        pass
+    finally:
+        os.close(directory)
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
+
+
+def atomic_text(text: str, path: str | Path) -> Path:
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def rng_states() -> dict[str, Any]:
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write a checkpoint dict atomically (adds format, version and the RNG states)."""
+    record = {"format": FORMAT, "version": VERSION, **state, "rng": rng_states()}
+    return atomic_torch_save(record, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (raises ValueError if it is not one)."""
+    record = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an acnn_mpi training checkpoint")
+    if record.get("version", 0) > VERSION:
+        raise ValueError(f"{path} has checkpoint version {record['version']}, newer than this "
+                         f"acnn_mpi reads ({VERSION})")
+    return record

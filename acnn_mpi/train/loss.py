@@ -1,0 +1,111 @@
+"""The training loss (paper Eq. 16) and its schedule (learning rate and force prefactor).
+
+Eq. 16, per minibatch of N_B whole structures with N_i atoms each:
+
+    L = (1/N_B) Σ_i [ p_e |ΔE_i|²/N_i + p_f ‖ΔF_i‖²/(3 N_i) + p_w ‖ΔW_i‖²/(3 N_i) ]
+
+with ΔE in eV, ‖ΔF_i‖² the sum of squared force-component errors over the structure's atoms (eV²/Å²)
+and ‖ΔW_i‖² the squared Frobenius norm of the 3×3 virial error (eV², W = -V σ). A structure without
+a stress label contributes no virial term (and one without forces no force term); it still counts
+in N_B.
+
+Schedule (:class:`Schedule`), on the optimizer-step clock t = 0, 1, ...:
+
+    lr(t)  = lr₀ · lr_decay^⌊t / decay_steps⌋                (staircase, as DeePMD's "exp")
+    p_f(t) = p_f,end + (p_f,start − p_f,end) · lr(t)/lr₀     (DeePMD's prefactor rule)
+
+so p_f starts at p_f,start and falls by the same factor steps as the learning rate, towards p_f,end.
+With the paper's numbers (×0.97 every 10⁴ steps, 10⁵ steps) lr ends at 0.97¹⁰ = 0.737 lr₀ and p_f at
+0.1 + 9.9 · 0.737 = 7.4; choose a smaller ``lr_decay`` (or more steps) for p_f to reach ~0.1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..model.forces import PotentialOutput
+from .frames import Targets
+
+
+@dataclass
+class Schedule:
+    """Learning rate and loss prefactors as functions of the optimizer step."""
+
+    learning_rate: float
+    lr_decay: float
+    decay_steps: int
+    p_energy: float
+    p_force_start: float
+    p_force_end: float
+    p_virial: float
+    staircase: bool = True
+
+    @classmethod
+    def from_settings(cls, training) -> "Schedule":
+        """From :class:`acnn_mpi.config.TrainingSettings`."""
+        return cls(learning_rate=training.learning_rate, lr_decay=training.lr_decay,
+                   decay_steps=training.decay_steps, p_energy=training.p_energy,
+                   p_force_start=training.p_force_start, p_force_end=training.p_force_end,
+                   p_virial=training.p_virial)
+
+    def decay_factor(self, step: int) -> float:
+        """lr(step)/lr₀."""
+        exponent = step // self.decay_steps if self.staircase else step / self.decay_steps
+        return math.pow(self.lr_decay, exponent)
+
+    def lr(self, step: int) -> float:
+        return self.learning_rate * self.decay_factor(step)
+
+    def prefactors(self, step: int) -> tuple[float, float, float]:
+        """(p_e, p_f, p_w) at ``step``."""
+        p_f = self.p_force_end + (self.p_force_start - self.p_force_end) * self.decay_factor(step)
+        return self.p_energy, p_f, self.p_virial
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LossParts:
+    """Sums over a (local) minibatch, before dividing by the global N_B.
+
+    total: Σ_i of the weighted per-structure loss (a tensor with a graph);
+    energy / forces / virial: Σ_i of the unweighted terms |ΔE|²/N, ‖ΔF‖²/3N, ‖ΔW‖²/3N (floats).
+    """
+
+    total: torch.Tensor
+    energy: float
+    forces: float
+    virial: float
+
+
+def structure_terms(output: PotentialOutput, targets: Targets) -> tuple[torch.Tensor, ...]:
+    """Per-structure (B,) terms |ΔE|²/N, ‖ΔF‖²/3N and ‖ΔW‖²/3N (zero where the label is missing)."""
+    n = targets.n_atoms
+    energy_term = (output.energy - targets.energy) ** 2 / n
+    force_term = torch.zeros_like(energy_term)
+    if output.forces is not None and bool(targets.has_forces.any()):
+        squared = ((output.forces - targets.forces) ** 2).sum(dim=1)
+        per_structure = torch.zeros_like(energy_term).index_add(0, targets.system_idx, squared)
+        force_term = torch.where(targets.has_forces, per_structure / (3 * n), force_term)
+    virial_term = torch.zeros_like(energy_term)
+    if output.virial is not None and bool(targets.has_virial.any()):
+        squared = ((output.virial - targets.virial) ** 2).sum(dim=(1, 2))
+        virial_term = torch.where(targets.has_virial, squared / (3 * n), virial_term)
+    return energy_term, force_term, virial_term
+
+
+def loss_sum(output: PotentialOutput, targets: Targets, p_e: float, p_f: float, p_w: float) -> LossParts:
+    """Σ over the structures of ``targets`` of the Eq. 16 summand (divide by N_B for the loss)."""
+    energy_term, force_term, virial_term = structure_terms(output, targets)
+    total = (p_e * energy_term + p_f * force_term + p_w * virial_term).sum()
+    return LossParts(total=total, energy=float(energy_term.detach().sum()),
+                     forces=float(force_term.detach().sum()), virial=float(virial_term.detach().sum()))
+
+
+def eq16_loss(output: PotentialOutput, targets: Targets, p_e: float, p_f: float, p_w: float) -> torch.Tensor:
+    """Eq. 16 for one whole minibatch (the mean over its structures)."""
+    return loss_sum(output, targets, p_e, p_f, p_w).total / targets.energy.shape[0]
