@@ -107,8 +107,11 @@ class CompositionSettings(_Section):
     ratio_bounds: list[RatioBound] = Field(default_factory=list)
     oxidation_states: dict[str, list[int]] = Field(default_factory=dict)
     charge_neutral: bool = False
+    mixed_valence: bool = False
     joins: list[str] = Field(default_factory=list, description="end-member formulas of joins")
     formulas: list[str] = Field(default_factory=list, description="extra explicit formulas")
+    join_max_coefficient: int = Field(4, ge=1, description="largest end-member multiple on joins")
+    max_formula_units: Optional[int] = Field(None, ge=1, description="cap on formula units per cell")
     include_subsystems: bool = True
 
     @model_validator(mode="after")
@@ -136,9 +139,9 @@ class GenerationSettings(_Section):
 
     min_distances: Optional[MinDistances] = Field(
         None, description="Å: a symmetric matrix in the order of `elements`, or pairs {'Mg-H': 1.4}, "
-        "or nested {Mg: {H: 1.4}}; default: 0.8 × sum of covalent radii")
+        "or nested {Mg: {H: 1.4}}; default: acnn_mpi.elements.default_min_distance")
     atomic_volumes: dict[str, float] = Field(
-        default_factory=dict, description="Å³ per atom of each element; default from covalent radii")
+        default_factory=dict, description="Å³ per atom of each element; default: acnn_mpi.elements")
     volume_factor: tuple[float, float] = Field((0.8, 1.2), description="random factor on Σ volumes")
     symmetry: Literal["any", "noncentrosymmetric", "polar"] = "any"
     space_groups: Optional[list[int]] = None
@@ -294,12 +297,10 @@ class CampaignConfig(_Section):
         """Minimum distance (Å) for every unordered element pair, both orders as keys."""
         table = self.generation.min_distances
         if table is None:
-            from ase.data import atomic_numbers, covalent_radii
+            from .elements import default_min_distance
 
-            table = {}
-            for a, b in itertools.combinations_with_replacement(self.elements, 2):
-                d = 0.8 * (covalent_radii[atomic_numbers[a]] + covalent_radii[atomic_numbers[b]])
-                table[f"{a}-{b}"] = round(float(d), 3)
+            table = {f"{a}-{b}": default_min_distance(a, b)
+                     for a, b in itertools.combinations_with_replacement(self.elements, 2)}
         out = {}
         for key, value in table.items():
             a, b = key.split("-")
@@ -307,18 +308,11 @@ class CampaignConfig(_Section):
         return out
 
     def atomic_volume_table(self) -> dict[str, float]:
-        """Å³ per atom for each element: given ones, else a sphere of the covalent radius × 2.5."""
-        from ase.data import atomic_numbers, covalent_radii
-        import math
+        """Å³ per atom for each element: the given ones, else the default of acnn_mpi.elements."""
+        from .elements import default_atomic_volume
 
-        out = {}
-        for symbol in self.elements:
-            if symbol in self.generation.atomic_volumes:
-                out[symbol] = self.generation.atomic_volumes[symbol]
-            else:
-                radius = covalent_radii[atomic_numbers[symbol]]
-                out[symbol] = round(2.5 * 4.0 / 3.0 * math.pi * radius ** 3, 2)
-        return out
+        return {symbol: self.generation.atomic_volumes.get(symbol, default_atomic_volume(symbol))
+                for symbol in self.elements}
 
     def selection_at(self, iteration: int) -> tuple[int, int]:
         """(C_max, L_max) in force at ``iteration`` (0-based)."""
