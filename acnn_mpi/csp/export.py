@@ -1,0 +1,235 @@
+"""Structure I/O of the processing stage: read relaxation results, write CIF / POSCAR.
+
+**Reading.** Processing works on arrays plus a structure loader (:class:`ResultSet`), so that
+millions of results never need to be in memory as ``Atoms``. :func:`read_results` picks a reader
+by file suffix from :data:`READERS`; a reader is any function ``(path, pressure, elements) ->
+ResultSet``. Built in: extended XYZ, one frame per relaxed structure, with ``info['enthalpy']``
+(eV, at ``info['pressure']`` GPa if given) and/or the energy (eV, ``info['energy']`` or the
+frame's calculator) from which H = E + PV is formed at the requested pressure. Optional per
+frame: ``structure_id`` (int), ``status`` ('converged', 'not_converged', 'unphysical',
+'failed': no energy needed), ``reason`` (str). The HDF5 shards of the relaxation stage plug
+in under '.h5'/'.hdf5'.
+
+**Writing.** :func:`export_structures` writes any selection as CIF or VASP POSCAR files with
+names that sort by rank and say formula, space group and id.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from ..errors import UserError
+from ..units import gpa_to_ev_per_a3
+
+log = logging.getLogger(__name__)
+
+#: relaxation outcomes, as acnn_mpi.relax.status names them
+CONVERGED = "converged"
+NOT_CONVERGED = "not_converged"
+UNPHYSICAL = "unphysical"
+FAILED = "failed"
+
+
+@dataclass
+class ResultSet:
+    """Relaxed structures as arrays (one row each) and a loader for the full structures.
+
+    Attributes:
+        elements: element symbols, the column order of ``counts``.
+        ids: (B,) int64 campaign-wide structure ids.
+        counts: (B, n) int atoms of each element per cell.
+        enthalpy: (B,) eV, H = E + PV at ``pressure``.
+        pressure: GPa (None when unknown; then the enthalpies are taken as given).
+        volume: (B,) Å³.
+        converged: (B,) bool, the relaxation met its criteria.
+        physical: (B,) bool, not classified unphysical ('failed' counts as physical, not
+            converged; its enthalpy is NaN when it has none).
+        reason: (B,) str, why a structure is unphysical or failed ('' otherwise).
+        load: row -> ASE ``Atoms``.
+        fingerprints: optional (B, D) fingerprints computed next to the relaxation.
+        source: where the results came from (for messages).
+    """
+
+    elements: list[str]
+    ids: np.ndarray
+    counts: np.ndarray
+    enthalpy: np.ndarray
+    pressure: Optional[float]
+    volume: np.ndarray
+    converged: np.ndarray
+    physical: np.ndarray
+    reason: list[str]
+    load: Callable[[int], object] = field(repr=False)
+    fingerprints: Optional[np.ndarray] = field(default=None, repr=False)
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_atoms(self) -> np.ndarray:
+        return self.counts.sum(axis=1)
+
+
+def order_elements(symbols) -> list[str]:
+    """Distinct symbols ordered as chemists write formulas: by Pauling electronegativity
+    (Be-P-N-O, Ca-Mg-H), ties alphabetical."""
+    from pymatgen.core import Element
+
+    def key(s):
+        x = Element(s).X
+        return (x if x == x else 99.0, s)
+
+    return sorted(set(symbols), key=key)
+
+
+def read_extxyz_results(path, pressure: Optional[float] = None,
+                        elements: Optional[Sequence[str]] = None) -> ResultSet:
+    """Read relaxation results from an extended XYZ file (see the module docstring).
+
+    Args:
+        path: the file.
+        pressure: GPa; when given every enthalpy is converted to it (needs the energy, or the
+            frame's own ``info['pressure']`` next to its enthalpy).
+        elements: column order (default :func:`order_elements` of the symbols present).
+    """
+    from ase.io import read
+
+    from .hull import enthalpy as enthalpy_from
+
+    try:
+        frames = read(str(path), index=":", format="extxyz")
+    except FileNotFoundError:
+        raise UserError(f"results file {path} does not exist") from None
+    except Exception as error:
+        raise UserError(f"cannot read {path} as extended XYZ: {error}") from None
+    if not frames:
+        raise UserError(f"{path} holds no structures")
+    if elements is None:
+        elements = order_elements(s for a in frames for s in a.get_chemical_symbols())
+    elements = list(elements)
+    index = {s: k for k, s in enumerate(elements)}
+    n = len(frames)
+    counts = np.zeros((n, len(elements)), dtype=np.int64)
+    h = np.full(n, np.nan)
+    volume = np.zeros(n)
+    ids = np.arange(n, dtype=np.int64)
+    status = []
+    reasons = []
+    assumed_pressure = False
+    for row, atoms in enumerate(frames):
+        for s in atoms.get_chemical_symbols():
+            if s not in index:
+                raise UserError(f"{path} frame {row} contains {s}, not in the elements {elements}")
+            counts[row, index[s]] += 1
+        volume[row] = atoms.get_volume() if atoms.cell.rank == 3 else np.nan
+        info = atoms.info
+        energy = info.get("energy")
+        if energy is None and atoms.calc is not None:
+            energy = atoms.calc.results.get("energy")
+        frame_pressure = info.get("pressure")
+        given_h = info.get("enthalpy")
+        if pressure is not None and energy is not None:
+            h[row] = enthalpy_from(energy, volume[row], pressure)
+        elif given_h is not None:
+            h[row] = float(given_h)
+            if pressure is not None:
+                if frame_pressure is None:
+                    assumed_pressure = True
+                else:
+                    h[row] += gpa_to_ev_per_a3(pressure - float(frame_pressure)) * volume[row]
+        elif energy is not None:
+            p = float(frame_pressure) if frame_pressure is not None else 0.0
+            h[row] = enthalpy_from(energy, volume[row], p)
+        elif info.get("status") != FAILED:
+            raise UserError(f"{path} frame {row} has neither info['enthalpy'] nor an energy")
+        if "structure_id" in info:
+            ids[row] = int(info["structure_id"])
+        status.append(str(info.get("status", CONVERGED)))
+        reasons.append(str(info.get("reason", "")))
+    if pressure is None:
+        pressures = {float(a.info["pressure"]) for a in frames if "pressure" in a.info}
+        pressure = pressures.pop() if len(pressures) == 1 else None
+    if assumed_pressure:
+        log.warning("%s: frames with an enthalpy but no energy or info['pressure'] are taken to be "
+                    "at %s GPa", path, pressure)
+    if len(set(ids.tolist())) != n:
+        raise UserError(f"{path}: structure_id values repeat; every structure needs its own id")
+    status = np.array(status)
+    known = {CONVERGED, NOT_CONVERGED, UNPHYSICAL, FAILED}
+    unknown = sorted(set(status.tolist()) - known)
+    if unknown:
+        raise UserError(f"{path}: unknown status {unknown}; use one of {sorted(known)}")
+    return ResultSet(elements=elements, ids=ids, counts=counts, enthalpy=h, pressure=pressure,
+                     volume=volume, converged=status == CONVERGED, physical=status != UNPHYSICAL,
+                     reason=reasons, load=lambda row: frames[row], source=str(path))
+
+
+#: file suffix -> reader, or "module:function" imported when first used
+READERS: dict[str, object] = {
+    ".xyz": read_extxyz_results,
+    ".extxyz": read_extxyz_results,
+    ".h5": "acnn_mpi.relax.results:read_result_set",
+    ".hdf5": "acnn_mpi.relax.results:read_result_set",
+}
+
+
+def read_results(path, pressure: Optional[float] = None,
+                 elements: Optional[Sequence[str]] = None) -> ResultSet:
+    """Read relaxation results with the reader registered for the path's suffix (a directory is
+    read as HDF5 shards)."""
+    path = Path(path)
+    suffix = ".h5" if path.is_dir() else path.suffix.lower()
+    reader = READERS.get(suffix)
+    if reader is None:
+        raise UserError(f"{path}: unknown results format {suffix!r}; use one of {sorted(READERS)}")
+    if isinstance(reader, str):
+        module_name, name = reader.split(":")
+        try:
+            reader = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError):
+            raise UserError(f"{path}: reading HDF5 relaxation results needs {reader}, which this "
+                            f"installation does not have yet; write the results as extended XYZ "
+                            f"with info['enthalpy'] per frame instead") from None
+    return reader(path, pressure, elements)
+
+
+def structure_name(rank: int, formula: str, space_group_number: int, structure_id: int) -> str:
+    """'003_MgH2_sg136_id42': sorts by rank, safe as a file name."""
+    formula = re.sub(r"[^A-Za-z0-9]", "", formula)
+    return f"{rank:03d}_{formula}_sg{space_group_number}_id{structure_id}"
+
+
+def export_structures(structures: Sequence, names: Sequence[str], directory,
+                      fmt: str = "cif") -> list[Path]:
+    """Write each ASE ``Atoms`` as ``directory/name.cif`` or ``directory/name.vasp`` (POSCAR,
+    direct coordinates, species grouped).
+
+    Returns the paths written.
+    """
+    from ase.io import write
+
+    fmt = fmt.lower()
+    if fmt not in ("cif", "poscar", "vasp"):
+        raise ValueError(f"fmt must be 'cif' or 'poscar', got {fmt!r}")
+    if len(structures) != len(names):
+        raise ValueError("one name per structure")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for atoms, name in zip(structures, names):
+        if fmt == "cif":
+            path = directory / f"{name}.cif"
+            write(path, atoms, format="cif")
+        else:
+            path = directory / f"{name}.vasp"
+            write(path, atoms, format="vasp", direct=True, sort=True)
+        paths.append(path)
+    return paths
