@@ -208,7 +208,11 @@ class SearchSettings(_Section):
     ehull_window: float = Field(100.0, gt=0, description="candidates reported within, meV/atom")
     final_top_k: int = Field(1000, ge=0, description="near-hull structures relaxed with the labeller")
     dedup_enthalpy_window: float = Field(5.0, gt=0, description="meV/atom")
-    dedup_fingerprint_tolerance: float = Field(0.01, gt=0)
+    dedup_fingerprint_tolerance: float = Field(0.01, gt=0, description="cosine distance below "
+                                               "which StructureMatcher is asked")
+    dedup_certain_tolerance: float = Field(1e-4, ge=0, description="cosine distance below which "
+                                           "fingerprints alone call a duplicate")
+    fingerprint_cutoff: float = Field(6.0, gt=0, description="Å, radial distribution range")
     symprec: float = Field(0.1, gt=0, description="spglib tolerance, Å")
 
 
