@@ -25,8 +25,10 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from ..neighbors import Edges
 from ..state import Batch
 from . import cell as cellf
+from . import verlet
 
 
 @dataclass
@@ -39,6 +41,8 @@ class BFGSState:
     ``stress``, ``residual`` (σ + P I), ``enthalpy_change`` (last accepted step; inf before one),
     ``trust`` (Å), ``fresh`` (not yet evaluated), ``n_evaluations``, ``n_rejected``, ``ids``.
     Padded: ``x`` / ``x_trial`` / ``grad`` (B, R, 3) and ``inv_hessian`` (B, 3R, 3R).
+    Verlet list (``skin`` > 0 and a model with a cutoff): ``edges`` within cutoff + skin, built at
+    ``nl_positions`` / ``nl_cell``; ``nl_built`` false until a structure's first list.
     """
 
     numbers: torch.Tensor
@@ -65,8 +69,13 @@ class BFGSState:
     x_trial: torch.Tensor
     grad: torch.Tensor
     inv_hessian: torch.Tensor
+    nl_positions: Optional[torch.Tensor] = None
+    nl_cell: Optional[torch.Tensor] = None
+    nl_built: Optional[torch.Tensor] = None
+    edges: Optional[Edges] = None
     maxstep: float = 0.2
     alpha: float = 70.0
+    skin: float = 0.0
 
     # ---------------------------------------------------------------------------------------------
     @property
@@ -121,7 +130,9 @@ class BFGSState:
         values = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("numbers", "positions", "forces"):
+            if f.name == "edges":
+                values[f.name] = verlet.select_edges(value, atom_mask)
+            elif f.name in ("numbers", "positions", "forces", "nl_positions"):
                 values[f.name] = value[atom_mask]
             elif f.name == "system_idx":
                 values[f.name] = torch.repeat_interleave(torch.arange(len(systems), device=device), n_atoms)
@@ -163,7 +174,9 @@ def concatenate(states: Sequence[Optional[BFGSState]]) -> Optional[BFGSState]:
     values = {}
     for f in fields(BFGSState):
         items = [getattr(s, f.name) for s in states]
-        if f.name == "system_idx":
+        if f.name == "edges":
+            values[f.name] = verlet.concatenate_edges([(s.edges, int(s.positions.shape[0])) for s in states])
+        elif f.name == "system_idx":
             shift, parts = 0, []
             for s in states:
                 parts.append(s.system_idx + shift)
@@ -193,6 +206,7 @@ def init(
     maxstep: float = 0.2,
     alpha: float = 70.0,
     exp_cell_factor: Optional[float | torch.Tensor] = None,
+    skin: float = 0.0,
 ) -> BFGSState:
     """Optimizer state for the structures of ``batch`` (not yet evaluated: the first
     :func:`step` evaluates them, in the same model call as the rest of the batch).
@@ -204,6 +218,7 @@ def init(
         maxstep: trust radius cap, Å (per row of the coordinates).
         alpha: initial Hessian α I, eV/Å².
         exp_cell_factor: c of the cell coordinates; default the number of atoms (as ASE).
+        skin: Verlet skin, Å (0: a new neighbour list at every step).
     """
     if maxstep <= 0 or alpha <= 0:
         raise ValueError(f"maxstep ({maxstep}) and alpha ({alpha}) must be positive")
@@ -233,7 +248,9 @@ def init(
         ids=(torch.arange(b, device=device) if ids is None else torch.as_tensor(ids, dtype=torch.long, device=device)),
         x=x, x_trial=x.clone(), grad=torch.zeros_like(x),
         inv_hessian=torch.zeros(b, 3 * rows, 3 * rows, **kw),
-        maxstep=float(maxstep), alpha=float(alpha),
+        nl_positions=batch.positions.detach().clone(), nl_cell=batch.cell.detach().clone(),
+        nl_built=torch.zeros(b, dtype=torch.bool, device=device),
+        maxstep=float(maxstep), alpha=float(alpha), skin=float(skin),
     )
     flat = x.reshape(-1, 3)
     flat[state.atom_rows()] = batch.positions.detach()
@@ -264,7 +281,18 @@ def step(state: BFGSState, evaluator: Callable) -> tuple[BFGSState, StepInfo]:
     """
     positions, cell, deformation = state._geometry(state.x_trial)
     trial = Batch(positions, state.numbers, cell, state.pbc, state.system_idx)
-    ev = evaluator(trial)
+    edges, nl_positions, nl_cell, nl_built = state.edges, state.nl_positions, state.nl_cell, state.nl_built
+    cutoff = getattr(evaluator, "cutoff", None)
+    if cutoff and state.skin > 0:
+        stale = verlet.stale_structures(trial, nl_positions, nl_cell, nl_built, float(cutoff), state.skin)
+        if bool(stale.any()):
+            edges = verlet.rebuild(trial, edges, stale, float(cutoff) + state.skin)
+            nl_positions = torch.where(stale[state.system_idx][:, None], positions, nl_positions)
+            nl_cell = torch.where(stale[:, None, None], cell, nl_cell)
+            nl_built = nl_built | stale
+        ev = evaluator(trial, edges=edges)
+    else:
+        ev = evaluator(trial)
     dtype = state.x.dtype
     energy, forces, stress = ev.energy.to(dtype), ev.forces.to(dtype), ev.stress.to(dtype)
     b, rows = state.n_systems, state.rows
@@ -330,6 +358,7 @@ def step(state: BFGSState, evaluator: Callable) -> tuple[BFGSState, StepInfo]:
         fresh=state.fresh & ~finite,
         n_evaluations=state.n_evaluations + 1,
         n_rejected=state.n_rejected + (~accepted & ~state.fresh).long(),
+        edges=edges, nl_positions=nl_positions, nl_cell=nl_cell, nl_built=nl_built,
     )
     # next trial: quasi-Newton step from the accepted point, capped by the trust radius
     direction = -torch.bmm(new.inv_hessian, new.grad.reshape(b, -1, 1)).reshape(b, rows, 3)

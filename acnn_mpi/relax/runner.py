@@ -105,6 +105,7 @@ def iter_relax(
     energy_floor: Optional[float] = None,
     maxstep: float = 0.2,
     alpha: float = 70.0,
+    skin: float = 1.0,
     device=None,
     dtype: torch.dtype = torch.float64,
     callback: Optional[Callable[[RelaxResult], None]] = None,
@@ -155,7 +156,7 @@ def iter_relax(
             if new:
                 batch = Batch.from_atoms([a for _, a in new], device=device, dtype=dtype)
                 fresh = opt.init(batch, pressure_ev, ids=torch.tensor([p for p, _ in new]),
-                                 maxstep=maxstep, alpha=alpha)
+                                 maxstep=maxstep, alpha=alpha, skin=skin)
                 state = opt.concatenate([state, fresh])
         if state is None or state.n_systems == 0:
             break
@@ -177,10 +178,15 @@ def iter_relax(
                      0 if state is None else state.n_systems, rate)
 
 
-def _classify(state: opt.BFGSState, info: opt.StepInfo, criteria: Convergence, limits: PhysicalLimits):
-    """Indices of structures that finish now, with status and reason."""
+def _classify(state: opt.BFGSState, info: opt.StepInfo, criteria: Convergence, limits: PhysicalLimits,
+              distance_every: int = 10):
+    """Indices of structures that finish now, with status and reason.
+
+    Non-finite numbers are caught at every evaluation; volume and energy floor at every accepted
+    geometry; close contacts every ``distance_every`` evaluations and whenever a structure is about
+    to finish (so every result has passed every check).
+    """
     ev = info.evaluation
-    n = state.n_systems
     statuses: dict[int, str] = {}
     reasons: dict[int, str] = {}
     errors = getattr(ev, "errors", None)
@@ -188,19 +194,28 @@ def _classify(state: opt.BFGSState, info: opt.StepInfo, criteria: Convergence, l
         for b, message in enumerate(errors):
             if message is not None:
                 statuses[b], reasons[b] = FAILED, message
-    # unphysical: non-finite anywhere; the other checks at newly accepted geometries
-    energy, forces, stress = ev.energy, ev.forces, ev.stress
-    finite_now = torch.isfinite(energy) & torch.isfinite(stress).flatten(1).all(1)
-    check = info.accepted | ~finite_now
-    found = find_unphysical(info.batch, energy, forces, stress, limits, edges=getattr(ev, "edges", None),
-                            edges_cutoff=getattr(ev, "edges_cutoff", 0.0), check=check)
-    for b, reason in enumerate(found):
-        if reason is not None and b not in statuses:
-            step = int(state.steps[b])
-            statuses[b], reasons[b] = UNPHYSICAL, f"{reason} (step {step})"
+    n = state.n_systems
+    finite = torch.isfinite(ev.energy) & torch.isfinite(ev.stress).flatten(1).all(1)
+    bad_atoms = torch.zeros(n, dtype=torch.long, device=finite.device).index_add(
+        0, state.system_idx, (~torch.isfinite(ev.forces).all(1)).long())
+    finite &= bad_atoms == 0
+    for b in torch.nonzero(~finite).flatten().tolist():
+        if b not in statuses:
+            what = "energy" if not bool(torch.isfinite(ev.energy[b])) else (
+                "stress" if not bool(torch.isfinite(ev.stress[b]).all()) else "forces")
+            statuses[b], reasons[b] = UNPHYSICAL, f"non-finite {what} (step {int(state.steps[b])})"
     ok = converged(state.forces, state.residual, state.enthalpy_change, state.n_atoms, state.system_idx, criteria)
     limit = state.steps >= criteria.max_steps
-    for b in torch.nonzero(ok | limit).flatten().tolist():
+    finishing = ok | limit
+    check = (info.accepted | finishing) & finite
+    periodic = (state.n_evaluations % max(int(distance_every), 1)) == 1
+    found = find_unphysical(state.accepted_batch(), state.energy, state.forces, state.stress, limits,
+                            edges=getattr(ev, "edges", None), edges_cutoff=getattr(ev, "edges_cutoff", 0.0),
+                            check=check, check_distances=periodic | finishing)
+    for b, reason in enumerate(found):
+        if reason is not None and b not in statuses:
+            statuses[b], reasons[b] = UNPHYSICAL, f"{reason} (step {int(state.steps[b])})"
+    for b in torch.nonzero(finishing).flatten().tolist():
         if b not in statuses:
             if bool(ok[b]):
                 statuses[b], reasons[b] = CONVERGED, ""
@@ -261,6 +276,7 @@ def relax_structures(
     energy_floor: Optional[float] = None,
     maxstep: float = 0.2,
     alpha: float = 70.0,
+    skin: float = 1.0,
     device=None,
     dtype: torch.dtype = torch.float64,
     callback: Optional[Callable[[RelaxResult], None]] = None,
@@ -278,6 +294,8 @@ def relax_structures(
         min_distances, min_distance_fraction, volume_window (Å³/atom), energy_floor (eV/atom):
             unphysical limits (see :class:`~acnn_mpi.relax.status.PhysicalLimits`).
         maxstep: trust-radius cap per coordinate row, Å; alpha: initial Hessian, eV/Å².
+        skin: Verlet skin of the neighbour lists, Å (0: rebuild every step); ignored for ASE
+            calculators.
         device, dtype: where and in what float type the optimizer works (the model keeps its own).
         callback: called with each :class:`RelaxResult` as it finishes.
         log_every: seconds between progress lines (0: none).
@@ -289,7 +307,7 @@ def relax_structures(
         structures, model, pressure, batch_size=batch_size, max_atoms=max_atoms, fmax=fmax,
         dh_tol=dh_tol, stress_tol=stress_tol, max_steps=max_steps, min_distances=min_distances,
         min_distance_fraction=min_distance_fraction, volume_window=volume_window,
-        energy_floor=energy_floor, maxstep=maxstep, alpha=alpha, device=device, dtype=dtype,
+        energy_floor=energy_floor, maxstep=maxstep, alpha=alpha, skin=skin, device=device, dtype=dtype,
         callback=callback, log_every=log_every))
     results.sort(key=lambda r: r.extra["input_position"])
     return results

@@ -142,6 +142,7 @@ def find_unphysical(
     edges: Optional[Edges] = None,
     edges_cutoff: float = 0.0,
     check: Optional[torch.Tensor] = None,
+    check_distances: Optional[torch.Tensor] = None,
 ) -> list:
     """Per structure of ``batch``: None, or why it is unphysical.
 
@@ -151,6 +152,7 @@ def find_unphysical(
         edges / edges_cutoff: a neighbour list complete within ``edges_cutoff`` to reuse for the
             distance check (else a short one is built here).
         check: (B,) bool, which structures to check (default all).
+        check_distances: (B,) bool, which of those get the (costlier) distance check (default all).
     """
     n = batch.n_systems
     reasons: list = [None] * n
@@ -183,6 +185,8 @@ def find_unphysical(
         for b in torch.nonzero(bad).flatten().tolist():
             reasons[b] = f"energy {float(per_atom[b]):.6g} eV/atom below the floor {float(limits.energy_floor):g}"
         check = check & ~bad
+    if check_distances is not None:
+        check = check & check_distances
     if bool(check.any()):
         for b, reason in _close_pairs(batch, limits, edges, edges_cutoff, check).items():
             reasons[b] = reason
@@ -193,10 +197,11 @@ def _close_pairs(batch: Batch, limits: PhysicalLimits, edges, edges_cutoff, chec
     table = limits.thresholds(batch.device, batch.dtype)
     present = torch.unique(batch.numbers)
     reach = float(table[present][:, present].max())
-    if edges is None or edges_cutoff < reach:
+    if edges is None or edges_cutoff < reach or 4 * int(check.sum()) < batch.n_systems:
+        # few to check (or no usable list): a short list of just those structures is cheaper
         sub = torch.nonzero(check).flatten()
         small = batch.select(sub)
-        found = _close_pairs(small, limits, neighbor_list(small, reach), reach,
+        found = _close_pairs(small, limits, neighbor_list(small, reach), float("inf"),
                              torch.ones(small.n_systems, dtype=torch.bool, device=batch.device))
         return {int(sub[b]): reason for b, reason in found.items()}
     i, j = edges.index
