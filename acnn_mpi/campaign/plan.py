@@ -59,17 +59,22 @@ def search_cells(space) -> list[Cell]:
 
 
 def plan_chunks(cells: list[Cell], iteration: int, n_structures: int, chunk_size: int,
-                seed: int) -> list[Chunk]:
-    """Chunks of ``chunk_size`` (the last one smaller) totalling ``n_structures`` structures."""
+                seed: int, leading: list[Cell] = ()) -> list[Chunk]:
+    """Chunks of ``chunk_size`` (the last one smaller) totalling ``n_structures`` structures.
+
+    The first chunks fill the ``leading`` cells, one chunk each (the pure elements, which every
+    hull needs); the others are drawn uniformly from ``cells``.
+    """
     if not cells:
         raise ValueError("no cells to search")
     rng = np.random.default_rng([seed, iteration, 0x5EED])
     n_chunks = -(-n_structures // chunk_size)
-    picks = rng.integers(0, len(cells), size=n_chunks)
+    picks = [cells[int(p)] for p in rng.integers(0, len(cells), size=n_chunks)]
+    picks[: len(leading)] = list(leading)[:n_chunks]
     chunks = []
-    for c, pick in enumerate(picks):
+    for c, cell in enumerate(picks):
         size = min(chunk_size, n_structures - c * chunk_size)
-        chunks.append(Chunk(iteration=iteration, index=c, cell=cells[int(pick)], size=size,
+        chunks.append(Chunk(iteration=iteration, index=c, cell=cell, size=size,
                             first_id=iteration * ITERATION_STRIDE + c * chunk_size,
                             seed=(seed, iteration, c)))
     return chunks

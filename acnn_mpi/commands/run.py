@@ -13,14 +13,18 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    import os
+
+    from ..campaign.controller import run_campaign
     from ..config import load_config
-    from ..errors import UserError
 
     comm = args.comm
-    config = comm.root_then_bcast(lambda: load_config(args.campaign))
-    raise UserError(
-        f"{args.campaign} is valid (elements {'-'.join(config.elements)}, {config.pressure} GPa), "
-        "but the campaign controller is not implemented yet (issue: the self-optimizing campaign); "
-        "the stages run on their own: compositions, relax, label, train, hull",
-        collective=comm.size > 1,
-    )
+
+    def read():
+        config = load_config(args.campaign)
+        if args.output_dir:
+            config.output_dir = os.path.abspath(args.output_dir)
+        return config
+
+    config = comm.root_then_bcast(read)
+    return run_campaign(config, comm, max_iterations=args.max_iterations)

@@ -154,8 +154,9 @@ def setup_data_parallel(comm: Comm, device: torch.device | str = "cpu",
     else:
         port = None
     port = comm.bcast(port)
-    os.environ["MASTER_ADDR"] = address
-    os.environ["MASTER_PORT"] = str(port)
+    # The store carries the address: MASTER_ADDR/PORT are not written back to the environment,
+    # where the next training of the same job (the campaign's next iteration) would reuse a port
+    # that is still taken.
     if not comm.is_root:
         store = dist.TCPStore(address, port, comm.size, False, timeout=timeout)
     dist.init_process_group(backend=backend, store=store, rank=comm.rank, world_size=comm.size,
