@@ -265,7 +265,9 @@ class Controller:
         from ..train.api import train_model
 
         out = self.paths.train_dir(k)
+        order, held_out = self.comm.root_then_bcast(self._training_split)
         result = train_model(self.config, str(self.paths.labels), out, self.comm, resume=True,
+                             indices=order, valid_indices=held_out,
                              refine_from=self.paths.model(k - 1) if k > 0 else None,
                              should_stop=shutdown.requested)
         if result.stopped or self._stopping():
@@ -283,6 +285,25 @@ class Controller:
         converged = self.comm.bcast(self.state.converged if self.comm.is_root else None)
         self._commit(iteration=k + 1, stage="csp", converged=converged)
         return True
+
+    def _training_split(self) -> tuple[np.ndarray, np.ndarray]:
+        """Label-store indices in (iteration, structure id) order and the held-out ones.
+
+        Labels are appended as calculations finish, in an order that differs between runs; sorting
+        by id and holding out by a seeded hash of the id makes training independent of that order
+        (and of a kill and resume), and keeps a frame in the same set as the data set grows.
+        """
+        from ..data.store import FrameStore
+
+        with FrameStore(self.paths.labels, mode="r") as store:
+            ids = store.column("structure_id")
+            iterations = store.column("iteration")
+        order = np.lexsort((ids, iterations))
+        seed = self.config.training.seed
+        draws = np.array([np.random.default_rng([seed, int(i) & 0x7FFFFFFFFFFFFFFF]).random()
+                          for i in ids])
+        held_out = np.flatnonzero(draws < self.config.training.validation_fraction)
+        return order, held_out
 
     def _update_hull(self, k: int) -> None:
         """The labeller's hull after iteration k; convergence bookkeeping (root only)."""
