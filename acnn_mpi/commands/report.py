@@ -4,14 +4,17 @@ HELP = "write an HTML/Markdown report of a campaign"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("directory", metavar="DIR", help="campaign directory")
+    parser.add_argument("directory", metavar="DIR", help="campaign directory (its output_dir)")
     parser.add_argument("--out", metavar="DIR", default=None, help="where to write (default: DIR/report)")
-    parser.add_argument("--ehull-window", type=float, default=None, metavar="meV",
-                        help="list candidates within this E_hull (meV/atom)")
+    parser.add_argument("--ehull-window", type=float, default=50.0, metavar="meV",
+                        help="list candidates within this E_hull, meV/atom (default 50)")
 
 
 def run(args) -> int:
-    from ..errors import UserError
+    if not args.comm.is_root:
+        return 0
+    from ..campaign.report import write_report
 
-    raise UserError("the campaign report is not implemented yet (issue: the self-optimizing campaign)",
-                    collective=args.comm.size > 1)
+    files = write_report(args.directory, args.out, ehull_window_mev=args.ehull_window)
+    print(f"wrote {files.html} and {files.markdown}")
+    return 0

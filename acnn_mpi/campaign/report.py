@@ -1,0 +1,200 @@
+"""The campaign report: one self-contained HTML page (figures embedded) and a Markdown summary.
+
+It reads only the campaign directory (state.json, the hull files, the label store and its failure
+log), so it can be written at any time, also while a campaign is still running.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from .layout import CampaignPaths
+from .state import load_state
+
+
+@dataclass
+class ReportFiles:
+    html: Path
+    markdown: Path
+    figures: list[Path]
+
+
+def write_report(directory: str | Path, out: str | Path | None = None,
+                 ehull_window_mev: float = 50.0, symprec: float = 0.1) -> ReportFiles:
+    """Write ``report.html`` and ``report.md`` (plus figures and CIFs) for a campaign directory."""
+    paths = CampaignPaths(Path(directory))
+    if not paths.state.exists():
+        raise UserError(f"{directory} is not a campaign directory (no state.json): give the "
+                        "output_dir of a campaign")
+    state = load_state(paths.root)
+    out = Path(out) if out else paths.root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    hull_dir = paths.final if (paths.final / "hull.json").exists() else _latest_hull_dir(paths)
+    hull = json.loads((hull_dir / "hull.json").read_text()) if hull_dir else {"stable": [], "compositions": []}
+    history = sorted(state.history, key=lambda r: r.iteration)
+    figures = _figures(history, hull_dir, out)
+    cifs = _stable_cifs(paths, hull_dir, hull["stable"], out / "cif")
+    candidates = [c for c in hull["compositions"] if c["e_hull_meV"] <= ehull_window_mev]
+    cost = _cost(paths, history)
+    status = ("finished" if state.final_done else
+              f"running or stopped at iteration {state.iteration}, stage {state.stage}")
+    source = "final relaxations with the labeller" if hull_dir == paths.final else \
+        f"labels up to {hull_dir.name}" if hull_dir else "none yet"
+
+    md = [f"# Campaign report: {paths.root.name}", "", f"Status: {status}. Hull from {source}.", "",
+          "## Stable phases", "", "| formula | space group | formation enthalpy (meV/atom) | atoms | CIF |",
+          "|---|---|---|---|---|"]
+    for p in hull["stable"]:
+        cif = cifs.get(p["structure_id"], "")
+        md.append(f"| {p['formula']} | {p.get('space_group', '')} | {p['formation_enthalpy_meV']:.1f} | "
+                  f"{p.get('atoms', '')} | {f'[cif]({cif})' if cif else ''} |")
+    md += ["", f"## Candidates within {ehull_window_mev:g} meV/atom of the hull", "",
+           "| formula | E_hull (meV/atom) | formation enthalpy (meV/atom) | structure id |", "|---|---|---|---|"]
+    md += [f"| {c['formula']} | {c['e_hull_meV']:.1f} | {c['formation_enthalpy_meV']:.1f} | {c['structure_id']} |"
+           for c in candidates]
+    md += ["", "## Iterations", "",
+           "| iteration | relaxed | unphysical | not converged | mean steps | selected | labelled | "
+           "label failures | E RMSE of model n-1 (meV/atom) | F RMSE (meV/Å) | S RMSE (GPa) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in history:
+        v = r.validation
+        md.append(f"| {r.iteration} | {r.structures_relaxed} | {r.unphysical} | {r.not_converged} | "
+                  f"{r.relax_steps_mean:.0f} | {r.selected} | {r.labelled} | {r.label_failures} | "
+                  f"{_fmt(v.get('energy_rmse'))} | {_fmt(v.get('force_rmse'))} | {_fmt(v.get('stress_rmse'))} |")
+    md += ["", "## Cost", "", f"- structures relaxed with ACNN: {cost['relaxed']:,}",
+           f"- labeller calculations: {cost['label_calls']:,} single points "
+           f"({cost['failures']} failed attempts recorded), {cost['final_relaxations']} final relaxations",
+           f"- the same relaxations with the labeller would take about {cost['equivalent_calls']:,.0f} "
+           f"calls (structures × mean steps); speed-up in labeller calls: {cost['speedup']:.0f}×", ""]
+    md += [f"![{f.stem}]({f.name})" for f in figures]
+    markdown = out / "report.md"
+    markdown.write_text("\n".join(md) + "\n")
+    page = out / "report.html"
+    page.write_text(_html(md, figures, out))
+    return ReportFiles(html=page, markdown=markdown, figures=figures)
+
+
+def _fmt(value) -> str:
+    return "" if value is None or not np.isfinite(value) else f"{value:.3g}"
+
+
+def _latest_hull_dir(paths: CampaignPaths) -> Path | None:
+    hulls = sorted(paths.root.glob("iter_*/hull.json"))
+    return hulls[-1].parent if hulls else None
+
+
+def _figures(history, hull_dir, out: Path) -> list[Path]:
+    import shutil
+
+    from ..plots.learning import plot_learning_curves, plot_structures_per_iteration
+
+    figures = []
+    if hull_dir and (hull_dir / "hull.png").exists():
+        shutil.copyfile(hull_dir / "hull.png", out / "hull.png")
+        figures.append(out / "hull.png")
+    later = [r for r in history if r.iteration > 0]
+    if later:
+        its = [r.iteration for r in later]
+        curves = [[r.validation.get(key, np.nan) for r in later]
+                  for key in ("energy_rmse", "force_rmse", "stress_rmse")]
+        plot_learning_curves(its, *curves, out / "learning_curves.png", formats=("png",),
+                             title="model n-1 on the labels of iteration n")
+        figures.append(out / "learning_curves.png")
+        counts = {"converged": [r.structures_relaxed - r.unphysical - r.not_converged for r in later],
+                  "not_converged": [r.not_converged for r in later],
+                  "unphysical": [r.unphysical for r in later]}
+        plot_structures_per_iteration(its, counts, out / "structures_per_iteration.png", formats=("png",))
+        figures.append(out / "structures_per_iteration.png")
+    return figures
+
+
+def _stable_cifs(paths: CampaignPaths, hull_dir, phases, cif_dir: Path) -> dict:
+    """CIF of each stable phase, read from the store its hull was built from."""
+    from ..data.store import FrameStore
+
+    if not phases or hull_dir is None:
+        return {}
+    store_path = paths.final / "relaxed.h5" if hull_dir == paths.final else paths.labels
+    cif_dir.mkdir(parents=True, exist_ok=True)
+    links = {}
+    with FrameStore(store_path, mode="r") as store:
+        frames = store.read([p["frame"] for p in phases])
+    for phase, atoms in zip(phases, frames):
+        name = f"{phase['formula']}_{phase['structure_id']}.cif"
+        atoms.calc = None
+        atoms.write(cif_dir / name, format="cif")
+        links[phase["structure_id"]] = f"cif/{name}"
+    return links
+
+
+def _cost(paths: CampaignPaths, history) -> dict:
+    from ..data.store import FrameStore
+
+    relaxed = sum(r.structures_relaxed for r in history)
+    steps = sum(r.structures_relaxed * r.relax_steps_mean for r in history)
+    calls = 0
+    if paths.labels.exists():
+        with FrameStore(paths.labels, mode="r") as store:
+            calls = len(store)
+    failures_file = paths.labels.with_name(paths.labels.name + ".failures.jsonl")
+    failures = sum(1 for _ in open(failures_file)) if failures_file.exists() else 0
+    final = paths.final / "relaxed.h5"
+    final_count = 0
+    if final.exists():
+        with FrameStore(final, mode="r") as store:
+            final_count = len(store)
+    return {"relaxed": relaxed, "label_calls": calls, "failures": failures,
+            "final_relaxations": final_count, "equivalent_calls": steps,
+            "speedup": steps / max(calls + failures, 1)}
+
+
+def _html(markdown_lines, figures, out: Path) -> str:
+    """A minimal Markdown-to-HTML rendering (headings, tables, lists) with embedded images."""
+    body, table = [], []
+
+    def flush_table():
+        if table:
+            rows = [r.strip("|").split("|") for r in table if not set(r) <= set("|-")]
+            head, *rest = rows
+            body.append("<table><tr>" + "".join(f"<th>{html.escape(c.strip())}</th>" for c in head) + "</tr>"
+                        + "".join("<tr>" + "".join(f"<td>{_cell(c.strip())}</td>" for c in r) + "</tr>"
+                                  for r in rest) + "</table>")
+            table.clear()
+
+    for line in markdown_lines:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush_table()
+        if line.startswith("# "):
+            body.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            body.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.startswith("- "):
+            body.append(f"<p>• {html.escape(line[2:])}</p>")
+        elif line.startswith("!["):
+            name = line[line.index("(") + 1:-1]
+            data = base64.b64encode((out / name).read_bytes()).decode()
+            body.append(f'<p><img alt="{html.escape(name)}" src="data:image/png;base64,{data}"></p>')
+        elif line:
+            body.append(f"<p>{html.escape(line)}</p>")
+    flush_table()
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+             "text-align:right}th{background:#f3f3f3}img{max-width:100%}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>acnn_mpi report</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def _cell(text: str) -> str:
+    if text.startswith("[cif](") and text.endswith(")"):
+        link = html.escape(text[6:-1])
+        return f'<a href="{link}">cif</a>'
+    return html.escape(text)
