@@ -16,9 +16,9 @@ Example::
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
@@ -88,6 +88,135 @@ def _structure_id(atoms, position: int) -> int:
     return position
 
 
+class BatchRelaxer:
+    """The continuous-batching engine: structures wait in a queue, up to ``batch_size`` relax
+    together, and each :meth:`step` is one batched evaluation that returns the structures that
+    finished. Structures can be added at any time (:meth:`submit`), so an MPI worker keeps its
+    batch full while it asks the root for more work. See :func:`relax_structures` for the options.
+    """
+
+    def __init__(self, model, pressure: float = 0.0, *, batch_size: int = 64, max_atoms: Optional[int] = None,
+                 fmax: float = 1e-3, dh_tol: float = 1e-6, stress_tol: float = 0.05, max_steps: int = 1000,
+                 min_distances=None, min_distance_fraction: float = 0.5,
+                 volume_window: Optional[Sequence[float]] = (0.5, 200.0), energy_floor: Optional[float] = None,
+                 maxstep: float = 0.2, alpha: float = 70.0, skin: float = 1.0, device=None,
+                 dtype: torch.dtype = torch.float64, distance_every: int = 10):
+        if batch_size < 1:
+            raise ValueError(f"batch_size = {batch_size} must be >= 1")
+        if max_atoms is not None and max_atoms < 1:
+            raise ValueError(f"max_atoms = {max_atoms} must be >= 1")
+        self.criteria = Convergence(fmax=fmax, dh_tol=dh_tol, stress_tol=stress_tol, max_steps=max_steps)
+        self.limits = PhysicalLimits(min_distances=min_distances, min_distance_fraction=min_distance_fraction,
+                                     volume_window=volume_window, energy_floor=energy_floor)
+        self.evaluator = as_evaluator(model, device=device)
+        self.device = device if device is not None else (getattr(self.evaluator, "device", None) or "cpu")
+        self.dtype = dtype
+        self.pressure = float(pressure)
+        self.pressure_ev = gpa_to_ev_per_a3(self.pressure)
+        self.batch_size, self.max_atoms = int(batch_size), max_atoms
+        self.maxstep, self.alpha, self.skin = float(maxstep), float(alpha), float(skin)
+        self.distance_every = int(distance_every)
+        self.state: Optional[opt.BFGSState] = None
+        self._queue: deque = deque()
+        self._source: Optional[Iterator] = None
+        self._infos: dict[int, tuple[int, dict]] = {}
+        self._position = 0
+        self.n_steps = 0  # batched evaluations so far
+        self.n_done = 0
+
+    # -- feeding ----------------------------------------------------------------------------------
+    def submit(self, structures: Iterable) -> None:
+        """Queue structures (ASE ``Atoms``; ids from ``info['structure_id']``, else their order)."""
+        for atoms in structures:
+            self._queue.append((self._position, atoms))
+            self._position += 1
+
+    def feed_from(self, structures: Iterable) -> None:
+        """Read structures lazily from an iterable as room frees up (after the queue)."""
+        self._source = iter(structures)
+
+    @property
+    def n_active(self) -> int:
+        return 0 if self.state is None else self.state.n_systems
+
+    @property
+    def n_queued(self) -> int:
+        return len(self._queue)
+
+    @property
+    def has_room(self) -> bool:
+        """Whether the batch could take another structure now."""
+        if self.n_active >= self.batch_size:
+            return False
+        return self.max_atoms is None or self.n_active == 0 or int(self.state.n_atoms.sum()) < self.max_atoms
+
+    def _next(self):
+        if self._queue:
+            return self._queue.popleft()
+        if self._source is not None:
+            try:
+                atoms = next(self._source)
+            except StopIteration:
+                self._source = None
+                return None
+            item = (self._position, atoms)
+            self._position += 1
+            return item
+        return None
+
+    def fill(self) -> None:
+        """Move queued structures into the batch while it has room (no model call)."""
+        new = []
+        active_atoms = 0 if self.state is None else int(self.state.n_atoms.sum())
+        while self.n_active + len(new) < self.batch_size:
+            if self.max_atoms is not None and (self.n_active + len(new)) > 0 and active_atoms >= self.max_atoms:
+                break
+            item = self._next()
+            if item is None:
+                break
+            position, atoms = item
+            self._infos[position] = (_structure_id(atoms, position), dict(getattr(atoms, "info", {}) or {}))
+            new.append(item)
+            active_atoms += len(atoms)
+        if new:
+            batch = Batch.from_atoms([a for _, a in new], device=self.device, dtype=self.dtype)
+            fresh = opt.init(batch, self.pressure_ev, ids=torch.tensor([p for p, _ in new]),
+                             maxstep=self.maxstep, alpha=self.alpha, skin=self.skin)
+            self.state = opt.concatenate([self.state, fresh])
+
+    # -- running ----------------------------------------------------------------------------------
+    def step(self) -> list[RelaxResult]:
+        """Fill the batch from the queue/source, make one batched optimizer step, and return the
+        structures that finished (empty list when nothing is left to do)."""
+        self.fill()
+        if self.state is None or self.state.n_systems == 0:
+            return []
+        self.state, info = opt.step(self.state, self.evaluator)
+        self.n_steps += 1
+        finished, statuses, reasons = _classify(self.state, info, self.criteria, self.limits, self.distance_every)
+        if not finished:
+            return []
+        results = _results(self.state, finished, statuses, reasons, self._infos, self.pressure)
+        gone = set(finished)
+        keep = [b for b in range(self.state.n_systems) if b not in gone]
+        self.state = self.state.select(keep) if keep else None
+        self.n_done += len(results)
+        return results
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, nothing in the batch, no lazy source left."""
+        return self.n_active == 0 and not self._queue and self._source is None
+
+    def run(self) -> Iterator[RelaxResult]:
+        """Step until everything submitted (and the lazy source) is done; yield results."""
+        while True:
+            results = self.step()
+            yield from results
+            if self.idle:
+                return
+
+
 def iter_relax(
     structures: Iterable,
     model,
@@ -112,70 +241,22 @@ def iter_relax(
     log_every: float = 0.0,
 ) -> Iterator[RelaxResult]:
     """Relax ``structures`` at ``pressure`` (GPa); yield a :class:`RelaxResult` for each as it
-    finishes (completion order). See :func:`relax_structures` for the arguments."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size = {batch_size} must be >= 1")
-    criteria = Convergence(fmax=fmax, dh_tol=dh_tol, stress_tol=stress_tol, max_steps=max_steps)
-    limits = PhysicalLimits(min_distances=min_distances, min_distance_fraction=min_distance_fraction,
-                            volume_window=volume_window, energy_floor=energy_floor)
-    evaluator = as_evaluator(model, device=device)
-    if device is None:
-        device = getattr(evaluator, "device", None) or "cpu"
-    pressure_ev = gpa_to_ev_per_a3(float(pressure))
-    source = iter(enumerate(structures))
-    infos: dict[int, tuple[int, dict]] = {}  # running index -> (structure id, input info)
-    state: Optional[opt.BFGSState] = None
-    exhausted = False
-    done = 0
+    finishes (completion order). ``structures`` is read lazily. See :func:`relax_structures`."""
+    relaxer = BatchRelaxer(model, pressure, batch_size=batch_size, max_atoms=max_atoms, fmax=fmax,
+                           dh_tol=dh_tol, stress_tol=stress_tol, max_steps=max_steps,
+                           min_distances=min_distances, min_distance_fraction=min_distance_fraction,
+                           volume_window=volume_window, energy_floor=energy_floor, maxstep=maxstep,
+                           alpha=alpha, skin=skin, device=device, dtype=dtype)
+    relaxer.feed_from(structures)
     started = last_log = time.monotonic()
-
-    def take(room_structures: int, room_atoms: Optional[int]):
-        nonlocal exhausted
-        new = []
-        atoms_taken = 0
-        while not exhausted and len(new) < room_structures:
-            if room_atoms is not None and new and atoms_taken >= room_atoms:
-                break
-            try:
-                position, atoms = next(source)
-            except StopIteration:
-                exhausted = True
-                break
-            infos[position] = (_structure_id(atoms, position), dict(getattr(atoms, "info", {}) or {}))
-            new.append((position, atoms))
-            atoms_taken += len(atoms)
-        return new
-
-    while True:
-        active = 0 if state is None else state.n_systems
-        active_atoms = 0 if state is None else int(state.n_atoms.sum())
-        room = batch_size - active
-        room_atoms = None if max_atoms is None else max_atoms - active_atoms
-        if room > 0 and (room_atoms is None or room_atoms > 0 or active == 0):
-            new = take(room, room_atoms)
-            if new:
-                batch = Batch.from_atoms([a for _, a in new], device=device, dtype=dtype)
-                fresh = opt.init(batch, pressure_ev, ids=torch.tensor([p for p, _ in new]),
-                                 maxstep=maxstep, alpha=alpha, skin=skin)
-                state = opt.concatenate([state, fresh])
-        if state is None or state.n_systems == 0:
-            break
-        state, info = opt.step(state, evaluator)
-        finished, statuses, reasons = _classify(state, info, criteria, limits)
-        if finished:
-            results = _results(state, finished, statuses, reasons, infos, float(pressure))
-            keep = [b for b in range(state.n_systems) if b not in set(finished)]
-            state = state.select(keep) if keep else None
-            for result in results:
-                done += 1
-                if callback is not None:
-                    callback(result)
-                yield result
+    for result in relaxer.run():
+        if callback is not None:
+            callback(result)
+        yield result
         if log_every and time.monotonic() - last_log > log_every:
             last_log = time.monotonic()
-            rate = done / max(last_log - started, 1e-9)
-            log.info("relaxed %d structure(s), %d in the batch, %.2f structures/s", done,
-                     0 if state is None else state.n_systems, rate)
+            log.info("relaxed %d structure(s), %d in the batch, %.2f structures/s", relaxer.n_done,
+                     relaxer.n_active, relaxer.n_done / max(last_log - started, 1e-9))
 
 
 def _classify(state: opt.BFGSState, info: opt.StepInfo, criteria: Convergence, limits: PhysicalLimits,
@@ -313,4 +394,3 @@ def relax_structures(
     return results
 
 
-_ = itertools

@@ -1,0 +1,388 @@
+"""Relaxation results in HDF5 shards: one file per rank and job attempt, one index over all.
+
+Layout of an output directory::
+
+    DIR/shards/rank0003-<attempt>.h5   written only by rank 3 of one job attempt
+    DIR/index.h5                       virtual datasets over the committed rows of every shard
+    DIR/relax.json                     the job's settings (a resumed job must match them)
+
+A shard holds the final structures in the structure layout of :mod:`acnn_mpi.relax.io`
+(``numbers``, ``positions``, ``cell``, ``pbc``, ``n_atoms``, ``structure_id``) plus per structure
+``atom_start`` (row of its first atom in the shard), ``energy``, ``enthalpy`` (eV), ``volume`` (Å³),
+``steps``, ``status`` and ``reason`` (fixed-length UTF-8), ``max_force`` (eV/Å),
+``pressure_residual`` and ``pressure`` (GPa), ``formula``. Attributes: ``format``, ``version``,
+``pressure_gpa``, ``rank``, ``attempt``, ``model`` and ``committed`` — the number of structures
+whose rows are complete.
+
+Crash safety: a chunk of results is appended (datasets resized and written), the file flushed,
+and only then ``committed`` is raised and the file flushed again and closed. Readers use the first
+``committed`` rows only, so a job killed at any moment leaves every shard with whole structures;
+rows past ``committed`` are ignored. A file that cannot be opened at all is skipped (its
+structures count as not done and are relaxed again), and files of an earlier attempt are never
+written again, so a resumed job and a later reader agree on what is done.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from .. import keys
+
+log = logging.getLogger(__name__)
+
+FORMAT_TAG = "acnn_mpi.relax.shard"
+FORMAT_VERSION = 1
+SHARD_DIR = "shards"
+INDEX_NAME = "index.h5"
+STATUS_BYTES = 16
+REASON_BYTES = 200
+FORMULA_BYTES = 64
+
+#: per-structure float columns
+FLOAT_FIELDS = ("energy", "enthalpy", "volume", "max_force", "pressure_residual", "pressure")
+#: per-structure integer columns
+INT_FIELDS = (keys.STRUCTURE_ID, "steps", "n_atoms", "atom_start")
+#: per-structure text columns and their byte widths
+TEXT_FIELDS = {keys.STATUS: STATUS_BYTES, keys.REASON: REASON_BYTES, "formula": FORMULA_BYTES}
+
+
+def _text(value: str, width: int) -> bytes:
+    data = str(value).encode("utf-8")
+    if len(data) <= width:
+        return data
+    data = data[:width]
+    while data:  # do not cut a multi-byte character in half
+        try:
+            data.decode("utf-8")
+            return data
+        except UnicodeDecodeError:
+            data = data[:-1]
+    return data
+
+
+def shard_dir(directory: str | os.PathLike) -> str:
+    return os.path.join(os.fspath(directory), SHARD_DIR)
+
+
+def shard_path(directory: str | os.PathLike, rank: int, attempt: str) -> str:
+    return os.path.join(shard_dir(directory), f"rank{rank:04d}-{attempt}.h5")
+
+
+class ShardWriter:
+    """Appends :class:`~acnn_mpi.relax.runner.RelaxResult` rows to this rank's shard.
+
+    The file is created at the first :meth:`append` and opened, extended, flushed and closed at
+    each one, so between chunks it is a closed, consistent file.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, rank: int = 0, attempt: str = "", pressure_gpa: float = 0.0,
+                 model: str = ""):
+        self.path = os.fspath(path)
+        self.meta = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "rank": int(rank), "attempt": str(attempt),
+                     "pressure_gpa": float(pressure_gpa), "model": str(model)}
+        self.committed = 0
+        self.committed_atoms = 0
+
+    def _create(self):
+        import h5py
+
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        with h5py.File(self.path, "w") as f:
+            for name, value in self.meta.items():
+                f.attrs[name] = value
+            f.attrs["committed"] = 0
+            f.create_dataset(keys.NUMBERS, (0,), maxshape=(None,), dtype="i8", chunks=(8192,))
+            f.create_dataset(keys.POSITIONS, (0, 3), maxshape=(None, 3), dtype="f8", chunks=(4096, 3))
+            f.create_dataset(keys.CELL, (0, 3, 3), maxshape=(None, 3, 3), dtype="f8", chunks=(512, 3, 3))
+            f.create_dataset(keys.PBC, (0, 3), maxshape=(None, 3), dtype="bool", chunks=(512, 3))
+            for name in FLOAT_FIELDS:
+                f.create_dataset(name, (0,), maxshape=(None,), dtype="f8", chunks=(512,))
+            for name in INT_FIELDS:
+                f.create_dataset(name, (0,), maxshape=(None,), dtype="i8", chunks=(512,))
+            for name, width in TEXT_FIELDS.items():
+                f.create_dataset(name, (0,), maxshape=(None,), dtype=f"S{width}", chunks=(512,))
+
+    def append(self, results: Sequence) -> int:
+        """Write ``results`` and commit them; returns the committed count."""
+        import h5py
+
+        results = list(results)
+        if not results:
+            return self.committed
+        if not os.path.exists(self.path):
+            self._create()
+        n = len(results)
+        counts = np.array([len(r.atoms) for r in results], dtype=np.int64)
+        starts = self.committed_atoms + np.concatenate([[0], np.cumsum(counts)[:-1]])
+        columns = {
+            keys.STRUCTURE_ID: np.array([r.structure_id for r in results], dtype=np.int64),
+            "steps": np.array([r.steps for r in results], dtype=np.int64),
+            "n_atoms": counts,
+            "atom_start": starts.astype(np.int64),
+            keys.CELL: np.stack([np.asarray(r.atoms.get_cell()) for r in results]),
+            keys.PBC: np.stack([np.asarray(r.atoms.get_pbc(), dtype=bool) for r in results]),
+        }
+        for name in FLOAT_FIELDS:
+            columns[name] = np.array([getattr(r, name) for r in results], dtype=np.float64)
+        columns[keys.STATUS] = np.array([_text(r.status, STATUS_BYTES) for r in results], dtype=f"S{STATUS_BYTES}")
+        columns[keys.REASON] = np.array([_text(r.reason, REASON_BYTES) for r in results], dtype=f"S{REASON_BYTES}")
+        columns["formula"] = np.array([_text(r.atoms.get_chemical_formula(), FORMULA_BYTES) for r in results],
+                                      dtype=f"S{FORMULA_BYTES}")
+        numbers = np.concatenate([r.atoms.get_atomic_numbers() for r in results]).astype(np.int64)
+        positions = np.concatenate([r.atoms.get_positions() for r in results])
+        with h5py.File(self.path, "a") as f:
+            s0, a0 = self.committed, self.committed_atoms
+            for name, values in ((keys.NUMBERS, numbers), (keys.POSITIONS, positions)):
+                f[name].resize(a0 + len(values), axis=0)
+                f[name][a0:] = values
+            for name, values in columns.items():
+                f[name].resize(s0 + n, axis=0)
+                f[name][s0:] = values
+            f.flush()
+            f.attrs["committed"] = s0 + n
+            f.attrs["committed_atoms"] = a0 + len(numbers)
+            f.flush()
+        self.committed += n
+        self.committed_atoms += len(numbers)
+        return self.committed
+
+
+def list_shards(directory: str | os.PathLike) -> list[str]:
+    """Shard files of ``directory`` in name order (rank, then attempt)."""
+    return sorted(glob.glob(os.path.join(shard_dir(directory), "rank*-*.h5")))
+
+
+def _read_shard(path: str, fields: Iterable[str]) -> Optional[dict]:
+    """The committed rows of one shard as arrays, or None (with a warning) if it is unreadable."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT_TAG:
+                log.warning("skipping %s: not a relaxation shard", path)
+                return None
+            count = int(f.attrs.get("committed", 0))
+            out = {name: f[name][:count] for name in fields}
+            out["_pressure_gpa"] = float(f.attrs.get("pressure_gpa", np.nan))
+            return out
+    except (OSError, KeyError, ValueError) as error:
+        log.warning("skipping unreadable shard %s (%s); its structures count as not done", path, error)
+        return None
+
+
+def finished_ids(directory: str | os.PathLike) -> np.ndarray:
+    """Sorted unique structure ids committed in the readable shards of ``directory``."""
+    parts = []
+    for path in list_shards(directory):
+        data = _read_shard(path, [keys.STRUCTURE_ID])
+        if data is not None:
+            parts.append(data[keys.STRUCTURE_ID])
+    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+
+@dataclass
+class RelaxResults:
+    """All results of an output directory as arrays (one entry per structure), with structures
+    loaded on demand.
+
+    Arrays: ``structure_id``, ``status``, ``reason``, ``formula`` (str), ``energy``, ``enthalpy``,
+    ``volume`` (eV, eV, Å³), ``steps``, ``n_atoms``, ``max_force`` (eV/Å), ``pressure_residual``,
+    ``pressure`` (GPa). ``pressure_gpa`` is the relaxation pressure. ``shards`` and the private
+    location arrays say where each structure is stored.
+    """
+
+    structure_id: np.ndarray
+    status: np.ndarray
+    reason: np.ndarray
+    formula: np.ndarray
+    energy: np.ndarray
+    enthalpy: np.ndarray
+    volume: np.ndarray
+    steps: np.ndarray
+    n_atoms: np.ndarray
+    max_force: np.ndarray
+    pressure_residual: np.ndarray
+    pressure: np.ndarray
+    pressure_gpa: float
+    shards: list = field(default_factory=list)
+    shard_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+    row: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+    atom_start: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+
+    def __len__(self) -> int:
+        return int(self.structure_id.shape[0])
+
+    @property
+    def enthalpy_per_atom(self) -> np.ndarray:
+        return self.enthalpy / self.n_atoms
+
+    @property
+    def energy_per_atom(self) -> np.ndarray:
+        return self.energy / self.n_atoms
+
+    def mask(self, status: str) -> np.ndarray:
+        return self.status == status
+
+    def atoms(self, i: int):
+        """The final structure of entry ``i`` (ASE ``Atoms`` with results in ``info``)."""
+        return self.load_atoms([i])[0]
+
+    def load_atoms(self, indices: Sequence[int]) -> list:
+        """Final structures of the given entries, in that order (read shard by shard)."""
+        import h5py
+        from ase import Atoms
+
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        out: list = [None] * len(indices)
+        for s in np.unique(self.shard_index[indices]) if len(indices) else []:
+            where = np.nonzero(self.shard_index[indices] == s)[0]
+            with h5py.File(self.shards[s], "r") as f:
+                for k in where:
+                    i = int(indices[k])
+                    row, a, n = int(self.row[i]), int(self.atom_start[i]), int(self.n_atoms[i])
+                    atoms = Atoms(numbers=f[keys.NUMBERS][a:a + n], positions=f[keys.POSITIONS][a:a + n],
+                                  cell=f[keys.CELL][row], pbc=f[keys.PBC][row])
+                    atoms.info.update({
+                        keys.STRUCTURE_ID: int(self.structure_id[i]), keys.ENERGY: float(self.energy[i]),
+                        keys.ENTHALPY: float(self.enthalpy[i]), keys.STATUS: str(self.status[i]),
+                        keys.REASON: str(self.reason[i]), "pressure_gpa": self.pressure_gpa,
+                    })
+                    out[k] = atoms
+        return out
+
+    def iter_atoms(self, indices: Optional[Sequence[int]] = None, chunk: int = 1024):
+        """Yield the final structures of ``indices`` (default all), ``chunk`` at a time from disk."""
+        indices = np.arange(len(self)) if indices is None else np.asarray(indices)
+        for start in range(0, len(indices), chunk):
+            yield from self.load_atoms(indices[start:start + chunk])
+
+    def summary(self) -> dict:
+        """{status: count}."""
+        values, counts = np.unique(self.status, return_counts=True)
+        return {str(v): int(c) for v, c in zip(values, counts)}
+
+
+_READ_FIELDS = (keys.STRUCTURE_ID, keys.STATUS, keys.REASON, "formula", *FLOAT_FIELDS, "steps", "n_atoms", "atom_start")
+
+
+def read_results(directory: str | os.PathLike) -> RelaxResults:
+    """Every committed result in ``directory`` (all shards, all attempts) as one
+    :class:`RelaxResults`. Were a structure id committed twice (not expected), the later
+    attempt's row is kept."""
+    parts, shards = [], []
+    pressure = np.nan
+    for path in list_shards(directory):
+        data = _read_shard(path, _READ_FIELDS)
+        if data is None:
+            continue
+        data["_shard"] = np.full(len(data[keys.STRUCTURE_ID]), len(shards), dtype=np.int64)
+        data["_row"] = np.arange(len(data[keys.STRUCTURE_ID]), dtype=np.int64)
+        shards.append(path)
+        parts.append(data)
+        pressure = data["_pressure_gpa"] if np.isnan(pressure) else pressure
+    if not parts:
+        empty_f = np.zeros(0)
+        empty_i = np.zeros(0, dtype=np.int64)
+        empty_s = np.zeros(0, dtype=str)
+        return RelaxResults(structure_id=empty_i, status=empty_s, reason=empty_s, formula=empty_s,
+                            energy=empty_f, enthalpy=empty_f, volume=empty_f, steps=empty_i, n_atoms=empty_i,
+                            max_force=empty_f, pressure_residual=empty_f, pressure=empty_f,
+                            pressure_gpa=float(pressure), shards=[], shard_index=empty_i, row=empty_i,
+                            atom_start=empty_i)
+    # order shards by attempt so "later" means the later job
+    def cat(name):
+        return np.concatenate([p[name] for p in parts])
+
+    ids = cat(keys.STRUCTURE_ID)
+    attempt_order = np.argsort([os.path.basename(s).split("-", 1)[1] for s in shards], kind="stable")
+    rank_of_shard = np.empty(len(shards), dtype=np.int64)
+    rank_of_shard[attempt_order] = np.arange(len(shards))
+    order = np.lexsort((cat("_row"), rank_of_shard[cat("_shard")], ids))
+    ids_sorted = ids[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = ids_sorted[1:] != ids_sorted[:-1]
+    keep = np.sort(order[last])
+    if len(keep) != len(ids):
+        log.warning("%d duplicate structure id(s) in %s: kept the latest attempt's rows", len(ids) - len(keep),
+                    directory)
+
+    def text(name):
+        return np.array([v.decode("utf-8", "replace") for v in cat(name)[keep]], dtype=object).astype(str)
+
+    return RelaxResults(
+        structure_id=ids[keep], status=text(keys.STATUS), reason=text(keys.REASON), formula=text("formula"),
+        energy=cat("energy")[keep], enthalpy=cat("enthalpy")[keep], volume=cat("volume")[keep],
+        steps=cat("steps")[keep], n_atoms=cat("n_atoms")[keep], max_force=cat("max_force")[keep],
+        pressure_residual=cat("pressure_residual")[keep], pressure=cat("pressure")[keep],
+        pressure_gpa=float(pressure), shards=shards, shard_index=cat("_shard")[keep], row=cat("_row")[keep],
+        atom_start=cat("atom_start")[keep],
+    )
+
+
+def write_index(directory: str | os.PathLike) -> str:
+    """Write ``DIR/index.h5``: virtual datasets joining the committed rows of every readable shard
+    (per structure: the shard columns; per atom: ``numbers``, ``positions``), plus real datasets
+    ``atom_start`` (global first-atom row), ``shard`` and ``row`` and the attribute ``shards``
+    (relative paths). h5py reads it as one file; written to a temporary name and renamed."""
+    import h5py
+
+    directory = os.fspath(directory)
+    entries = []
+    for path in list_shards(directory):
+        try:
+            with h5py.File(path, "r") as f:
+                if f.attrs.get("format") != FORMAT_TAG:
+                    continue
+                count = int(f.attrs.get("committed", 0))
+                atoms = int(f.attrs.get("committed_atoms", int(np.sum(f["n_atoms"][:count]))))
+                shapes = {name: (f[name].shape, f[name].dtype) for name in f if isinstance(f[name], h5py.Dataset)}
+                pressure = float(f.attrs.get("pressure_gpa", np.nan))
+                n_atoms = f["n_atoms"][:count]
+        except (OSError, KeyError) as error:
+            log.warning("index: skipping unreadable shard %s (%s)", path, error)
+            continue
+        if count:
+            entries.append((path, count, atoms, shapes, pressure, n_atoms))
+    target = os.path.join(directory, INDEX_NAME)
+    tmp = f"{target}.tmp{os.getpid()}"
+    total = sum(e[1] for e in entries)
+    total_atoms = sum(e[2] for e in entries)
+    with h5py.File(tmp, "w", libver=("earliest", "latest")) as out:
+        out.attrs["format"] = "acnn_mpi.relax.index"
+        out.attrs["version"] = FORMAT_VERSION
+        out.attrs["shards"] = json.dumps([os.path.relpath(e[0], directory) for e in entries])
+        out.attrs["count"] = total
+        if entries:
+            out.attrs["pressure_gpa"] = entries[0][4]
+            shapes = entries[0][3]
+            per_atom = (keys.NUMBERS, keys.POSITIONS)
+            for name, (full, dtype) in shapes.items():
+                if name == "atom_start":
+                    continue
+                tail = full[1:]
+                length = total_atoms if name in per_atom else total
+                layout = h5py.VirtualLayout(shape=(length, *tail), dtype=dtype)
+                offset = 0
+                for path, count, atoms, entry_shapes, _, _ in entries:
+                    n = atoms if name in per_atom else count
+                    if n:
+                        source = h5py.VirtualSource(os.path.relpath(path, directory), name,
+                                                    shape=entry_shapes[name][0])
+                        layout[offset:offset + n] = source[:n]
+                    offset += n
+                out.create_virtual_dataset(name, layout, fillvalue=None)
+            n_atoms = np.concatenate([e[5] for e in entries]).astype(np.int64)
+            start = np.zeros(total, dtype=np.int64)
+            np.cumsum(n_atoms[:-1], out=start[1:])
+            out.create_dataset("atom_start", data=start)
+            out.create_dataset("shard", data=np.concatenate([np.full(e[1], k) for k, e in enumerate(entries)]))
+            out.create_dataset("row", data=np.concatenate([np.arange(e[1]) for e in entries]))
+    os.replace(tmp, target)
+    return target
