@@ -1,0 +1,54 @@
+"""The demo campaign (inputs/demo.yaml, Cu-Pt under EMT) recovers the ordered phases that are
+stable under EMT: L1_2 Cu3Pt, L1_0 CuPt and CuPt3, checked against the same phases built by hand."""
+
+import json
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.filters import FrechetCellFilter
+from ase.optimize import BFGS
+
+from tests.conftest import REPO, run_python
+
+pytestmark = pytest.mark.mpi
+
+
+def relaxed_energy_per_atom(atoms):
+    atoms.calc = EMT()
+    BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=1e-4, steps=500)
+    return atoms.get_potential_energy() / len(atoms)
+
+
+def l12(minority, majority, a):
+    return Atoms([minority] + [majority] * 3, cell=[a] * 3, pbc=True,
+                 scaled_positions=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+
+
+def hand_built_formation_enthalpies():
+    """meV/atom under EMT at 0 GPa, relaxed by ASE."""
+    cu = relaxed_energy_per_atom(bulk("Cu", "fcc", a=3.6))
+    pt = relaxed_energy_per_atom(bulk("Pt", "fcc", a=3.92))
+    l10 = Atoms(["Cu", "Pt"], cell=[2.75, 2.75, 3.8], pbc=True, scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5]])
+    phases = {"Cu3Pt": (l12("Pt", "Cu", 3.7), 0.25), "CuPt": (l10, 0.5), "CuPt3": (l12("Cu", "Pt", 3.85), 0.75)}
+    return {name: 1000 * (relaxed_energy_per_atom(atoms) - ((1 - x) * cu + x * pt))
+            for name, (atoms, x) in phases.items()}
+
+
+def test_demo_recovers_known_phases(tmp_path):
+    result = run_python(["-m", "acnn_mpi", "run", REPO / "inputs" / "demo.yaml", "--output-dir", tmp_path],
+                        ranks=2, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stable = {p["formula"]: p["formation_enthalpy_meV"]
+              for p in json.loads((tmp_path / "final" / "hull.json").read_text())["stable"]}
+    reference = hand_built_formation_enthalpies()
+    assert reference["CuPt"] < -100 and reference["Cu3Pt"] < -80  # the hand-built phases are bound
+    for formula, hand_built in reference.items():
+        assert formula in stable, f"{formula} not on the campaign's hull {stable}"
+        assert stable[formula] <= hand_built + 2.0, (formula, stable[formula], hand_built)
+    report = run_python(["-m", "acnn_mpi", "report", tmp_path], timeout=120)
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "CuPt" in page and "data:image/png;base64," in page
