@@ -89,7 +89,7 @@ def test_structure_files(tmp_path):
     back = source.read([2, 0])
     np.testing.assert_allclose(back[0].positions, structures[2].positions, atol=1e-6)  # text precision
     assert [a.info["structure_id"] for a in back] == [2, 0]
-    structures[1].info["structure_id"] = 2
+    structures[1].info["structure_id"] = structures[2].info["structure_id"] = 7
     with pytest.raises(ValueError, match="not unique"):
         write_structures(tmp_path / "dup.h5", [structures[1], structures[2]])
     assert not os.path.exists(tmp_path / "dup.h5")
