@@ -8,7 +8,9 @@ rank joins the process group with the rank and size of the :class:`~acnn_mpi.par
 Gradients are summed in one ``all_reduce`` of a flat buffer (:meth:`DataParallel.sum_gradients`):
 each rank's loss is already divided by the *global* number of structures in the minibatch, so the
 sum over ranks is exactly the gradient of the global loss, whatever the split. No DDP wrapper is
-needed (and none is used: force training differentiates twice, which DDP's hooks do not expect).
+used: DDP averages gradients over ranks, i.e. weights every rank equally however many structures
+it got, which is wrong for an uneven split (e.g. 3 structures on 2 ranks). (DDP itself does cope
+with the double differentiation of force training: checked with torch 2.13, identical gradients.)
 
 With one rank nothing here touches torch.distributed: :func:`setup_data_parallel` returns a serial
 stand-in whose reductions are identities.

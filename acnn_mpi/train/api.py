@@ -30,7 +30,7 @@ from .frames import Frame, FrameBatcher, read_labelled
 from .loss import Schedule
 from .metrics import evaluate_errors
 from .models import (ModelFactory, build_acnn, fit_input_statistics, load_model, model_elements,
-                     model_from_record, perturb_parameters, save_model, set_reference_energies,
+                     model_from_record, perturb_parameters, set_reference_energies,
                      torch_dtype)
 from .reference import fit_reference_energies
 from .sampler import EpochSampler
@@ -319,9 +319,10 @@ def train_model(
                  max(total_steps - run.step, 0), comm.size, torch_device, str(dtype).replace("torch.", ""))
         trainer = Trainer(run, training, parallel, comm, out_dir, should_stop=should_stop)
         started = time.perf_counter()
+        first_step = run.step
         stopped = trainer.fit(total_steps)
-        if run.step >= total_steps and not (out_dir / MODEL_NAME).is_file() and comm.is_root:
-            save_model(model, out_dir / MODEL_NAME)
+        if run.step == first_step:  # nothing to do (steps reached already, or 0): still write out
+            trainer.save(run.wall_s, final_model=True)
         metrics = trainer.validate()
         if len(train_ids):
             metrics["train"] = evaluate_errors(model, None, batcher=batcher,

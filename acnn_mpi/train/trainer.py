@@ -137,7 +137,7 @@ class Trainer:
             out["extra"] = evaluate_errors(run.model, None, batcher=run.extra, comm=self.comm)
         return out
 
-    def _record(self, errors: Optional[dict], started: float, steps_since: int) -> dict:
+    def _record(self, errors: Optional[dict], started: float, steps_per_s: Optional[float]) -> dict:
         run = self.run
         loss = energy = forces = virial = None
         if self._window[4] > 0:
@@ -151,7 +151,7 @@ class Trainer:
             "step": run.step, "epoch": run.sampler.epoch, "lr": run.schedule.lr(run.step),
             "p_force": run.schedule.prefactors(run.step)[1], "loss": loss, "loss_energy": energy,
             "loss_forces": forces, "loss_virial": virial, "wall_s": round(run.wall_s + elapsed, 3),
-            "steps_per_s": steps_since / elapsed if elapsed > 0 and steps_since else None,
+            "steps_per_s": steps_per_s,
         }
         if errors:
             record.update(flatten_errors("valid", errors.get("valid")))
@@ -202,12 +202,11 @@ class Trainer:
             do_valid = run.step % cfg.validate_every == 0 or at_end
             do_log = run.step % cfg.log_every == 0 or do_valid
             if do_log:
+                now = time.perf_counter()  # training speed, without the validation below
+                speed = (run.step - last_logged_step) / (now - last_log_time) if now > last_log_time else None
                 errors = self.validate() if do_valid else None
-                now = time.perf_counter()
-                record = self._record(errors, started, run.step - last_logged_step)
-                record["steps_per_s"] = ((run.step - last_logged_step) / (now - last_log_time)
-                                         if now > last_log_time else None)
-                last_logged_step, last_log_time = run.step, now
+                record = self._record(errors, started, speed)
+                last_logged_step, last_log_time = run.step, time.perf_counter()
                 run.history.append(record)
                 if errors:
                     self._latest_valid = {k: v for k, v in record.items()

@@ -29,7 +29,7 @@ def test_progress_lines_and_extra_validation_file(acnn, tmp_path, files):
     data, extra = files
     config = write_small_yaml(tmp_path / "c.yaml", steps=4, log_every=2, validate_every=4)
     result = acnn(["train", "--data", data, "--config", config, "--out", tmp_path / "o",
-                   "--valid", extra, "--threads", "1"], timeout=120)
+                   "--valid", extra, "--threads", "1"], timeout=300)
     assert result.returncode == 0, result.stderr
     assert "step 2/4  loss" in result.stderr and "lr 0.01" in result.stderr
     assert "step 4/4" in result.stderr and "| valid E" in result.stderr and "| extra E" in result.stderr
