@@ -8,7 +8,8 @@ in torch from the (possibly strained) positions and cells so that autograd sees 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
@@ -22,22 +23,54 @@ class Edges:
 
     Attributes:
         index: (2, E) int64, row 0 the centre atom i, row 1 the neighbour j (batch-global indices).
+            :func:`neighbor_list` returns the edges sorted by centre (the model's fast path).
         cell_shifts: (E, 3) integer multiples of the lattice vectors to add to x[j], stored in the
             batch's float dtype.
     """
 
     index: torch.Tensor
     cell_shifts: torch.Tensor
+    _shift_codes: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def n_edges(self) -> int:
         return int(self.index.shape[1])
 
+    def _codes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E,) index of each edge's shift into the table (K, 3) of the distinct integer shifts
+        (cached: the shifts do not change while the edges are reused)."""
+        if self._shift_codes is None:
+            shifts = self.cell_shifts.detach().round().long()
+            reach = int(shifts.abs().max()) if shifts.numel() else 0
+            side = 2 * reach + 1
+            key = ((shifts[:, 0] + reach) * side + shifts[:, 1] + reach) * side + shifts[:, 2] + reach
+            unique, codes = torch.unique(key, return_inverse=True)
+            table = torch.stack([unique // (side * side), (unique // side) % side, unique % side], 1) - reach
+            self._shift_codes = (codes, table)
+        return self._shift_codes
+
     def vectors(self, positions: torch.Tensor, cell: torch.Tensor, system_idx: torch.Tensor) -> torch.Tensor:
         """(E, 3) vectors r_ij in Å, differentiable in ``positions`` (N, 3) and ``cell`` (B, 3, 3)."""
         i, j = self.index
-        shift = torch.einsum("ek,ekl->el", self.cell_shifts, cell[system_idx[i]])
-        return positions[j] - positions[i] + shift
+        vectors = positions.index_select(0, j) - positions.index_select(0, i)
+        if self.n_edges == 0:
+            return vectors
+        codes, table = self._codes()
+        if cell.shape[0] * table.shape[0] <= self.n_edges:
+            return vectors + self._image_shifts(cell, system_idx)
+        return vectors + self._edge_shifts(cell, system_idx)
+
+    def _image_shifts(self, cell: torch.Tensor, system_idx: torch.Tensor) -> torch.Tensor:
+        """Lattice shifts S·h: the (B, K, 3) images of the distinct shifts, then one gather."""
+        codes, table = self._codes()
+        images = table.to(cell.dtype) @ cell
+        flat = system_idx.index_select(0, self.index[0]) * table.shape[0] + codes
+        return images.reshape(-1, 3).index_select(0, flat)
+
+    def _edge_shifts(self, cell: torch.Tensor, system_idx: torch.Tensor) -> torch.Tensor:
+        """Lattice shifts S·h edge by edge (when there are many distinct shifts)."""
+        edge_cell = cell.index_select(0, system_idx.index_select(0, self.index[0]))
+        return (self.cell_shifts.to(cell.dtype)[:, :, None] * edge_cell).sum(1)
 
     def select(self, mask: torch.Tensor) -> "Edges":
         """The edges where ``mask`` (E,) is true."""
@@ -70,6 +103,8 @@ def neighbor_list(batch: Batch, cutoff: float) -> Edges:
     for b in range(batch.n_systems):
         start, stop = int(offsets[b]), int(offsets[b + 1])
         i, j, s = _structure_pairs(calculator, positions[start:stop], cells[b], pbcs[b])
+        order = np.argsort(i, kind="stable")
+        i, j, s = i[order], j[order], s[order]
         all_i.append(i.astype(np.int64) + start)
         all_j.append(j.astype(np.int64) + start)
         all_s.append(s)

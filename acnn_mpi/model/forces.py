@@ -94,4 +94,6 @@ def evaluate(
             stress = torch.where(
                 (volume > 0)[:, None, None], d_strain / safe[:, None, None], torch.zeros_like(d_strain)
             )
+    if inputs and not create_graph:  # the graph is spent; do not hand out tensors that hold it
+        energy, atomic = energy.detach(), atomic.detach()
     return PotentialOutput(energy=energy, forces=forces, stress=stress, virial=virial, atomic_energies=atomic)

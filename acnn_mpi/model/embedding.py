@@ -1,0 +1,80 @@
+"""Multilayer perceptrons of the ACNN (paper Eqs. 10-12): tanh embeddings and the fitting network.
+
+Shapes: N = atoms. Inputs and outputs are dimensionless features, except the fitting network's
+output, the atomic energy E_i in eV.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+class TanhMLP(torch.nn.Module):
+    """mlp(x) = f_L ∘ … ∘ f_1(x) with f_l(x) = tanh(W_l x + b_l) (Eqs. 11-12).
+
+    Args:
+        n_in: input width.
+        widths: hidden widths, one tanh layer each.
+        n_out: when given, a final linear layer (no activation) to ``n_out`` outputs (the fitting
+            network's energy head); when None the output is the last tanh layer.
+    """
+
+    def __init__(self, n_in: int, widths: Sequence[int], n_out: int | None = None,
+                 dtype: torch.dtype = torch.float32):
+        super().__init__()
+        layers = []
+        width = int(n_in)
+        for w in widths:
+            layers.append(torch.nn.Linear(width, int(w), dtype=dtype))
+            width = int(w)
+        self.hidden = torch.nn.ModuleList(layers)
+        self.head = torch.nn.Linear(width, int(n_out), dtype=dtype) if n_out is not None else None
+        self.n_out = int(n_out) if n_out is not None else width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, n_in) → (N, n_out)."""
+        for layer in self.hidden:
+            x = torch.tanh(layer(x))
+        if self.head is not None:
+            x = self.head(x)
+        return x
+
+
+class AtomEmbedding(torch.nn.Module):
+    """Eq. 10 plus chemistry: x_i = mlp₁(Φ⁽¹⁾_i) ‖ mlp₂(Φ⁽²⁾_i) ‖ e(Z_i).
+
+    The descriptors are first standardized with fixed per-feature shift and scale (buffers, set
+    from data by :meth:`ACNN.fit_descriptor_statistics`); e(Z_i) is a learnable embedding of the
+    central atom's element with the width of the last embedding layer.
+
+    Args:
+        n_radial_features / n_angular_features: widths of Φ⁽¹⁾ and Φ⁽²⁾.
+        n_elements: S.
+        widths: embedding MLP widths (paper: [64, 64]).
+    """
+
+    def __init__(self, n_radial_features: int, n_angular_features: int, n_elements: int,
+                 widths: Sequence[int], dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.radial_mlp = TanhMLP(n_radial_features, widths, dtype=dtype)
+        self.angular_mlp = TanhMLP(n_angular_features, widths, dtype=dtype)
+        self.element = torch.nn.Embedding(n_elements, int(widths[-1]), dtype=dtype)
+        torch.nn.init.normal_(self.element.weight, std=0.5)
+        self.register_buffer("radial_shift", torch.zeros(n_radial_features, dtype=dtype))
+        self.register_buffer("radial_scale", torch.ones(n_radial_features, dtype=dtype))
+        self.register_buffer("angular_shift", torch.zeros(n_angular_features, dtype=dtype))
+        self.register_buffer("angular_scale", torch.ones(n_angular_features, dtype=dtype))
+
+    @property
+    def n_out(self) -> int:
+        return self.radial_mlp.n_out + self.angular_mlp.n_out + self.element.embedding_dim
+
+    def forward(self, radial: torch.Tensor, angular: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """radial (N, n_radial_features), angular (N, n_angular_features), species (N,) → (N, n_out)."""
+        radial = (radial - self.radial_shift) * self.radial_scale
+        angular = (angular - self.angular_shift) * self.angular_scale
+        return torch.cat(
+            [self.radial_mlp(radial), self.angular_mlp(angular), self.element(species)], dim=1
+        )

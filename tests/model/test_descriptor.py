@@ -1,0 +1,150 @@
+"""The ACNN descriptor against the paper's equations: Eq. 6 (cutoff), Eq. 8 (Chebyshev radial
+functions), real spherical harmonics (addition theorem), Eq. 7 and Eq. 9 against direct sums."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from numpy.polynomial import chebyshev, legendre
+
+from acnn_mpi.model.descriptor import RealSphericalHarmonics, chebyshev_radial_basis, cosine_cutoff
+from acnn_mpi.neighbors import neighbor_list
+from acnn_mpi.state import Batch
+
+
+def test_cosine_cutoff_eq6():
+    r = torch.tensor([0.0, 1.0, 2.5, 4.999, 5.0, 6.0], dtype=torch.float64)
+    fc = cosine_cutoff(r, 5.0)
+    expected = [1.0, 0.5 * (1 + math.cos(math.pi / 5)), 0.5, 0.5 * (1 + math.cos(math.pi * 4.999 / 5)), 0.0, 0.0]
+    assert torch.allclose(fc, torch.tensor(expected, dtype=torch.float64), atol=1e-15)
+
+
+def test_chebyshev_radial_basis_eq8():
+    r_cut, n_basis = 5.0, 16
+    r = torch.linspace(0.3, 5.2, 50, dtype=torch.float64)
+    g, fc = chebyshev_radial_basis(r, r_cut, n_basis)
+    x = 2 * (r.numpy() / r_cut - 1) ** 2 - 1
+    for n in range(n_basis):
+        t_n = chebyshev.chebval(x, [0] * n + [1])
+        expected = 0.5 * (t_n + 1) * fc.numpy()
+        assert np.allclose(g[:, n].numpy(), expected, atol=1e-12), n
+    assert torch.all(g[r >= r_cut] == 0)
+    assert torch.allclose(g[:, 0], fc)
+
+
+def test_chebyshev_basis_float32_accurate():
+    r = torch.linspace(0.5, 4.99, 200, dtype=torch.float64)
+    g64, _ = chebyshev_radial_basis(r, 5.0, 16)
+    g32, _ = chebyshev_radial_basis(r.float(), 5.0, 16)
+    assert (g32.double() - g64).abs().max() < 2e-5
+
+
+def test_spherical_harmonics_addition_theorem():
+    sh = RealSphericalHarmonics(6).double()
+    gen = torch.Generator().manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(40, 3, generator=gen, dtype=torch.float64), dim=1)
+    b = torch.nn.functional.normalize(torch.randn(40, 3, generator=gen, dtype=torch.float64), dim=1)
+    ya, yb = sh(a), sh(b)
+    assert ya.shape == (40, 49)
+    cos = (a * b).sum(1).numpy()
+    for l in range(7):
+        block = slice(l * l, (l + 1) ** 2)
+        total = (ya[:, block] * yb[:, block]).sum(1).numpy()
+        expected = (2 * l + 1) / (4 * math.pi) * legendre.legval(cos, [0] * l + [1])
+        assert np.allclose(total, expected, atol=1e-13), l
+
+
+def test_spherical_harmonics_known_values_and_orthonormality():
+    sh = RealSphericalHarmonics(4).double()
+    u = torch.nn.functional.normalize(torch.tensor([[0.3, -0.5, 0.8]], dtype=torch.float64), dim=1)
+    x, y, z = u[0]
+    values = sh(u)[0]
+    assert math.isclose(values[0], 1 / math.sqrt(4 * math.pi), rel_tol=1e-14)
+    assert math.isclose(values[2], math.sqrt(3 / (4 * math.pi)) * z, rel_tol=1e-14)      # Y_10
+    assert math.isclose(values[3], math.sqrt(3 / (4 * math.pi)) * x, rel_tol=1e-14)      # Y_11
+    assert math.isclose(values[1], math.sqrt(3 / (4 * math.pi)) * y, rel_tol=1e-14)      # Y_1-1
+    assert math.isclose(values[6], math.sqrt(5 / (16 * math.pi)) * (3 * z * z - 1), rel_tol=1e-13)
+    assert math.isclose(values[4], math.sqrt(15 / (4 * math.pi)) * x * y, rel_tol=1e-13)  # Y_2-2
+    # orthonormal on the sphere: Lebedev-free check with a dense Gauss-Legendre x uniform-phi grid
+    nodes, weights = legendre.leggauss(12)
+    phi = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    ct, ph = np.meshgrid(nodes, phi, indexing="ij")
+    st = np.sqrt(1 - ct ** 2)
+    grid = torch.tensor(np.stack([st * np.cos(ph), st * np.sin(ph), ct], -1).reshape(-1, 3))
+    w = torch.tensor((weights[:, None] * np.full(24, 2 * np.pi / 24)).reshape(-1))
+    y_grid = sh(grid)
+    gram = (y_grid * w[:, None]).T @ y_grid
+    assert torch.allclose(gram, torch.eye(25, dtype=torch.float64), atol=1e-12)
+
+
+def _direct_features(model, atoms):
+    """Eqs. 7 and 9 by direct sums over neighbours and neighbour pairs (O(M²)), with P_l."""
+    d = model.descriptor
+    batch = Batch.from_atoms([atoms])
+    edges = neighbor_list(batch, model.cutoff)
+    vec = edges.vectors(batch.positions, batch.cell, batch.system_idx).detach().numpy()
+    i_all, j_all = edges.index.numpy()
+    species = model.species_index(batch.numbers).numpy()
+    W = d.angular_mixing.detach().numpy()              # (n_a, S·n_a): block z = W[z]
+    S, n_a, L = d.n_elements, d.n_angular, d.l_max
+    radial, angular = [], []
+    for i in range(len(atoms)):
+        mine = i_all == i
+        r = np.linalg.norm(vec[mine], axis=1)
+        zj = species[j_all[mine]]
+        g, _ = chebyshev_radial_basis(torch.tensor(r), d.r_cut_radial, d.n_radial)
+        phi1 = np.zeros((S, d.n_radial))
+        for z in range(S):
+            phi1[z] = g.numpy()[zj == z].sum(0)
+        radial.append(phi1.reshape(-1))
+        inside = r < d.r_cut_angular
+        ga, _ = chebyshev_radial_basis(torch.tensor(r[inside]), d.r_cut_angular, n_a)
+        mixed = np.stack([ga.numpy()[k] @ W[:, zj[inside][k] * n_a:(zj[inside][k] + 1) * n_a]
+                          for k in range(int(inside.sum()))]) if inside.any() else np.zeros((0, n_a))
+        unit = vec[mine][inside] / r[inside, None]
+        cos = np.clip(unit @ unit.T, -1, 1)
+        phi2 = np.zeros((n_a, L + 1))
+        for l in range(L + 1):
+            p_l = legendre.legval(cos, [0] * l + [1])
+            phi2[:, l] = (2 * l + 1) / (4 * math.pi) * np.einsum("jc,kc,jk->c", mixed, mixed, p_l)
+        angular.append(phi2.reshape(-1))
+    return np.array(radial), np.array(angular)
+
+
+@pytest.mark.parametrize("identity_mixing", [True, False])
+def test_features_equal_direct_sums_eq7_eq9(make_model, crystal, identity_mixing):
+    model = make_model(r_cut_radial=4.5, r_cut_angular=3.8, n_angular=4, l_max=4)
+    if identity_mixing:  # the paper's Eq. 9 exactly, g_n of each neighbour unmixed
+        with torch.no_grad():
+            model.descriptor.angular_mixing.copy_(torch.eye(4, dtype=torch.float64).repeat(1, 3))
+    atoms = crystal(["Mg", "Ca", "H", "H", "H", "Mg", "H"], volume_per_atom=9.0, min_distance=1.2)
+    batch = Batch.from_atoms([atoms])
+    out = model.descriptor(
+        neighbor_list(batch, model.cutoff).vectors(batch.positions, batch.cell, batch.system_idx),
+        neighbor_list(batch, model.cutoff).index, model.species_index(batch.numbers))
+    radial, angular = _direct_features(model, atoms)
+    assert angular.max() > 0.1  # non-trivial environments
+    assert np.allclose(out.radial.detach().numpy(), radial, rtol=1e-12, atol=1e-12)
+    assert np.allclose(out.angular.detach().numpy(), angular, rtol=1e-10, atol=1e-12)
+
+
+def test_neighbour_element_changes_features(make_model, crystal):
+    """Swapping a Mg neighbour for Ca changes both radial and angular features of its neighbours."""
+    model = make_model()
+    atoms = crystal(["Mg", "H", "H", "H", "H"], volume_per_atom=8.0, min_distance=1.3)
+    swapped = atoms.copy()
+    swapped.symbols[0] = "Ca"
+    feats = []
+    for a in (atoms, swapped):
+        batch = Batch.from_atoms([a])
+        edges = neighbor_list(batch, model.cutoff)
+        vec = edges.vectors(batch.positions, batch.cell, batch.system_idx)
+        feats.append(model.descriptor(vec, edges.index, model.species_index(batch.numbers)))
+    # atoms 1..4 are H; their environments differ only by the element of atom 0
+    assert (feats[0].radial[1:] - feats[1].radial[1:]).abs().max() > 1e-3
+    assert (feats[0].angular[1:] - feats[1].angular[1:]).abs().max() > 1e-4
+    # and the total neighbour density (sum over elements) is the same
+    r0 = feats[0].radial.view(5, 3, -1).sum(1)
+    r1 = feats[1].radial.view(5, 3, -1).sum(1)
+    assert torch.allclose(r0[1:], r1[1:], atol=1e-12)

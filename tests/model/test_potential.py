@@ -1,0 +1,247 @@
+"""The ACNN potential: exact derivatives (finite differences), symmetries, smoothness at both
+cutoffs, batching, chemistry checks. Small float64 models on random triclinic cells."""
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import make_supercell
+from scipy.spatial.transform import Rotation
+
+from acnn_mpi.model.attention import PairLayout
+from acnn_mpi.model.forces import evaluate
+from acnn_mpi.model.potential import ACNN, ACNNHyperparameters
+from acnn_mpi.neighbors import neighbor_list
+from acnn_mpi.state import Batch
+
+
+def _eval(model, atoms_list, **kw):
+    return evaluate(model, Batch.from_atoms(list(atoms_list)), **kw)
+
+
+def _energy(model, atoms):
+    return float(_eval(model, [atoms], compute_forces=False, compute_stress=False).energy[0].detach())
+
+
+def _derivative(energy_at, h=1e-4):
+    """Five-point central difference dE/dt at t = 0 (error ~ h⁴)."""
+    return (-energy_at(2 * h) + 8 * energy_at(h) - 8 * energy_at(-h) + energy_at(-2 * h)) / (12 * h)
+
+
+def test_forces_and_stress_match_finite_differences(model, crystal):
+    model.set_reference_energies([0.0, 0.0, 0.0])  # constant offsets only cost digits in E(x ± h)
+    atoms = crystal(["Mg", "Ca", "H", "H", "H", "H", "Mg", "H"], volume_per_atom=10.0)
+    out = _eval(model, [atoms])
+
+    def displaced(a, c):
+        def energy_at(t):
+            moved = atoms.copy()
+            moved.positions[a, c] += t
+            return _energy(model, moved)
+        return energy_at
+
+    fd_forces = np.array([[-_derivative(displaced(a, c)) for c in range(3)] for a in range(len(atoms))])
+    forces = out.forces.numpy()
+    assert np.abs(forces).max() > 1e-3
+    np.testing.assert_allclose(forces, fd_forces, rtol=1e-6, atol=1e-9 * np.abs(forces).max())
+
+    # stress = (1/V) dE/dε for a symmetric strain applied to cell and positions
+    volume = atoms.get_volume()
+
+    def strained(a, b):
+        def energy_at(t):
+            eps = np.zeros((3, 3))
+            eps[a, b] += t / 2
+            eps[b, a] += t / 2
+            moved = atoms.copy()
+            moved.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+            return _energy(model, moved)
+        return energy_at
+
+    fd_stress = np.array([[_derivative(strained(a, b)) / volume for b in range(3)] for a in range(3)])
+    stress = out.stress[0].numpy()
+    assert np.abs(stress).max() > 1e-4
+    np.testing.assert_allclose(stress, fd_stress, rtol=1e-6, atol=1e-9 * np.abs(stress).max())
+    np.testing.assert_allclose(out.virial[0].numpy(), -stress * volume, rtol=1e-12)
+
+
+def test_invariance_translation_rotation_permutation(model, crystal):
+    atoms = crystal(["Mg", "Ca", "H", "H", "H", "Ca", "H"], volume_per_atom=9.0)
+    ref = _eval(model, [atoms])
+    moved = atoms.copy()
+    moved.positions += np.array([0.37, -1.91, 12.3])
+    rotation = Rotation.from_euler("zyx", [31, -47, 112], degrees=True).as_matrix()
+    rotated = Atoms(symbols=atoms.symbols, positions=atoms.positions @ rotation.T,
+                    cell=atoms.cell.array @ rotation.T, pbc=True)
+    perm = np.random.default_rng(3).permutation(len(atoms))
+    permuted = atoms[perm]
+    out = _eval(model, [moved, rotated, permuted])
+    e0 = float(ref.energy[0])
+    assert np.allclose(out.energy.numpy(), e0, rtol=1e-12, atol=1e-12)
+    f0, s0 = ref.forces.numpy(), ref.stress[0].numpy()
+    n = len(atoms)
+    np.testing.assert_allclose(out.forces[:n].numpy(), f0, atol=1e-12)
+    np.testing.assert_allclose(out.forces[n:2 * n].numpy(), f0 @ rotation.T, atol=1e-11)
+    np.testing.assert_allclose(out.forces[2 * n:].numpy(), f0[perm], atol=1e-12)
+    np.testing.assert_allclose(out.stress[0].numpy(), s0, atol=1e-13)
+    np.testing.assert_allclose(out.stress[1].numpy(), rotation @ s0 @ rotation.T, atol=1e-12)
+    np.testing.assert_allclose(out.stress[2].numpy(), s0, atol=1e-13)
+
+
+def test_supercell_and_other_cell_basis(model, crystal):
+    atoms = crystal(["Mg", "H", "H", "Ca", "H"], volume_per_atom=9.0)
+    ref = _eval(model, [atoms])
+    supercell = make_supercell(atoms, [[2, 0, 0], [0, 1, 1], [0, -1, 1]])  # 4 x the cell
+    # same lattice, another basis (unimodular matrix), atoms wrapped into the new cell
+    other = atoms.copy()
+    other.set_cell(np.array([[1, 1, 0], [0, 1, 0], [1, 2, 1]]) @ atoms.cell.array, scale_atoms=False)
+    other.wrap()
+    out = _eval(model, [supercell, other])
+    e0 = float(ref.energy[0])
+    assert np.isclose(float(out.energy[0]), 4 * e0, rtol=1e-11)
+    assert np.isclose(float(out.energy[1]), e0, rtol=1e-11)
+    np.testing.assert_allclose(out.stress.numpy(), np.stack([ref.stress[0].numpy()] * 2), atol=1e-12)
+    n = len(atoms)
+    # make_supercell keeps the atom order within each image: atom k of image t is at t*n + k
+    f_super = out.forces[:4 * n].numpy().reshape(4, n, 3)
+    for t in range(4):
+        np.testing.assert_allclose(f_super[t], ref.forces.numpy(), atol=1e-11)
+    np.testing.assert_allclose(out.forces[4 * n:].numpy(), ref.forces.numpy(), atol=1e-11)
+
+
+@pytest.mark.parametrize("which", ["radial", "angular"])
+def test_smooth_when_a_neighbour_crosses_a_cutoff(model, which):
+    """Atom 2 moves along x through r = r_c of atom 0 (staying inside both cutoffs of atom 1):
+    across the cutoff E changes only as its slope predicts and the force does not jump."""
+    r_cut = model.hyperparameters.r_cut_radial if which == "radial" else model.hyperparameters.r_cut_angular
+    base = np.array([[0.0, 0.0, 0.0], [1.3, 0.9, 0.0]])
+
+    def evaluate_at(delta):
+        atoms = Atoms("MgHCa", positions=np.vstack([base, [r_cut + delta, 0.0, 0.0]]),
+                      cell=[30, 30, 30], pbc=True)
+        out = _eval(model, [atoms])
+        return float(out.energy[0]), out.forces.numpy()
+
+    delta = 1e-7
+    (e_in, f_in), (e_out, f_out) = evaluate_at(-delta), evaluate_at(delta)
+    slope = -(f_in[2, 0] + f_out[2, 0]) / 2          # dE/dx of atom 2 (trapezoid)
+    assert abs(slope) > 1e-5                          # atom 2 does interact (with atom 1)
+    assert abs((e_out - e_in) - slope * 2 * delta) < 1e-13
+    assert np.abs(f_out - f_in).max() < 1e-5
+    # the force is continuous but the cutoff term itself vanishes: f_c ~ (r_c - r)²
+    (e_a, f_a), (e_b, f_b) = evaluate_at(-1e-3), evaluate_at(-2e-3)
+    assert np.abs(f_a - f_out).max() < np.abs(f_b - f_out).max()
+
+
+def test_batch_equals_one_by_one(model, crystal):
+    structures = [crystal(["Mg", "H", "H"], volume_per_atom=9.0),
+                  crystal(["Ca", "Ca", "H", "H", "H", "Mg", "H", "H"], volume_per_atom=11.0),
+                  crystal(["H", "H"], volume_per_atom=7.0),
+                  crystal(["Mg", "Ca", "H", "H", "H"], volume_per_atom=14.0)]
+    together = _eval(model, structures)
+    offset = 0
+    for b, atoms in enumerate(structures):
+        alone = _eval(model, [atoms])
+        n = len(atoms)
+        assert np.isclose(float(together.energy[b]), float(alone.energy[0]), rtol=1e-12)
+        np.testing.assert_allclose(together.forces[offset:offset + n].numpy(), alone.forces.numpy(), atol=1e-12)
+        np.testing.assert_allclose(together.stress[b].numpy(), alone.stress[0].numpy(), atol=1e-13)
+        offset += n
+
+
+def test_attention_dense_pairs_equal_per_edge_path(make_model, crystal):
+    model = make_model(attention_layers=2)
+    structures = [crystal(["Mg", "H", "H", "Ca"], volume_per_atom=9.0), crystal(["H"] * 6, volume_per_atom=8.0)]
+    batch = Batch.from_atoms(structures)
+    edges = neighbor_list(batch, model.cutoff)
+    species = model.species_index(batch.numbers)
+    vec = edges.vectors(batch.positions, batch.cell, batch.system_idx)
+    feats = model.descriptor(vec, edges.index, species)
+    x = model.embedding(feats.radial, feats.angular, species)
+    layout = PairLayout.build(batch.system_idx, feats.neighbour, batch.n_systems)
+    assert layout is not None
+    dense = model.attention[0](x, feats.neighbour, feats.cutoff, layout)
+    per_edge = model.attention[0](x, feats.neighbour, feats.cutoff, None)
+    assert (dense - x).abs().max() > 1e-3
+    torch.testing.assert_close(dense, per_edge, rtol=1e-12, atol=1e-12)
+
+
+def test_attention_temperature_stays_above_bound(make_model):
+    model = make_model(attention_layers=1)
+    module = model.attention[0]
+    with torch.no_grad():
+        module.tau_parameter.fill_(-200.0)   # however far training pushes it, 1/τ stays ≤ 100
+        assert float(module.tau) >= 0.01
+        module.tau_parameter.fill_(-5.0)
+        assert float(module.tau) > 0.01
+        module.tau_parameter.fill_(0.0)
+        assert float(module.tau) == pytest.approx(0.01 + np.log(2))
+
+
+def test_float32_model_close_to_float64(make_model, crystal):
+    model64 = make_model(attention_layers=1)
+    model32 = make_model(attention_layers=1).to(torch.float32)
+    atoms = crystal(["Mg", "Ca", "H", "H", "H", "H"], volume_per_atom=9.0)
+    out64 = _eval(model64, [atoms])
+    out32 = evaluate(model32, Batch.from_atoms([atoms], dtype=torch.float32))
+    assert out32.energy.dtype == torch.float32 and out32.forces.dtype == torch.float32
+    assert abs(float(out32.energy[0]) - float(out64.energy[0])) < 1e-5
+    np.testing.assert_allclose(out32.forces.double().numpy(), out64.forces.numpy(), atol=1e-5)
+    # a float64 batch through a float32 model also works (computed in the model's dtype)
+    mixed = _eval(model32, [atoms])
+    assert abs(float(mixed.energy[0]) - float(out64.energy[0])) < 1e-5
+
+
+def test_unknown_element_is_a_clear_error(make_model):
+    model = make_model(elements=["Mg", "H"])
+    atoms = Atoms("MgHO", positions=[[0, 0, 0], [1.5, 0, 0], [0, 1.5, 0]], cell=[6, 6, 6], pbc=True)
+    with pytest.raises(ValueError, match=r"element O \(Z=8\) is not one of this model's elements \['Mg', 'H'\]"):
+        _eval(model, [atoms])
+
+
+def test_reference_energies_shift_the_energy(make_model, crystal):
+    model = make_model()
+    atoms = crystal(["Mg", "Ca", "H", "H", "H"], volume_per_atom=9.0)
+    before = _energy(model, atoms)
+    old = model.reference_energies.clone()
+    model.set_reference_energies({"H": -1.25, "Mg": 0.5})
+    assert model.reference_energies.tolist() == [0.5, float(old[1]), -1.25]
+    expected = before + (0.5 - float(old[0])) + 3 * (-1.25 - float(old[2]))
+    assert _energy(model, atoms) == pytest.approx(expected, rel=1e-12)
+    model.set_reference_energies(torch.tensor([1.0, 2.0, 3.0]))
+    assert model.reference_energies.tolist() == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="Fe"):
+        model.set_reference_energies({"Fe": 1.0})
+    with pytest.raises(ValueError, match="3 elements"):
+        model.set_reference_energies([1.0, 2.0])
+
+
+def test_descriptor_statistics_standardize_features(make_model, crystal):
+    model = make_model()
+    batch = Batch.from_atoms([crystal(["Mg", "Ca", "H", "H", "H", "H"], volume_per_atom=8.0) for _ in range(3)])
+    model.fit_descriptor_statistics(batch)
+    edges = neighbor_list(batch, model.cutoff)
+    feats = model.descriptor(edges.vectors(batch.positions, batch.cell, batch.system_idx), edges.index,
+                             model.species_index(batch.numbers))
+    emb = model.embedding
+    scaled = (feats.angular - emb.angular_shift) * emb.angular_scale
+    assert torch.allclose(scaled.mean(0), torch.zeros(scaled.shape[1], dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(scaled.std(0, unbiased=False), torch.ones(scaled.shape[1], dtype=torch.float64), atol=1e-8)
+
+
+def test_hyperparameters_defaults_and_validation():
+    hp = ACNNHyperparameters(elements=["Mg", "Ca", "H"])
+    assert (hp.r_cut_radial, hp.r_cut_angular, hp.n_radial, hp.n_angular, hp.l_max) == (5.0, 4.0, 16, 14, 4)
+    assert hp.embedding == [64, 64] and hp.fitting == [256, 256] and hp.attention_layers == 0
+    assert hp.dtype == "float32"
+    model = ACNN(hp)
+    assert model.cutoff == 5.0 and model.dtype == torch.float32
+    assert ACNN(ACNNHyperparameters(elements=["H"], r_cut_radial=3.0, r_cut_angular=3.5)).cutoff == 3.5
+    with pytest.raises(ValueError, match="unknown element symbol 'Xx'"):
+        ACNNHyperparameters(elements=["Mg", "Xx"])
+    with pytest.raises(ValueError, match="duplicate"):
+        ACNNHyperparameters(elements=["Mg", "Mg"])
+    with pytest.raises(ValueError, match="attention_heads"):
+        ACNNHyperparameters(elements=["H"], attention_layers=1, attention_heads=5, embedding=[8])
+    with pytest.raises(ValueError, match="r_cut_radial"):
+        ACNNHyperparameters(elements=["H"], r_cut_radial=-1)
