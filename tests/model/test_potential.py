@@ -245,3 +245,43 @@ def test_hyperparameters_defaults_and_validation():
         ACNNHyperparameters(elements=["H"], attention_layers=1, attention_heads=5, embedding=[8])
     with pytest.raises(ValueError, match="r_cut_radial"):
         ACNNHyperparameters(elements=["H"], r_cut_radial=-1)
+
+
+@pytest.mark.parametrize("attention_layers", [0, 1])
+def test_force_loss_parameter_gradient_matches_finite_differences(make_model, crystal, attention_layers):
+    """Training on forces differentiates through the force graph (double backward)."""
+    model = make_model(attention_layers=attention_layers)
+    batch = Batch.from_atoms([crystal(["Mg", "Ca", "H", "H", "H"], volume_per_atom=9.0)])
+    edges = neighbor_list(batch, model.cutoff)
+    targets = torch.linspace(-0.1, 0.1, batch.positions.numel(), dtype=torch.float64).view(-1, 3)
+
+    def loss():
+        out = evaluate(model, batch, edges=edges, create_graph=True)
+        return ((out.forces - targets) ** 2).sum() + (out.stress ** 2).sum() * 1e3
+
+    params = [model.descriptor.angular_mixing, model.embedding.radial_mlp.hidden[0].weight,
+              model.fitting.hidden[1].bias] + ([model.attention[0].tau_parameter] if attention_layers else [])
+    grads = torch.autograd.grad(loss(), params)
+    h = 1e-6
+    for p, g in zip(params, grads):
+        flat = p.data.view(-1)
+        k = int(torch.argmax(g.abs().view(-1)))
+        saved = float(flat[k])
+        flat[k] = saved + h
+        up = float(loss().detach())
+        flat[k] = saved - h
+        down = float(loss().detach())
+        flat[k] = saved
+        assert abs(float(g.view(-1)[k])) > 1e-8
+        assert (up - down) / (2 * h) == pytest.approx(float(g.view(-1)[k]), rel=1e-5)
+
+
+def test_atoms_without_neighbours(model):
+    """An isolated atom has only its reference + bare-network energy and no force."""
+    lone = Atoms("H", cell=[20, 20, 20], pbc=True)
+    pair = Atoms("Mg2", positions=[[0, 0, 0], [2.5, 0, 0]], cell=[20, 20, 20], pbc=True)
+    out = _eval(model, [lone, pair])
+    assert torch.all(out.forces[0] == 0)
+    assert float(out.forces[1, 0]) == pytest.approx(-float(out.forces[2, 0]), rel=1e-12)
+    assert abs(float(out.forces[1, 0])) > 1e-5
+    assert torch.isfinite(out.energy).all()

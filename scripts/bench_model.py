@@ -1,0 +1,167 @@
+"""Benchmark: ACNN energy + forces + stress per core (``acnn_mpi.model.forces.evaluate``).
+
+With the paper's hyperparameters (n_r 16, n_a 14, l_max 4, embedding [64, 64], fitting [256, 256],
+float32) on random cells of the two paper systems:
+  (a) Mg-Ca-H at ~300 GPa: 40-80 atoms, ~4.5 Å³/atom, r_c 5.0 / 4.0 Å;
+  (b) Be-P-N-O at ambient pressure: 30-60 atoms, ~12 Å³/atom, r_c 6.5 / 6.0 Å;
+batch sizes 1, 16 and 64, with 0 and 1 attention modules. Reported per configuration:
+atom-steps per second (one step = neighbour list + energy + forces + stress), the neighbour-list
+share of the time, neighbours per atom, matmul FLOPs per atom-step (torch's FlopCounterMode,
+forward and backward) and the FLOP rate that makes, against a plain float32 matmul on one core
+measured in the same run.
+
+One torch thread ("per core"). Times are medians of repeated calls; the CPU time of the process
+is reported beside wall time, since other load on a shared machine inflates wall time.
+
+    python scripts/bench_model.py                  # everything (< 2 minutes)
+    python scripts/bench_model.py --batch-sizes 64 --cases a
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+from ase import Atoms  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from acnn_mpi.model.forces import evaluate  # noqa: E402
+from acnn_mpi.model.potential import ACNN, ACNNHyperparameters  # noqa: E402
+from acnn_mpi.neighbors import neighbor_list  # noqa: E402
+from acnn_mpi.state import Batch  # noqa: E402
+
+# (elements, stoichiometry weights, Å³/atom, atoms per cell, r_c radial, r_c angular, min distances Å)
+CASES = {
+    "a": dict(name="Mg-Ca-H, 300 GPa", elements=["Mg", "Ca", "H"], weights=[1, 1, 10],
+              volume=4.5, atoms=(40, 80), r_cut=(5.0, 4.0),
+              radius={"Mg": 0.95, "Ca": 1.1, "H": 0.45}),
+    "b": dict(name="Be-P-N-O, 0 GPa", elements=["Be", "P", "N", "O"], weights=[2, 1, 3, 1],
+              volume=12.0, atoms=(30, 60), r_cut=(6.5, 6.0),
+              radius={"Be": 0.75, "P": 0.85, "N": 0.65, "O": 0.65}),
+}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{cpu}; {os.cpu_count()} logical cores; Python {platform.python_version()}; "
+            f"torch {torch.__version__}; {torch.get_num_threads()} torch thread(s); "
+            f"load average {os.getloadavg()[0]:.1f}")
+
+
+def random_cell(rng, case) -> Atoms:
+    """A random triclinic cell with per-pair minimum distances (sum of the radii)."""
+    n = int(rng.integers(case["atoms"][0], case["atoms"][1] + 1))
+    weights = np.array(case["weights"], dtype=float)
+    symbols = list(rng.choice(case["elements"], size=n, p=weights / weights.sum()))
+    symbols.sort(key=lambda s: -case["radius"][s])  # big atoms first
+    cell = np.eye(3) + rng.uniform(-0.15, 0.15, size=(3, 3))
+    cell *= (n * case["volume"] / abs(np.linalg.det(cell))) ** (1 / 3)
+    radius = np.array([case["radius"][s] for s in symbols])
+    frac = np.zeros((0, 3))
+    placed = []
+    for k, symbol in enumerate(symbols):
+        for _ in range(2000):
+            f = rng.random(3)
+            d = frac - f
+            d -= np.round(d)
+            if not len(d) or np.all(np.linalg.norm(d @ cell, axis=1) > radius[k] + radius[placed]):
+                break
+        frac = np.vstack([frac, f])
+        placed.append(k)
+    return Atoms(symbols=symbols, scaled_positions=frac, cell=cell, pbc=True)
+
+
+def timed(function, repeats):
+    """Median wall and CPU seconds of ``function()`` over ``repeats`` calls (after one warm-up)."""
+    function()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        function()
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def matmul_rate() -> float:
+    """FLOP/s of a plain float32 (1024 x 1024) @ (1024 x 1024) product on one thread."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    wall, _ = timed(lambda: a @ b, 10)
+    return 2 * 1024 ** 3 / wall
+
+
+def run_case(key, batch_sizes, attention, repeats, rng, peak, dtype):
+    case = CASES[key]
+    structures = [random_cell(rng, case) for _ in range(max(batch_sizes))]
+    for layers in attention:
+        torch.manual_seed(0)
+        model = ACNN(ACNNHyperparameters(elements=case["elements"], r_cut_radial=case["r_cut"][0],
+                                         r_cut_angular=case["r_cut"][1], attention_layers=layers,
+                                         dtype=dtype))
+        model.fit_descriptor_statistics(Batch.from_atoms(structures[:8], dtype=model.dtype))
+        for size in batch_sizes:
+            batch = Batch.from_atoms(structures[:size], dtype=model.dtype)
+            n_atoms = batch.positions.shape[0]
+            edges = neighbor_list(batch, model.cutoff)
+            reps = max(2, repeats * 16 // max(size, 16)) if size > 1 else repeats * 4
+            t_nl, c_nl = timed(lambda: neighbor_list(batch, model.cutoff), reps)
+            t_ev, c_ev = timed(lambda: evaluate(model, batch, edges=edges), reps)
+            with FlopCounterMode(display=False) as counter:
+                evaluate(model, batch, edges=edges)
+            flops = counter.get_total_flops() / n_atoms
+            wall = t_nl + t_ev
+            print(f"{case['name']:17s} {layers:4d} {size:5d} {n_atoms:6d} {edges.n_edges / n_atoms:6.0f} "
+                  f"{n_atoms / wall:10.0f} {n_atoms / (c_nl + c_ev):10.0f} {n_atoms / t_ev:10.0f} "
+                  f"{100 * t_nl / wall:6.1f}% {flops / 1e6:8.2f} {flops * n_atoms / t_ev / 1e9:7.2f} "
+                  f"{100 * flops * n_atoms / t_ev / peak:6.1f}%", flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default="ab", help="which systems: a (Mg-Ca-H), b (Be-P-N-O)")
+    parser.add_argument("--batch-sizes", default="1,16,64")
+    parser.add_argument("--attention", default="0,1", help="attention modules to compare")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    args = parser.parse_args(argv)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    attention = [int(a) for a in args.attention.split(",")]
+    start = time.perf_counter()
+    print(f"machine: {machine()}")
+    peak = matmul_rate()
+    print(f"plain float32 matmul (1024^3) on one thread: {peak / 1e9:.1f} GFLOP/s")
+    print("model: paper hyperparameters (n_r 16, n_a 14, l_max 4, embedding [64, 64], fitting [256, 256]), "
+          f"{args.dtype}")
+    print("atom-steps/s = atoms / (neighbour list + evaluate with energy, forces, stress); "
+          "'cpu' uses process CPU time; 'model' excludes the neighbour list\n")
+    print(f"{'system':17s} {'attn':>4s} {'batch':>5s} {'atoms':>6s} {'nbrs':>6s} {'steps/s':>10s} "
+          f"{'cpu':>10s} {'model':>10s} {'nl':>7s} {'MFLOP':>8s} {'GFLOP/s':>7s} {'of mm':>7s}")
+    rng = np.random.default_rng(args.seed)
+    for key in args.cases:
+        run_case(key, batch_sizes, attention, args.repeats, rng, peak, args.dtype)
+    print(f"\ntotal benchmark time {time.perf_counter() - start:.0f} s; load average now "
+          f"{os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
