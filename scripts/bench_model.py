@@ -10,8 +10,9 @@ share of the time, neighbours per atom, matmul FLOPs per atom-step (torch's Flop
 forward and backward) and the FLOP rate that makes, against a plain float32 matmul on one core
 measured in the same run.
 
-One torch thread ("per core"). Times are medians of repeated calls; the CPU time of the process
-is reported beside wall time, since other load on a shared machine inflates wall time.
+One torch thread ("per core"). Times are medians of repeated calls. Rates are given per CPU
+second of the process (the per-core figure; robust to other jobs on a shared machine) and per wall
+second (equal on an idle machine).
 
     python scripts/bench_model.py                  # everything (< 2 minutes)
     python scripts/bench_model.py --batch-sizes 64 --cases a
@@ -102,10 +103,10 @@ def timed(function, repeats):
 
 
 def matmul_rate() -> float:
-    """FLOP/s of a plain float32 (1024 x 1024) @ (1024 x 1024) product on one thread."""
+    """FLOP/s (per CPU second) of a plain float32 (1024 x 1024) @ (1024 x 1024) product, one thread."""
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    wall, _ = timed(lambda: a @ b, 10)
-    return 2 * 1024 ** 3 / wall
+    _, cpu = timed(lambda: a @ b, 10)
+    return 2 * 1024 ** 3 / cpu
 
 
 def run_case(key, batch_sizes, attention, repeats, rng, peak, dtype):
@@ -127,11 +128,11 @@ def run_case(key, batch_sizes, attention, repeats, rng, peak, dtype):
             with FlopCounterMode(display=False) as counter:
                 evaluate(model, batch, edges=edges)
             flops = counter.get_total_flops() / n_atoms
-            wall = t_nl + t_ev
+            rate = flops * n_atoms / c_ev
             print(f"{case['name']:17s} {layers:4d} {size:5d} {n_atoms:6d} {edges.n_edges / n_atoms:6.0f} "
-                  f"{n_atoms / wall:10.0f} {n_atoms / (c_nl + c_ev):10.0f} {n_atoms / t_ev:10.0f} "
-                  f"{100 * t_nl / wall:6.1f}% {flops / 1e6:8.2f} {flops * n_atoms / t_ev / 1e9:7.2f} "
-                  f"{100 * flops * n_atoms / t_ev / peak:6.1f}%", flush=True)
+                  f"{n_atoms / (c_nl + c_ev):9.0f} {n_atoms / (t_nl + t_ev):9.0f} {n_atoms / c_ev:9.0f} "
+                  f"{100 * c_nl / (c_nl + c_ev):6.1f}% {flops / 1e6:7.2f} {rate / 1e9:7.2f} "
+                  f"{100 * rate / peak:6.1f}%", flush=True)
 
 
 def main(argv=None) -> int:
@@ -151,10 +152,13 @@ def main(argv=None) -> int:
     print(f"plain float32 matmul (1024^3) on one thread: {peak / 1e9:.1f} GFLOP/s")
     print("model: paper hyperparameters (n_r 16, n_a 14, l_max 4, embedding [64, 64], fitting [256, 256]), "
           f"{args.dtype}")
-    print("atom-steps/s = atoms / (neighbour list + evaluate with energy, forces, stress); "
-          "'cpu' uses process CPU time; 'model' excludes the neighbour list\n")
-    print(f"{'system':17s} {'attn':>4s} {'batch':>5s} {'atoms':>6s} {'nbrs':>6s} {'steps/s':>10s} "
-          f"{'cpu':>10s} {'model':>10s} {'nl':>7s} {'MFLOP':>8s} {'GFLOP/s':>7s} {'of mm':>7s}")
+    print("one step = neighbour list + evaluate (energy, forces, stress). Rates per CPU second of this\n"
+          "process ('cpu', = per core) and per wall second ('wall', lower when the machine is shared);\n"
+          "'model': without the neighbour list; 'nl': neighbour-list share of the CPU time; MFLOP: matmul\n"
+          "FLOPs per atom-step (FlopCounterMode, forward + backward); GFLOP/s and 'of mm': the model's\n"
+          "matmul FLOP rate per CPU second, and as a fraction of the plain matmul rate above\n")
+    print(f"{'system':17s} {'attn':>4s} {'batch':>5s} {'atoms':>6s} {'nbrs':>6s} {'cpu/s':>9s} "
+          f"{'wall/s':>9s} {'model':>9s} {'nl':>7s} {'MFLOP':>7s} {'GFLOP/s':>7s} {'of mm':>7s}")
     rng = np.random.default_rng(args.seed)
     for key in args.cases:
         run_case(key, batch_sizes, attention, args.repeats, rng, peak, args.dtype)
