@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import os
 
-import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress

@@ -19,7 +19,7 @@ import os
 import pickle
 import warnings
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import torch
 
