@@ -23,7 +23,11 @@ def campaign(directory, config=TINY, ranks=2, timeout=600):
 
 
 def final_hull(directory):
-    return json.loads((Path(directory) / "final" / "hull.json").read_text())
+    """The final hull without the store row of each structure (labels are stored in the order
+    calculations finish, which differs between runs; structure ids and energies do not)."""
+    hull = json.loads((Path(directory) / "final" / "hull.json").read_text())
+    return {key: [{k: v for k, v in entry.items() if k != "frame"} for entry in entries]
+            for key, entries in hull.items()}
 
 
 def start_campaign(directory):
