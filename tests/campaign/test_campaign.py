@@ -76,8 +76,17 @@ def test_tiny_campaign_finishes(reference):
     assert {"Cu", "Pt"} <= formulas
 
 
-@pytest.mark.parametrize("iteration, stage", [(1, "csp")])
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("iteration, stage", [
+    (1, "csp"),
+    pytest.param(0, "label", marks=SLOW), pytest.param(0, "train", marks=SLOW),
+    pytest.param(1, "process", marks=SLOW), pytest.param(1, "label", marks=SLOW),
+    pytest.param(2, "train", marks=SLOW), pytest.param(3, "csp", marks=SLOW),  # 3/csp: final stage
+])
 def test_kill_and_resume_gives_the_same_result(reference, tmp_path, iteration, stage):
+    """kill -9 the whole job once the given stage is the next to run, then rerun the command."""
     process = start_campaign(tmp_path)
     reached = wait_for_stage(tmp_path, iteration, stage, process)
     time.sleep(1.0)  # into the stage
