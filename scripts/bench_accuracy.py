@@ -20,6 +20,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from benchlib import machine_line  # noqa: E402  (scripts/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,19 +61,9 @@ def parse_args(argv=None):
 
 
 def machine() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{cpu}, {cores} cores visible, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, torch {torch.__version__}")
+    return machine_line(f"{platform.system()} {platform.release()}", f"torch {torch.__version__}")
 
 
 def config_for(element: str, args):

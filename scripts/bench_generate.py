@@ -25,6 +25,7 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+from benchlib import machine_line  # noqa: E402  (scripts/ is on sys.path)
 
 D_MGCAH = {"Mg-Mg": 1.9, "Mg-Ca": 1.9, "Mg-H": 1.4, "Ca-Ca": 1.9, "Ca-H": 1.6, "H-H": 0.8}  # Å, Eq. 17
 V_MGCAH = {"Mg": 7.1, "Ca": 8.8, "H": 1.4}  # Å³, Eq. 18
@@ -32,22 +33,11 @@ BINS = [(1, 10), (11, 20), (21, 30), (31, 40), (41, 50), (51, 60), (61, 70), (71
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     import ase
     import pyxtal
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{cpu}; {os.cpu_count()} logical cores, load average {load:.1f}; Python "
-            f"{platform.python_version()}, numpy {np.__version__}, pyxtal {pyxtal.__version__}, "
-            f"ase {ase.__version__}; 1 thread")
+    return machine_line(f"numpy {np.__version__}", f"pyxtal {pyxtal.__version__}", f"ase {ase.__version__}",
+                        "1 thread")
 
 
 def cells_by_bin(space, rng, per_bin):

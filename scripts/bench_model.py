@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
@@ -40,6 +39,7 @@ from acnn_mpi.model.forces import evaluate  # noqa: E402
 from acnn_mpi.model.potential import ACNN, ACNNHyperparameters  # noqa: E402
 from acnn_mpi.neighbors import neighbor_list  # noqa: E402
 from acnn_mpi.state import Batch  # noqa: E402
+from benchlib import machine_line  # noqa: E402  (scripts/ is on sys.path)
 
 # (elements, stoichiometry weights, Å³/atom, atoms per cell, r_c radial, r_c angular, min distances Å)
 CASES = {
@@ -53,18 +53,7 @@ CASES = {
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (f"{cpu}; {os.cpu_count()} logical cores; Python {platform.python_version()}; "
-            f"torch {torch.__version__}; {torch.get_num_threads()} torch thread(s); "
-            f"load average {os.getloadavg()[0]:.1f}")
+    return machine_line(f"torch {torch.__version__}", f"{torch.get_num_threads()} torch thread(s)")
 
 
 def random_cell(rng, case) -> Atoms:

@@ -18,8 +18,6 @@ structures, and the extrapolation to 192 ranks at the paper's 474 structures per
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import sys
 import tempfile
@@ -27,6 +25,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchlib import machine_line  # noqa: E402  (scripts/ is on sys.path)
 
 
 class _Atoms:
@@ -119,10 +119,7 @@ def main() -> int:
     per_structure = wall / n
     root_rate = n / wall
     needed = 192 * 474 / 3600.0
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
-               platform.processor())
-    print(f"machine: {cpu}, {os.cpu_count()} cores; {comm.size} ranks ({workers} workers), "
-          f"python {platform.python_version()}")
+    print(f"machine: {machine_line()}; {comm.size} ranks ({workers} workers)")
     print(f"dealt {args.chunks} chunks × {args.chunk_size} = {n} structures in {wall:.2f} s")
     print(f"root: {1e3 * per_structure:.3f} ms per structure dispatch + bookkeeping (upper bound: "
           f"includes the workers' own time), {root_rate:,.0f} structures/s; bookkeeping alone "

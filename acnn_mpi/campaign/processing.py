@@ -8,7 +8,6 @@ symmetry, plots) in the order the paper gives, and write what a scientist reads 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ class Selection:
 
 def select_for_labelling(config, results, iteration: int) -> Selection:
     """Dedup, distance check, model hull and C_max/L_max selection of one iteration's structures."""
-    from ..csp.dedup import composition_key, deduplicate
+    from ..csp.dedup import deduplicate
     from ..csp.distances import check_many
     from ..csp.hull import convex_hull
     from ..csp.selection import select_candidates
