@@ -81,6 +81,8 @@ class TrainingSettings(_Section):
     p_virial: float = Field(0.1, ge=0)
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     refine_perturbation: float = Field(0.01, ge=0, description="relative parameter noise on refine")
+    max_label_force: float = Field(50.0, gt=0, description="eV/Å: labels with a larger force "
+                                   "(collapsed cells) stay in the store but are not trained on")
     log_every: int = Field(100, ge=1)
     validate_every: int = Field(1000, ge=1)
     checkpoint_every: int = Field(1000, ge=1)

@@ -251,7 +251,7 @@ class Controller:
         from ..train.metrics import evaluate_errors
 
         with FrameStore(self.paths.labels, mode="r") as store:
-            indices = np.flatnonzero(store.column("iteration") == k)
+            indices = np.flatnonzero((store.column("iteration") == k) & self._usable_labels(store))
             if len(indices) == 0:
                 return {}
             model = ACNN.load(self.paths.model(k - 1))
@@ -298,12 +298,34 @@ class Controller:
         with FrameStore(self.paths.labels, mode="r") as store:
             ids = store.column("structure_id")
             iterations = store.column("iteration")
+            usable = self._usable_labels(store)
         order = np.lexsort((ids, iterations))
+        order = order[usable[order]]
         seed = self.config.training.seed
         draws = np.array([np.random.default_rng([seed, int(i) & 0x7FFFFFFFFFFFFFFF]).random()
                           for i in ids])
-        held_out = np.flatnonzero(draws < self.config.training.validation_fraction)
+        held_out = np.flatnonzero((draws < self.config.training.validation_fraction) & usable)
         return order, held_out
+
+    def _usable_labels(self, store) -> np.ndarray:
+        """(F,) bool: frames whose largest force is below ``training.max_label_force``.
+
+        A structure the model collapsed (atoms far inside each other) gets labels of hundreds of
+        eV/Å from the labeller; one such frame dominates the loss of Eq. 16 and wrecks the fit. It
+        stays in the store (and in the hull, where it is far above) but is not trained on.
+        """
+        limit = self.config.training.max_label_force
+        usable = np.ones(len(store), dtype=bool)
+        for start in range(0, len(store), 4096):
+            arrays = store.read_arrays(np.arange(start, min(start + 4096, len(store))))
+            offsets = arrays.offsets
+            for row in range(len(arrays)):
+                forces = arrays.forces[offsets[row]:offsets[row + 1]]
+                usable[start + row] = len(forces) == 0 or np.abs(forces).max() <= limit
+        if not usable.all():
+            log.info("%d label(s) with forces above %.0f eV/Å kept out of training",
+                     int((~usable).sum()), limit)
+        return usable
 
     def _update_hull(self, k: int) -> None:
         """The labeller's hull after iteration k; convergence bookkeeping (root only)."""
