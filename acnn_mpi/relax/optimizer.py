@@ -41,6 +41,9 @@ class BFGSState:
     ``stress``, ``residual`` (σ + P I), ``enthalpy_change`` (last accepted step; inf before one),
     ``trust`` (Å), ``fresh`` (not yet evaluated), ``n_evaluations``, ``n_rejected``, ``ids``.
     Padded: ``x`` / ``x_trial`` / ``grad`` (B, R, 3) and ``inv_hessian`` (B, 3R, 3R).
+    ASE-compatible mode: also ASE's Hessian ``hessian`` (B, 3R, 3R; α I in the padding) and
+    ``indefinite`` (B,): the structure had a negative-curvature update, so its steps come from the
+    eigendecomposition of ``hessian`` (|eigenvalues|, as ASE) instead of ``inv_hessian``.
     Verlet list (``skin`` > 0 and a model with a cutoff): ``edges`` within cutoff + skin, built at
     ``nl_positions`` / ``nl_cell``; ``nl_built`` false until a structure's first list.
     """
@@ -69,6 +72,8 @@ class BFGSState:
     x_trial: torch.Tensor
     grad: torch.Tensor
     inv_hessian: torch.Tensor
+    hessian: Optional[torch.Tensor] = None
+    indefinite: Optional[torch.Tensor] = None
     nl_positions: Optional[torch.Tensor] = None
     nl_cell: Optional[torch.Tensor] = None
     nl_built: Optional[torch.Tensor] = None
@@ -138,8 +143,8 @@ class BFGSState:
                 values[f.name] = torch.repeat_interleave(torch.arange(len(systems), device=device), n_atoms)
             elif f.name in ("x", "x_trial", "grad"):
                 values[f.name] = value[systems, :rows]
-            elif f.name == "inv_hessian":
-                values[f.name] = value[systems, : 3 * rows, : 3 * rows]
+            elif f.name in ("inv_hessian", "hessian"):
+                values[f.name] = None if value is None else value[systems, : 3 * rows, : 3 * rows]
             elif isinstance(value, torch.Tensor):
                 values[f.name] = value[systems]
             else:
@@ -155,10 +160,12 @@ def _pad_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
     return out
 
 
-def _pad_square(t: torch.Tensor, dim: int) -> torch.Tensor:
+def _pad_square(t: torch.Tensor, dim: int, diagonal: float = 0.0) -> torch.Tensor:
     if t.shape[1] == dim:
         return t
     out = torch.zeros(t.shape[0], dim, dim, dtype=t.dtype, device=t.device)
+    if diagonal:
+        out[:, range(dim), range(dim)] = diagonal
     out[:, : t.shape[1], : t.shape[2]] = t
     return out
 
@@ -186,6 +193,13 @@ def concatenate(states: Sequence[Optional[BFGSState]]) -> Optional[BFGSState]:
             values[f.name] = torch.cat([_pad_rows(t, rows) for t in items])
         elif f.name == "inv_hessian":
             values[f.name] = torch.cat([_pad_square(t, 3 * rows) for t in items])
+        elif f.name == "hessian":
+            if any(t is None for t in items):
+                values[f.name] = None
+            else:
+                values[f.name] = torch.cat([_pad_square(t, 3 * rows, st.alpha) for t, st in zip(items, states)])
+        elif f.name == "indefinite":
+            values[f.name] = None if any(t is None for t in items) else torch.cat(items)
         elif isinstance(items[0], torch.Tensor):
             values[f.name] = torch.cat(items)
         else:
@@ -207,6 +221,7 @@ def init(
     alpha: float = 70.0,
     exp_cell_factor: Optional[float | torch.Tensor] = None,
     skin: float = 0.0,
+    ase_compatible: bool = True,
 ) -> BFGSState:
     """Optimizer state for the structures of ``batch`` (not yet evaluated: the first
     :func:`step` evaluates them, in the same model call as the rest of the batch).
@@ -219,6 +234,9 @@ def init(
         alpha: initial Hessian α I, eV/Å².
         exp_cell_factor: c of the cell coordinates; default the number of atoms (as ASE).
         skin: Verlet skin, Å (0: a new neighbour list at every step).
+        ase_compatible: also keep ASE's Hessian so that after a negative-curvature update the
+            steps are ASE's (eigendecomposition, |eigenvalues|): the same path as ASE's BFGS, at
+            an O(D³) cost for those structures only. False: skip such updates (cheapest).
     """
     if maxstep <= 0 or alpha <= 0:
         raise ValueError(f"maxstep ({maxstep}) and alpha ({alpha}) must be positive")
@@ -256,6 +274,9 @@ def init(
     flat[state.atom_rows()] = batch.positions.detach()
     state.x_trial = state.x.clone()
     state.inv_hessian = _initial_inverse_hessian(n_atoms, rows, alpha, dtype, device)
+    if ase_compatible:
+        state.hessian = alpha * torch.eye(3 * rows, **kw).expand(b, -1, -1).clone()
+        state.indefinite = torch.zeros(b, dtype=torch.bool, device=device)
     return state
 
 
@@ -273,11 +294,13 @@ class StepInfo:
     accepted: torch.Tensor
 
 
-def step(state: BFGSState, evaluator: Callable) -> tuple[BFGSState, StepInfo]:
+def step(state: BFGSState, evaluator: Callable, uphill_tolerance: float = 0.0) -> tuple[BFGSState, StepInfo]:
     """Evaluate every structure's trial geometry in ONE evaluator call, accept or reject each
     step, update each inverse Hessian and propose the next trial geometries.
 
-    Returns the new state (same structures, same order) and the :class:`StepInfo` of the call.
+    A step that raises the enthalpy by more than the back end's rounding noise plus
+    ``uphill_tolerance`` (eV/atom) is rejected. Returns the new state (same structures, same order)
+    and the :class:`StepInfo` of the call.
     """
     positions, cell, deformation = state._geometry(state.x_trial)
     trial = Batch(positions, state.numbers, cell, state.pbc, state.system_idx)
@@ -309,7 +332,8 @@ def step(state: BFGSState, evaluator: Callable) -> tuple[BFGSState, StepInfo]:
 
     finite = torch.isfinite(enthalpy) & torch.isfinite(grad).flatten(1).all(1)
     noise = ev.noise.to(dtype) if getattr(ev, "noise", None) is not None else torch.zeros_like(enthalpy)
-    accepted = finite & (state.fresh | (enthalpy <= state.enthalpy + noise))
+    allowed = noise + float(uphill_tolerance) * state.n_atoms.to(dtype)
+    accepted = finite & (state.fresh | (enthalpy <= state.enthalpy + allowed))
     old = ~state.fresh & finite
 
     # inverse-Hessian update with the secant pair of every evaluated (not fresh) structure
@@ -317,7 +341,8 @@ def step(state: BFGSState, evaluator: Callable) -> tuple[BFGSState, StepInfo]:
     y = (grad - state.grad).reshape(b, -1)
     y = torch.where(finite[:, None], y, torch.zeros_like(y))
     sy = (s * y).sum(1)
-    good = old & (sy > 1e-12 * torch.linalg.norm(s, dim=1) * torch.linalg.norm(y, dim=1) + 1e-30)
+    moved = s.abs().amax(1) >= 1e-7  # as ASE: no update for a negligible step
+    good = old & moved & (sy > 1e-12 * torch.linalg.norm(s, dim=1) * torch.linalg.norm(y, dim=1) + 1e-30)
     inv_h = state.inv_hessian
     if bool(good.any()):
         rho = torch.where(good, 1.0 / torch.where(good, sy, torch.ones_like(sy)), torch.zeros_like(sy))
@@ -326,6 +351,19 @@ def step(state: BFGSState, evaluator: Callable) -> tuple[BFGSState, StepInfo]:
         update = (-rho[:, None, None] * (hy[:, :, None] * s[:, None, :] + s[:, :, None] * hy[:, None, :])
                   + (rho * rho * yhy + rho)[:, None, None] * (s[:, :, None] * s[:, None, :]))
         inv_h = inv_h + torch.where(good[:, None, None], update, torch.zeros_like(update))
+    hess, indefinite = state.hessian, state.indefinite
+    if hess is not None:
+        # ASE's update of the Hessian itself, whatever the curvature: H -= yyᵀ/(sᵀ(−y)) + (Hs)(Hs)ᵀ/(sᵀHs)
+        hs = torch.bmm(hess, s[:, :, None]).squeeze(2)
+        a, shs = -sy, (s * hs).sum(1)
+        take = old & moved & (a.abs() > 1e-300) & (shs.abs() > 1e-300)
+        if bool(take.any()):
+            a_safe = torch.where(take, a, torch.ones_like(a))
+            b_safe = torch.where(take, shs, torch.ones_like(shs))
+            update = -(y[:, :, None] * y[:, None, :]) / a_safe[:, None, None] \
+                - (hs[:, :, None] * hs[:, None, :]) / b_safe[:, None, None]
+            hess = hess + torch.where(take[:, None, None], update, torch.zeros_like(update))
+            indefinite = indefinite | (take & ~good)
 
     # accept / reject
     a3 = accepted[:, None, None]
@@ -339,6 +377,10 @@ def step(state: BFGSState, evaluator: Callable) -> tuple[BFGSState, StepInfo]:
     if bool(collapsed.any()):
         fresh_h = _initial_inverse_hessian(state.n_atoms, rows, state.alpha, dtype, state.x.device)
         inv_h = torch.where(collapsed[:, None, None], fresh_h, inv_h)
+        if hess is not None:
+            eye = state.alpha * torch.eye(hess.shape[1], dtype=dtype, device=hess.device)
+            hess = torch.where(collapsed[:, None, None], eye, hess)
+            indefinite = indefinite & ~collapsed
         trust = torch.where(collapsed, torch.full_like(trust, state.maxstep), trust)
     new = replace(
         state,
@@ -354,6 +396,8 @@ def step(state: BFGSState, evaluator: Callable) -> tuple[BFGSState, StepInfo]:
         x=torch.where(a3, state.x_trial, state.x),
         grad=torch.where(a3, grad, state.grad),
         inv_hessian=inv_h,
+        hessian=hess,
+        indefinite=indefinite,
         trust=trust,
         fresh=state.fresh & ~finite,
         n_evaluations=state.n_evaluations + 1,
@@ -362,6 +406,13 @@ def step(state: BFGSState, evaluator: Callable) -> tuple[BFGSState, StepInfo]:
     )
     # next trial: quasi-Newton step from the accepted point, capped by the trust radius
     direction = -torch.bmm(new.inv_hessian, new.grad.reshape(b, -1, 1)).reshape(b, rows, 3)
+    if new.indefinite is not None and bool(new.indefinite.any()):
+        # ASE's step: dr = V (Vᵀ f / |ω|) from the eigendecomposition of its Hessian
+        which = torch.nonzero(new.indefinite).flatten()
+        omega, vectors = torch.linalg.eigh(new.hessian[which])
+        force = -new.grad[which].reshape(len(which), -1, 1)
+        projected = torch.bmm(vectors.transpose(1, 2), force) / omega.abs()[:, :, None]
+        direction[which] = torch.bmm(vectors, projected).reshape(len(which), rows, 3)
     longest = direction.norm(dim=2).amax(1)
     scale = torch.where(longest > new.trust, new.trust / torch.where(longest > 0, longest, torch.ones_like(longest)),
                         torch.ones_like(longest))

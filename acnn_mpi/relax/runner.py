@@ -100,7 +100,8 @@ class BatchRelaxer:
                  min_distances=None, min_distance_fraction: float = 0.5,
                  volume_window: Optional[Sequence[float]] = (0.5, 200.0), energy_floor: Optional[float] = None,
                  maxstep: float = 0.2, alpha: float = 70.0, skin: float = 1.0, device=None,
-                 dtype: torch.dtype = torch.float64, distance_every: int = 10):
+                 dtype: torch.dtype = torch.float64, distance_every: int = 10, ase_compatible: bool = True,
+                 uphill_tolerance: float = 0.0):
         if batch_size < 1:
             raise ValueError(f"batch_size = {batch_size} must be >= 1")
         if max_atoms is not None and max_atoms < 1:
@@ -116,6 +117,8 @@ class BatchRelaxer:
         self.batch_size, self.max_atoms = int(batch_size), max_atoms
         self.maxstep, self.alpha, self.skin = float(maxstep), float(alpha), float(skin)
         self.distance_every = int(distance_every)
+        self.ase_compatible = bool(ase_compatible)
+        self.uphill_tolerance = float(uphill_tolerance)
         self.state: Optional[opt.BFGSState] = None
         self._queue: deque = deque()
         self._source: Optional[Iterator] = None
@@ -181,7 +184,8 @@ class BatchRelaxer:
         if new:
             batch = Batch.from_atoms([a for _, a in new], device=self.device, dtype=self.dtype)
             fresh = opt.init(batch, self.pressure_ev, ids=torch.tensor([p for p, _ in new]),
-                             maxstep=self.maxstep, alpha=self.alpha, skin=self.skin)
+                             maxstep=self.maxstep, alpha=self.alpha, skin=self.skin,
+                             ase_compatible=self.ase_compatible)
             self.state = opt.concatenate([self.state, fresh])
 
     # -- running ----------------------------------------------------------------------------------
@@ -191,7 +195,7 @@ class BatchRelaxer:
         self.fill()
         if self.state is None or self.state.n_systems == 0:
             return []
-        self.state, info = opt.step(self.state, self.evaluator)
+        self.state, info = opt.step(self.state, self.evaluator, self.uphill_tolerance)
         self.n_steps += 1
         finished, statuses, reasons = _classify(self.state, info, self.criteria, self.limits, self.distance_every)
         if not finished:
@@ -235,6 +239,8 @@ def iter_relax(
     maxstep: float = 0.2,
     alpha: float = 70.0,
     skin: float = 1.0,
+    ase_compatible: bool = True,
+    uphill_tolerance: float = 0.0,
     device=None,
     dtype: torch.dtype = torch.float64,
     callback: Optional[Callable[[RelaxResult], None]] = None,
@@ -246,7 +252,8 @@ def iter_relax(
                            dh_tol=dh_tol, stress_tol=stress_tol, max_steps=max_steps,
                            min_distances=min_distances, min_distance_fraction=min_distance_fraction,
                            volume_window=volume_window, energy_floor=energy_floor, maxstep=maxstep,
-                           alpha=alpha, skin=skin, device=device, dtype=dtype)
+                           alpha=alpha, skin=skin, ase_compatible=ase_compatible,
+                           uphill_tolerance=uphill_tolerance, device=device, dtype=dtype)
     relaxer.feed_from(structures)
     started = last_log = time.monotonic()
     for result in relaxer.run():
@@ -358,6 +365,8 @@ def relax_structures(
     maxstep: float = 0.2,
     alpha: float = 70.0,
     skin: float = 1.0,
+    ase_compatible: bool = True,
+    uphill_tolerance: float = 0.0,
     device=None,
     dtype: torch.dtype = torch.float64,
     callback: Optional[Callable[[RelaxResult], None]] = None,
@@ -377,6 +386,11 @@ def relax_structures(
         maxstep: trust-radius cap per coordinate row, Å; alpha: initial Hessian, eV/Å².
         skin: Verlet skin of the neighbour lists, Å (0: rebuild every step); ignored for ASE
             calculators.
+        ase_compatible: follow ASE's BFGS through negative curvature (its Hessian update and
+            |eigenvalue| steps, for the structures that meet it); False: skip such updates and
+            keep the cheaper inverse-Hessian step throughout.
+        uphill_tolerance: eV/atom a step may raise the enthalpy and still be accepted (beyond
+            rounding noise); larger rises are rejected and the trust radius halves.
         device, dtype: where and in what float type the optimizer works (the model keeps its own).
         callback: called with each :class:`RelaxResult` as it finishes.
         log_every: seconds between progress lines (0: none).
@@ -388,7 +402,8 @@ def relax_structures(
         structures, model, pressure, batch_size=batch_size, max_atoms=max_atoms, fmax=fmax,
         dh_tol=dh_tol, stress_tol=stress_tol, max_steps=max_steps, min_distances=min_distances,
         min_distance_fraction=min_distance_fraction, volume_window=volume_window,
-        energy_floor=energy_floor, maxstep=maxstep, alpha=alpha, skin=skin, device=device, dtype=dtype,
+        energy_floor=energy_floor, maxstep=maxstep, alpha=alpha, skin=skin, ase_compatible=ase_compatible,
+        uphill_tolerance=uphill_tolerance, device=device, dtype=dtype,
         callback=callback, log_every=log_every))
     results.sort(key=lambda r: r.extra["input_position"])
     return results
