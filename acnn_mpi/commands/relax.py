@@ -62,6 +62,12 @@ def _parse_min_distances(text):
             table[(a, b)] = float(value)
         except ValueError:
             raise UserError(f"--min-distances: {item!r} is not A-B=distance (e.g. Mg-H=1.4)") from None
+    from ..relax.status import min_distance_table
+
+    try:
+        min_distance_table(table)
+    except ValueError as error:
+        raise UserError(f"--min-distances: {error}") from None
     return table
 
 
@@ -96,7 +102,7 @@ def _prepare(args, comm_size: int) -> dict:
     os.makedirs(shards.shard_dir(args.out), exist_ok=True)
     settings = _settings(args)
     settings_path = os.path.join(args.out, "relax.json")
-    if os.path.exists(settings_path):
+    if os.path.exists(settings_path) and len(shards.finished_ids(args.out)):
         with open(settings_path) as handle:
             previous = json.load(handle)
         for key in ("input", "model", "pressure_gpa"):
@@ -141,11 +147,15 @@ def run(args) -> int:
     log = logging.getLogger("acnn_mpi.relax")
     comm = args.comm
     apply_torch_threads(args.threads)
+
+    def check_model():
+        load_model(args.model, device=args.device)  # a bad spec fails on every rank alike
+
+    comm.root_then_bcast(check_model)
+    min_distances = comm.root_then_bcast(lambda: _parse_min_distances(args.min_distances))
     plan = comm.root_then_bcast(lambda: _prepare(args, comm.size))
     tasks = plan.pop("tasks") if comm.is_root else None
     plan.pop("tasks", None)
-    min_distances = _parse_min_distances(args.min_distances)
-    comm.root_then_bcast(lambda: load_model(args.model, device=args.device) and None)  # bad spec: all ranks fail alike
     model = load_model(args.model, device=args.device)
     shutdown.install()
 
@@ -190,9 +200,11 @@ def run(args) -> int:
 
     try:
         run_dynamic(comm, tasks, work, on_result, should_stop=shutdown.requested)
-    finally:
-        # finish what is queued and in the batch (unless asked to stop: redone on restart)
-        worker.finish(drain=not shutdown.requested())
+    except BaseException:
+        worker.finish(drain=False)
+        raise
+    # finish what is queued and in the batch (unless asked to stop: redone on restart)
+    worker.finish(drain=not shutdown.requested())
     summary = {"rank": comm.rank, "statuses": dict(worker.statuses), "steps": worker.steps,
                "cpu_s": time.process_time() - cpu_start, "evaluations": relaxer.n_steps}
     summaries = comm.gather(summary)
