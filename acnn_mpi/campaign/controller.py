@@ -386,9 +386,10 @@ class Controller:
         label_hull, hull = labels_hull(self.config, self.paths.labels)
         window = self.config.search.ehull_window / 1000.0
         order = np.argsort(label_hull.e_hull, kind="stable")
-        best = [int(hull.best[u]) for u in range(len(hull.best)) if hull.best[u] >= 0]
-        chosen = [r for r in best if label_hull.e_hull[r] <= window]
-        chosen += [int(r) for r in order if label_hull.e_hull[r] <= window and int(r) not in set(chosen)]
+        best = sorted((int(r) for r in hull.best if r >= 0 and label_hull.e_hull[r] <= window),
+                      key=lambda r: (label_hull.e_hull[r], r))
+        taken = set(best)
+        chosen = best + [int(r) for r in order if label_hull.e_hull[r] <= window and int(r) not in taken]
         chosen = chosen[: max(self.config.search.final_top_k, len(self.config.elements))]
         with FrameStore(self.paths.labels, mode="r") as store:
             frames = store.read([int(label_hull.frames[r]) for r in chosen])
