@@ -9,4 +9,6 @@ at once, continuous batching, status classification, and HDF5 shards written per
 * :mod:`.shards`: per-rank HDF5 shards, the index, and :func:`read_results`.
 """
 
-from .runner import RelaxResult, iter_relax, relax_structures  # noqa: F401
+from .runner import BatchRelaxer, RelaxResult, iter_relax, relax_structures
+
+__all__ = ["BatchRelaxer", "RelaxResult", "iter_relax", "relax_structures"]

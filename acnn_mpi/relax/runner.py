@@ -22,7 +22,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
-import numpy as np
 import torch
 
 from ..state import Batch
@@ -333,12 +332,8 @@ def _results(state: opt.BFGSState, finished, statuses, reasons, infos, pressure_
         atoms.info.update({keys.STRUCTURE_ID: structure_id, keys.ENERGY: energy[k],
                            keys.ENTHALPY: enthalpy[k], keys.STATUS: statuses[b],
                            "pressure_gpa": pressure_gpa})
-        if statuses[b] == FAILED or not np.isfinite(enthalpy[k]):
-            enthalpy_k = float("nan") if not np.isfinite(enthalpy[k]) else enthalpy[k]
-        else:
-            enthalpy_k = enthalpy[k]
         out.append(RelaxResult(
-            atoms=atoms, energy=float(energy[k]), enthalpy=float(enthalpy_k), volume=float(volume[k]),
+            atoms=atoms, energy=float(energy[k]), enthalpy=float(enthalpy[k]), volume=float(volume[k]),
             steps=int(steps[k]), status=statuses[b], reason=reasons[b], structure_id=int(structure_id),
             max_force=float(fmax[k]), pressure_residual=float(residual[k]), pressure=float(pressure[k]),
             pressure_target=pressure_gpa,
