@@ -221,8 +221,9 @@ def _dmin(a, b):
     return MGCAH_DMIN.get((a, b), MGCAH_DMIN.get((b, a)))
 
 
-def mgcah_structures(n, seed, counts_range):
-    return random_structures(n, ["Mg", "Ca", "H", "H", "H", "H"], counts_range, MGCAH_VOLUMES, _dmin, seed=seed)
+def mgcah_structures(n, seed, counts_range, volume_scale=1.0):
+    volumes = {k: v * volume_scale for k, v in MGCAH_VOLUMES.items()}
+    return random_structures(n, ["Mg", "Ca", "H", "H", "H", "H"], counts_range, volumes, _dmin, seed=seed)
 
 
 def part2(args):
@@ -231,7 +232,7 @@ def part2(args):
     torch.manual_seed(args.seed)
     acnn = ACNN(ACNNHyperparameters(elements=["Mg", "Ca", "H"]))  # paper hyperparameters, float32
     model = Repulsive(acnn)
-    structures = mgcah_structures(args.n2, args.seed + 1, (8, 40))
+    structures = mgcah_structures(args.n2, args.seed + 1, (8, 24), volume_scale=2.0)  # room to place atoms
     print(f"\n## Part 2: Mg-Ca-H-like cells at 300 GPa, ACNN with the paper's hyperparameters "
           f"(RANDOM weights + r⁻¹² repulsion; throughput only), {len(structures)} structures of "
           f"{min(map(len, structures))}-{max(map(len, structures))} atoms")
