@@ -25,6 +25,7 @@ from . import shutdown
 from .layout import CampaignPaths
 from .plan import Cell, plan_chunks, search_cells
 from .state import CampaignState, load_state, save_state
+from .training_set import training_split, usable_labels
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +252,8 @@ class Controller:
         from ..train.metrics import evaluate_errors
 
         with FrameStore(self.paths.labels, mode="r") as store:
-            indices = np.flatnonzero((store.column("iteration") == k) & self._usable_labels(store))
+            usable = usable_labels(store, self.config.training.max_label_force)
+            indices = np.flatnonzero((store.column("iteration") == k) & usable)
             if len(indices) == 0:
                 return {}
             model = ACNN.load(self.paths.model(k - 1))
@@ -265,7 +267,8 @@ class Controller:
         from ..train.api import train_model
 
         out = self.paths.train_dir(k)
-        order, held_out = self.comm.root_then_bcast(self._training_split)
+        order, held_out = self.comm.root_then_bcast(
+            lambda: training_split(self.paths.labels, self.config.training))
         result = train_model(self.config, str(self.paths.labels), out, self.comm, resume=True,
                              indices=order, valid_indices=held_out,
                              refine_from=self.paths.model(k - 1) if k > 0 else None,
@@ -285,47 +288,6 @@ class Controller:
         converged = self.comm.bcast(self.state.converged if self.comm.is_root else None)
         self._commit(iteration=k + 1, stage="csp", converged=converged)
         return True
-
-    def _training_split(self) -> tuple[np.ndarray, np.ndarray]:
-        """Label-store indices in (iteration, structure id) order and the held-out ones.
-
-        Labels are appended as calculations finish, in an order that differs between runs; sorting
-        by id and holding out by a seeded hash of the id makes training independent of that order
-        (and of a kill and resume), and keeps a frame in the same set as the data set grows.
-        """
-        from ..data.store import FrameStore
-
-        with FrameStore(self.paths.labels, mode="r") as store:
-            ids = store.column("structure_id")
-            iterations = store.column("iteration")
-            usable = self._usable_labels(store)
-        order = np.lexsort((ids, iterations))
-        order = order[usable[order]]
-        seed = self.config.training.seed
-        draws = np.array([np.random.default_rng([seed, int(i) & 0x7FFFFFFFFFFFFFFF]).random()
-                          for i in ids])
-        held_out = np.flatnonzero((draws < self.config.training.validation_fraction) & usable)
-        return order, held_out
-
-    def _usable_labels(self, store) -> np.ndarray:
-        """(F,) bool: frames whose largest force is below ``training.max_label_force``.
-
-        A structure the model collapsed (atoms far inside each other) gets labels of hundreds of
-        eV/Å from the labeller; one such frame dominates the loss of Eq. 16 and wrecks the fit. It
-        stays in the store (and in the hull, where it is far above) but is not trained on.
-        """
-        limit = self.config.training.max_label_force
-        usable = np.ones(len(store), dtype=bool)
-        for start in range(0, len(store), 4096):
-            arrays = store.read_arrays(np.arange(start, min(start + 4096, len(store))))
-            offsets = arrays.offsets
-            for row in range(len(arrays)):
-                forces = arrays.forces[offsets[row]:offsets[row + 1]]
-                usable[start + row] = len(forces) == 0 or np.abs(forces).max() <= limit
-        if not usable.all():
-            log.info("%d label(s) with forces above %.0f eV/Å kept out of training",
-                     int((~usable).sum()), limit)
-        return usable
 
     def _update_hull(self, k: int) -> None:
         """The labeller's hull after iteration k; convergence bookkeeping (root only)."""

@@ -3,7 +3,6 @@ stable under EMT: L1_2 Cu3Pt, L1_0 CuPt and CuPt3, checked against the same phas
 
 import json
 
-import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk

@@ -1,12 +1,10 @@
 """Labels of collapsed cells (forces of hundreds of eV/Å) stay in the store but are not trained on."""
 
-from types import SimpleNamespace
-
 import numpy as np
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from acnn_mpi.campaign.controller import Controller
+from acnn_mpi.campaign.training_set import usable_labels
 from acnn_mpi.data.store import FrameStore
 
 
@@ -24,7 +22,6 @@ def test_frames_with_huge_forces_are_not_trained_on(tmp_path):
     assert forces[0] < 5 < 50 < forces[1]
     with FrameStore(tmp_path / "labels.h5") as store:
         store.append(frames)
-        fake = SimpleNamespace(config=SimpleNamespace(training=SimpleNamespace(max_label_force=50.0)))
-        usable = Controller._usable_labels(fake, store)
+        usable = usable_labels(store, max_force=50.0)
         assert usable.tolist() == [True, False]
         assert len(store) == 2  # nothing is removed from the store
