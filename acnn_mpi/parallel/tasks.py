@@ -8,6 +8,7 @@ picklable objects (ids, counts, timings); bulky output is written by the worker 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable, Optional, Sequence, TypeVar
 
 from .comm import Comm
@@ -19,6 +20,16 @@ log = logging.getLogger(__name__)
 
 _TAG_REQUEST = 11  # worker -> root: (task index or -1, result)
 _TAG_ASSIGN = 12   # root -> worker: (task index, task) or None to stop
+#: seconds between polls while waiting for a message. A blocking MPI receive busy-spins in MPICH
+#: and takes the core from work running in other threads of the rank (or from other ranks on an
+#: oversubscribed node); a millisecond of latency per task is nothing next to a relaxation.
+_POLL_INTERVAL = 0.001
+
+
+def _wait(mpi, source, tag, status=None) -> None:
+    """Return once a message from ``source`` with ``tag`` is waiting, sleeping between polls."""
+    while not mpi.Iprobe(source=source, tag=tag, status=status):
+        time.sleep(_POLL_INTERVAL)
 
 
 def run_dynamic(
@@ -102,8 +113,9 @@ def _deal(comm, tasks, work, on_result, root_works, should_stop):
                 on_result(tasks[index], result, 0)
             done.append((tasks[index], result))
         elif active_workers > 0:
-            message = mpi.recv(source=MPI.ANY_SOURCE, tag=_TAG_REQUEST, status=status)
-            handle(message, status.Get_source())
+            _wait(mpi, MPI.ANY_SOURCE, _TAG_REQUEST, status)
+            source = status.Get_source()
+            handle(mpi.recv(source=source, tag=_TAG_REQUEST), source)
     return done
 
 
@@ -112,6 +124,7 @@ def _serve(comm, work):
     message = (-1, None)
     while True:
         mpi.send(message, dest=0, tag=_TAG_REQUEST)
+        _wait(mpi, 0, _TAG_ASSIGN)
         assignment = mpi.recv(source=0, tag=_TAG_ASSIGN)
         if assignment is None:
             return
