@@ -83,3 +83,21 @@ def parse_formula(formula: str, setting: str = "formula") -> dict[str, int]:
     if any(n <= 0 for n in counts.values()):
         raise UserError(f"{setting}: {formula!r} has a non-positive count")
     return {symbol: int(n) for symbol, n in counts.items()}
+
+
+def element_counts(numbers, offsets, elements):
+    """(B, n) atoms of each of ``elements`` per structure, from flat atomic ``numbers`` (N,) and
+    ``offsets`` (B + 1,) of each structure's first atom (N at the end)."""
+    import numpy as np
+
+    numbers = np.asarray(numbers, dtype=np.int64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    column = np.full(max(int(numbers.max(initial=0)), max(atomic_number(e) for e in elements)) + 1, -1)
+    for k, symbol in enumerate(elements):
+        column[atomic_number(symbol)] = k
+    if len(numbers) and (column[numbers] < 0).any():
+        raise ValueError(f"structures hold elements outside {list(elements)}")
+    rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    counts = np.zeros((len(offsets) - 1, len(elements)), dtype=np.int64)
+    np.add.at(counts, (rows, column[numbers]), 1)
+    return counts

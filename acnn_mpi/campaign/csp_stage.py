@@ -182,12 +182,12 @@ def read_iteration_results(paths, iteration: int, elements: list[str], pressure:
     from ase import Atoms
 
     from ..csp.export import ResultSet
+    from ..elements import element_counts
 
     files = sorted(paths.relax_dir(iteration).glob("chunk_*.h5"))
     columns = {name: [] for name in ("structure_id", "status", "reason", "enthalpy", "volume",
                                      "n_atoms", "fingerprints", "counts", "steps")}
     where = []  # row -> (file index, first atom, n atoms, row in file)
-    index = {symbol: k for k, symbol in enumerate(elements)}
     for file_number, path in enumerate(files):
         with h5py.File(path, "r") as f:
             n_atoms = f["n_atoms"][()]
@@ -197,14 +197,8 @@ def read_iteration_results(paths, iteration: int, elements: list[str], pressure:
             columns["status"].extend(s.decode() if isinstance(s, bytes) else s for s in f["status"][()])
             columns["reason"].extend(s.decode() if isinstance(s, bytes) else s for s in f["reason"][()])
         offsets = np.concatenate([[0], np.cumsum(n_atoms)])
-        counts = np.zeros((len(n_atoms), len(elements)), np.int64)
-        from ase.data import chemical_symbols
-
-        for row in range(len(n_atoms)):
-            for z in numbers[offsets[row]:offsets[row + 1]]:
-                counts[row, index[chemical_symbols[z]]] += 1
-            where.append((file_number, int(offsets[row]), int(n_atoms[row]), row))
-        columns["counts"].append(counts)
+        columns["counts"].append(element_counts(numbers, offsets, elements))
+        where.extend((file_number, int(offsets[row]), int(n_atoms[row]), row) for row in range(len(n_atoms)))
 
     def stack(name, empty):
         return np.concatenate(columns[name]) if columns[name] else empty

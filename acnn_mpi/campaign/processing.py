@@ -36,7 +36,7 @@ def select_for_labelling(config, results, iteration: int) -> Selection:
     """Dedup, distance check, model hull and C_max/L_max selection of one iteration's structures."""
     from ..csp.dedup import deduplicate
     from ..csp.distances import check_many
-    from ..csp.hull import convex_hull
+    from ..csp.hull import convex_hull, reduced_formula
     from ..csp.selection import select_candidates
 
     search = config.search
@@ -45,7 +45,7 @@ def select_for_labelling(config, results, iteration: int) -> Selection:
         return Selection(rows=[], ids=[], reasons=[])
     n_atoms = results.counts.sum(axis=1)
     h_per_atom = results.enthalpy / n_atoms
-    keys = [_composition_key(row, config.elements) for row in results.counts]
+    keys = [reduced_formula(row, config.elements) for row in results.counts]
     finite = np.isfinite(h_per_atom)
     physical = results.physical & finite
     dedup = deduplicate(keys, np.where(finite, h_per_atom, np.inf), results.fingerprints,
@@ -58,7 +58,7 @@ def select_for_labelling(config, results, iteration: int) -> Selection:
         hull = convex_hull(results.counts, results.enthalpy, config.elements,
                            pressure=config.pressure, include=include)
         e_hull = hull.e_hull
-        phases = [_formula(results.counts[r], config.elements) for r in hull.stable]
+        phases = [reduced_formula(results.counts[r], config.elements) for r in hull.stable]
     except UserError as error:
         # an element has no physical structure this iteration: rank compositions by enthalpy
         log.warning("model hull of iteration %d not built (%s); ranking by enthalpy per atom",
@@ -90,23 +90,6 @@ def select_for_labelling(config, results, iteration: int) -> Selection:
                      n_unphysical=int((~physical).sum()), hull_phases=phases)
 
 
-def _composition_key(counts_row, elements) -> str:
-    from math import gcd
-    from functools import reduce
-
-    divisor = reduce(gcd, [int(c) for c in counts_row if c]) or 1
-    return "".join(f"{s}{c // divisor}" for s, c in zip(elements, counts_row) if c)
-
-
-def _formula(counts_row, elements) -> str:
-    from math import gcd
-    from functools import reduce
-
-    divisor = reduce(gcd, [int(c) for c in counts_row if c]) or 1
-    return "".join(s if c // divisor == 1 else f"{s}{c // divisor}"
-                   for s, c in zip(elements, counts_row) if c)
-
-
 # -- the phase diagram from labels ------------------------------------------------------------------
 
 @dataclass
@@ -123,24 +106,18 @@ def labels_hull(config, store_path: Path, indices=None):
     """Convex hull at the campaign pressure of the frames in a label store (enthalpy E + PV).
 
     Returns (LabelHull, the csp.hull.HullResult over the frames)."""
-    from ase.data import chemical_symbols
-
-    from ..csp.hull import convex_hull
+    from ..csp.hull import convex_hull, reduced_formula
     from ..csp.symmetry import space_group
     from ..data.store import FrameStore
+    from ..elements import element_counts
     from ..units import gpa_to_ev_per_a3
 
     with FrameStore(store_path, mode="r") as store:
         frames = np.arange(len(store)) if indices is None else np.asarray(indices, dtype=np.int64)
         arrays = store.read_arrays(frames)
-        numbers, offsets = arrays.numbers, arrays.offsets
         energy, cells = arrays.energy, arrays.cell
         ids = arrays.structure_id
-        index = {s: k for k, s in enumerate(config.elements)}
-        counts = np.zeros((len(frames), len(config.elements)), np.int64)
-        for row in range(len(frames)):
-            for z in numbers[offsets[row]:offsets[row + 1]]:
-                counts[row, index[chemical_symbols[z]]] += 1
+        counts = element_counts(arrays.numbers, arrays.offsets, config.elements)
         volume = np.abs(np.linalg.det(cells))
         enthalpy = energy + gpa_to_ev_per_a3(config.pressure) * volume
         hull = convex_hull(counts, enthalpy, config.elements, pressure=config.pressure)
@@ -148,7 +125,7 @@ def labels_hull(config, store_path: Path, indices=None):
         for row in hull.stable:
             atoms = store.read([int(frames[row])])[0]
             symbol, number = space_group(atoms, config.search.symprec)
-            phases.append({"formula": _formula(counts[row], config.elements),
+            phases.append({"formula": reduced_formula(counts[row], config.elements),
                            "formation_enthalpy_meV": round(1000 * float(hull.formation_enthalpy[row]), 3),
                            "e_hull_meV": 0.0, "space_group": f"{symbol} ({number})",
                            "atoms": int(counts[row].sum()), "structure_id": int(ids[row]),
@@ -157,7 +134,7 @@ def labels_hull(config, store_path: Path, indices=None):
     for u, row in enumerate(hull.best):
         if row < 0:
             continue
-        candidates.append({"formula": _formula(counts[row], config.elements),
+        candidates.append({"formula": reduced_formula(counts[row], config.elements),
                            "formation_enthalpy_meV": round(1000 * float(hull.formation_enthalpy[row]), 3),
                            "e_hull_meV": round(1000 * float(hull.e_hull[row]), 3),
                            "structure_id": int(ids[row]), "frame": int(frames[row])})
