@@ -14,6 +14,7 @@ import dataclasses
 import importlib
 import json
 import os
+import re
 import shutil
 import sys
 from typing import Callable, Optional
@@ -123,7 +124,8 @@ class AseLabeller(Labeller):
             return "\n".join(p for p in parts if p)
 
         if outcome.timed_out:
-            raise LabelFailure("timeout", f"killed after the time limit of {timeout:.0f} s", log_tail())
+            raise LabelFailure("timeout", f"killed after the time limit of {timeout:.0f} s", log_tail(),
+                               evaluations=_logged_steps(os.path.join(directory, "relax.log")))
         result_path = os.path.join(directory, "result.json")
         if not os.path.exists(result_path):
             raise LabelFailure("crash", f"the calculation process exited with code "
@@ -132,7 +134,7 @@ class AseLabeller(Labeller):
             verdict = json.load(f)
         if not verdict.get("ok"):
             raise LabelFailure(verdict.get("failure", "error"), verdict.get("reason", "unknown"),
-                               log_tail())
+                               log_tail(), evaluations=verdict.get("evaluations"))
         final = read(os.path.join(directory, "result.extxyz"), format="extxyz", parallel=False)
         calc = final.calc
         results = dict(calc.results) if calc is not None else {}
@@ -198,6 +200,14 @@ def find_cp2k_shell(command: Optional[str] = None) -> Optional[str]:
         if shutil.which(candidate):
             return f"{candidate} -s"
     return None
+
+
+def _logged_steps(path: str) -> Optional[int]:
+    """Steps an ASE optimizer wrote to its log ``path`` (one line each), None without a log."""
+    if not os.path.exists(path):
+        return None
+    with open(path, errors="replace") as f:
+        return max(1, sum(1 for line in f if re.match(r"^\w+:\s+\d+\s", line)))
 
 
 def _copy_into(path: str, directory: str) -> None:

@@ -40,11 +40,13 @@ class LabelFailure(Exception):
     complete output, non-finite or wrongly shaped numbers) or ``error`` (an exception).
     """
 
-    def __init__(self, kind: str, reason: str, log_tail: str = ""):
+    def __init__(self, kind: str, reason: str, log_tail: str = "", evaluations: Optional[int] = None):
         super().__init__(f"{kind}: {reason}")
         self.kind = kind
         self.reason = reason
         self.log_tail = log_tail
+        #: evaluations the failed attempt spent (None: one; a relaxation sets its step count)
+        self.evaluations = evaluations
 
 
 @dataclass
@@ -69,6 +71,9 @@ class LabelResult:
     log_tail: str = ""
     wall_time: float = 0.0                 # s, all attempts
     attempts: int = 0
+    #: labeller evaluations spent, failed attempts included (single point: 1 per attempt;
+    #: relaxation: one per ionic step / force evaluation)
+    evaluations: int = 0
     labeller: str = ""
     directory: Optional[str] = None        # where the calculation ran (if kept)
     info: dict = field(default_factory=dict)   # relax: steps, relax_converged, pressure_gpa, ...
@@ -234,13 +239,17 @@ class Labeller(ABC):
                 super().calculate(atoms, properties, system_changes)
                 if time.monotonic() > deadline:
                     raise LabelFailure("timeout", f"relaxation ran past its time limit after "
-                                       f"{counter['n']} single points")
+                                       f"{counter['n']} single points", evaluations=counter["n"])
                 step_dir = None
                 if directory is not None and labeller.needs_directory:
                     step_dir = os.path.join(directory, f"step-{counter['n']:04d}")
                     os.makedirs(step_dir, exist_ok=True)
                 counter["n"] += 1
-                labels = labeller._single_point(self.atoms.copy(), step_dir)
+                try:
+                    labels = labeller._single_point(self.atoms.copy(), step_dir)
+                except LabelFailure as failure:
+                    failure.evaluations = counter["n"]
+                    raise
                 if labels.stress is None:
                     raise LabelFailure("invalid", "a relaxation needs the stress")
                 last["labels"] = labels
@@ -265,7 +274,7 @@ class Labeller(ABC):
         final = atoms.copy()
         final.calc = None
         return final, labels, dict(steps=int(optimizer.nsteps), relax_converged=converged,
-                                   single_points=counter["n"])
+                                   single_points=counter["n"], evaluations=counter["n"])
 
     # -- machinery --------------------------------------------------------------------------------
 
@@ -288,6 +297,7 @@ class Labeller(ABC):
         start = time.monotonic()
         history = []
         result = None
+        evaluations = 0
         max_attempts = settings.retries + 1
         for number in range(1, max_attempts + 1):
             directory = None
@@ -300,6 +310,7 @@ class Labeller(ABC):
             try:
                 final, labels, info = attempt(directory)
             except LabelFailure as failure:
+                evaluations += 1 if failure.evaluations is None else int(failure.evaluations)
                 history.append(dict(attempt=number, failure=failure.kind, reason=failure.reason,
                                     seconds=round(time.monotonic() - t0, 3)))
                 result = LabelResult(ok=False, atoms=atoms.copy(), failure=failure.kind,
@@ -314,6 +325,7 @@ class Labeller(ABC):
             except Exception as error:  # noqa: BLE001 - a labeller bug or library error is a failure
                 import traceback
 
+                evaluations += 1
                 history.append(dict(attempt=number, failure="error", reason=repr(error),
                                     seconds=round(time.monotonic() - t0, 3)))
                 result = LabelResult(ok=False, atoms=atoms.copy(), failure="error",
@@ -323,11 +335,13 @@ class Labeller(ABC):
                 if "error" not in settings.retry_on or number == max_attempts:
                     break
                 continue
+            evaluations += int(info.get("evaluations", info.get("single_points", 1)))
             result = LabelResult(ok=True, atoms=final, energy=labels.energy, forces=labels.forces,
                                  stress=labels.stress, labeller=self.name, directory=directory,
                                  info=info)
             break
         result.attempts = len(history) + (1 if result.ok else 0)
+        result.evaluations = evaluations
         result.wall_time = time.monotonic() - start
         if history:
             result.info["failed_attempts"] = history

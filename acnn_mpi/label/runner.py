@@ -45,6 +45,11 @@ class LabelSummary:
     failures_by_kind: dict = field(default_factory=dict)
     seconds: list = field(default_factory=list)        # per finished structure, all attempts
     attempts: int = 0
+    #: labeller evaluations spent, failed attempts included: a single point counts 1, a
+    #: relaxation one per ionic step (force evaluation)
+    evaluations: int = 0
+    #: Σ over results of wall seconds × cores of the job that ran it (core·s)
+    core_seconds: float = 0.0
     per_rank: dict = field(default_factory=dict)
     elapsed: float = 0.0
     labels_path: str = ""
@@ -55,9 +60,10 @@ class LabelSummary:
                  f"({self.skipped_done} already labelled, {self.skipped_failed} skipped after earlier "
                  f"failures) in {self.elapsed:.1f} s"]
         if self.seconds:
-            lines.append("per structure: mean %.2f s, median %.2f s, max %.2f s; %d attempts"
+            lines.append("per structure: mean %.2f s, median %.2f s, max %.2f s; %d attempts, "
+                         "%d evaluations, %.0f core·s"
                          % (statistics.mean(self.seconds), statistics.median(self.seconds),
-                            max(self.seconds), self.attempts))
+                            max(self.seconds), self.attempts, self.evaluations, self.core_seconds))
         if self.failures_by_kind:
             lines.append("failures: " + ", ".join(f"{k} {v}" for k, v in sorted(self.failures_by_kind.items()))
                          + f" (details: {self.failures_path})")
@@ -159,6 +165,8 @@ def label_structures(comm, structures, settings, labels_path: str, *,
         per_rank[rank] += 1
         summary.seconds.append(result.wall_time)
         summary.attempts += result.attempts
+        summary.evaluations += result.evaluations
+        summary.core_seconds += result.wall_time * int(result.info.get("cores", 1))
         refused = {}
         if result.ok:
             extra = {k: result.info[k] for k in ("relax_converged", "steps", "pressure_gpa", "enthalpy")

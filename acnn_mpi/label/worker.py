@@ -74,7 +74,8 @@ def main(directory: str) -> int:
                 directory, deadline=float("inf"))
         verdict = dict(ok=True, info=info)
     except LabelFailure as failure:
-        verdict = dict(ok=False, failure=failure.kind, reason=failure.reason)
+        verdict = dict(ok=False, failure=failure.kind, reason=failure.reason,
+                       evaluations=failure.evaluations)
     except Exception as error:  # noqa: BLE001 - reported to the parent
         import traceback
 
