@@ -26,17 +26,30 @@ CALCULATOR = "tests.campaign.shifted_labeller.ShiftedEMT"
 
 
 class ShiftedEMT(EMT):
-    """EMT with ``shifts[symbol]`` eV added per atom of each element (0 for unlisted ones)."""
+    """EMT with ``shifts[symbol]`` eV added per atom of each element (0 for unlisted ones).
 
-    def __init__(self, shifts: dict | None = None, **kwargs):
+    ``fail_pure_below``: {symbol: id}: a structure of that element alone whose
+    ``info['structure_id']`` is below ``id`` raises, as a DFT code that does not converge (the
+    campaign's ids grow with the iteration, so this fails an element's labels up to an iteration).
+    """
+
+    def __init__(self, shifts: dict | None = None, fail_pure_below: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         self.shifts = {str(k): float(v) for k, v in (shifts or {}).items()}
+        self.fail_pure_below = {str(k): int(v) for k, v in (fail_pure_below or {}).items()}
 
     def calculate(self, atoms=None, properties=None, system_changes=None):
         if system_changes is None:
             from ase.calculators.calculator import all_changes
 
             system_changes = all_changes
+        symbols = set((atoms or self.atoms).get_chemical_symbols())
+        if len(symbols) == 1:
+            (symbol,) = symbols
+            structure_id = int((atoms or self.atoms).info.get("structure_id", -1))
+            if structure_id < self.fail_pure_below.get(symbol, -1):
+                raise RuntimeError(f"SCF did not converge (test labeller: pure {symbol}, "
+                                   f"structure {structure_id})")
         super().calculate(atoms, properties or ["energy"], system_changes)
         per_atom = np.array([self.shifts.get(s, 0.0) for s in self.atoms.get_chemical_symbols()])
         self.results["energy"] += float(per_atom.sum())
