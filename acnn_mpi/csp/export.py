@@ -11,7 +11,14 @@ frame: ``structure_id`` (int), ``status`` ('converged', 'not_converged', 'unphys
 in under '.h5'/'.hdf5'.
 
 **Writing.** :func:`export_structures` writes any selection as CIF or VASP POSCAR files with
-names that sort by rank and say formula, space group and id.
+names that sort by rank and say formula, space group and id, as they are (P1).
+:func:`export_symmetrized` writes them refined to their space group (:func:`acnn_mpi.csp.symmetry.symmetrize`
+at a stated ``symprec``): per structure ``NAME.cif`` and ``NAME.vasp`` (standardized conventional cell),
+``NAME_primitive.cif`` and ``NAME_primitive.vasp``, and ``NAME.json`` (space group, Hall symbol,
+tolerance, Wyckoff sites, cell parameters and whatever the caller adds: enthalpy, E_hull, id). The
+CIFs carry the space group (symbol and number), its operations in that cell's basis, one atom per
+orbit with ``_atom_site_symmetry_multiplicity`` and ``_atom_site_Wyckoff_symbol``, and the
+tolerance in a comment and in ``_acnn_mpi_symprec_angstrom``; ``index.json`` lists every structure.
 """
 
 from __future__ import annotations
@@ -233,3 +240,106 @@ def export_structures(structures: Sequence, names: Sequence[str], directory,
             write(path, atoms, format="vasp", direct=True, sort=True)
         paths.append(path)
     return paths
+
+
+# -- symmetrised export ----------------------------------------------------------------------------
+
+def _fraction(value: float) -> str:
+    from fractions import Fraction
+
+    fraction = Fraction(float(value) % 1.0).limit_denominator(24)
+    return "" if fraction == 0 else f"+{fraction.numerator}/{fraction.denominator}"
+
+
+def symmetry_operation_text(rotation: np.ndarray, translation: np.ndarray) -> str:
+    """CIF form of x' = R x + t in fractional coordinates, e.g. '-y,x-y,z+1/3'."""
+    terms = []
+    for row, shift in zip(np.asarray(rotation), np.asarray(translation)):
+        text = "".join(("+" if c > 0 else "-") + (f"{abs(int(c))}" if abs(c) != 1 else "") + axis
+                       for c, axis in zip(row, "xyz") if c != 0)
+        terms.append(text.lstrip("+") + _fraction(shift))
+    return ",".join(terms)
+
+
+def symmetrized_cif(sym, cell, name: str) -> str:
+    """CIF text of one cell of a :class:`~acnn_mpi.csp.symmetry.Symmetrized` structure (the
+    conventional or the primitive :class:`~acnn_mpi.csp.symmetry.CellSymmetry`)."""
+    from collections import Counter
+
+    atoms = cell.atoms
+    centred_primitive = cell is sym.primitive and len(atoms) < len(sym.conventional.atoms)
+    a, b, c, alpha, beta, gamma = atoms.cell.cellpar()
+    formula = " ".join(f"{s}{n}" if n > 1 else s for s, n in Counter(atoms.get_chemical_symbols()).items())
+    lines = [f"# {name}: refined by acnn_mpi with spglib, symprec = {sym.symprec:g} Å, "
+             f"angle tolerance = {sym.angle_tolerance:g}°{'' if sym.refined else ' (not refined: P1)'}",
+             f"# {sym.crystal_system}; symmetry operations in this cell's basis"
+             f"{' (a non-standard setting of the centred group)' if centred_primitive else ''}",
+             f"data_{re.sub(r'[^A-Za-z0-9_]', '_', name)}",
+             f"_symmetry_space_group_name_H-M   '{sym.space_group}'",
+             f"_space_group_name_Hall           '{sym.hall}'",
+             f"_symmetry_Int_Tables_number      {sym.number}",
+             f"_acnn_mpi_symprec_angstrom       {sym.symprec:g}",
+             f"_cell_length_a    {a:.6f}", f"_cell_length_b    {b:.6f}", f"_cell_length_c    {c:.6f}",
+             f"_cell_angle_alpha {alpha:.6f}", f"_cell_angle_beta  {beta:.6f}",
+             f"_cell_angle_gamma {gamma:.6f}", f"_cell_volume      {atoms.get_volume():.6f}",
+             f"_chemical_formula_sum '{formula}'", "",
+             "loop_", "_symmetry_equiv_pos_site_id", "_symmetry_equiv_pos_as_xyz"]
+    lines += [f"{k} '{symmetry_operation_text(r, t)}'"
+              for k, (r, t) in enumerate(zip(cell.rotations, cell.translations), start=1)]
+    lines += ["", "loop_", "_atom_site_label", "_atom_site_type_symbol",
+              "_atom_site_symmetry_multiplicity", "_atom_site_Wyckoff_symbol",
+              "_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z", "_atom_site_occupancy"]
+    numbering = Counter()
+    for site in cell.sites:
+        numbering[site.element] += 1
+        x, y, z = (float(v) % 1.0 for v in site.position)
+        lines.append(f"{site.element}{numbering[site.element]} {site.element} {site.multiplicity} "
+                     f"{site.letter} {x:.8f} {y:.8f} {z:.8f} 1")
+    return "\n".join(lines) + "\n"
+
+
+def write_symmetrized(atoms, name: str, directory, symprec: float = 0.1,
+                      formats: Sequence[str] = ("cif", "poscar"), extra: Optional[dict] = None) -> dict:
+    """Refine one structure and write its conventional and primitive cells (see the module
+    docstring) plus ``NAME.json``; returns that JSON's content (with the file names written)."""
+    import json
+
+    from ase.io import write
+
+    from .symmetry import symmetrize
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    sym = symmetrize(atoms, symprec)
+    files = []
+    for suffix, cell in (("", sym.conventional), ("_primitive", sym.primitive)):
+        if "cif" in formats:
+            (directory / f"{name}{suffix}.cif").write_text(symmetrized_cif(sym, cell, name + suffix))
+            files.append(f"{name}{suffix}.cif")
+        if "poscar" in formats:
+            write(directory / f"{name}{suffix}.vasp", cell.atoms, format="vasp", direct=True, sort=True)
+            files.append(f"{name}{suffix}.vasp")
+    record = {"name": name, **(extra or {}), **sym.as_dict(), "files": files}
+    (directory / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def export_symmetrized(structures: Sequence, names: Sequence[str], directory, symprec: float = 0.1,
+                       formats: Sequence[str] = ("cif", "poscar"),
+                       extras: Optional[Sequence[dict]] = None) -> list[dict]:
+    """:func:`write_symmetrized` for each structure, and ``directory/index.json`` listing them all
+    (name, space group, Wyckoff sites, tolerance, the caller's ``extras``)."""
+    import json
+
+    if len(structures) != len(names) or (extras is not None and len(extras) != len(names)):
+        raise ValueError("one name (and one extra dict, if given) per structure")
+    unknown = set(formats) - {"cif", "poscar"}
+    if unknown or not formats:
+        raise ValueError(f"formats must be among 'cif' and 'poscar', got {list(formats)}")
+    directory = Path(directory)
+    records = [write_symmetrized(atoms, name, directory, symprec, formats,
+                                 extras[k] if extras is not None else None)
+               for k, (atoms, name) in enumerate(zip(structures, names))]
+    (directory / "index.json").write_text(json.dumps({"symprec_angstrom": symprec, "structures": records},
+                                                     indent=1) + "\n")
+    return records
