@@ -8,14 +8,15 @@ ResultSet``. Built in: extended XYZ, one frame per relaxed structure, with ``inf
 frame's calculator) from which H = E + PV is formed at the requested pressure. Optional per
 frame: ``structure_id`` (int), ``status`` ('converged', 'not_converged', 'unphysical',
 'failed': no energy needed), ``reason`` (str). The HDF5 shards of the relaxation stage plug
-in under '.h5'/'.hdf5'.
+in under '.h5'/'.hdf5' (:func:`read_relax_results`: the ``relax`` command's output directory).
 
 **Writing.** :func:`export_structures` writes any selection as CIF or VASP POSCAR files with
 names that sort by rank and say formula, space group and id, as they are (P1).
 :func:`export_symmetrized` writes them refined to their space group (:func:`acnn_mpi.csp.symmetry.symmetrize`
 at a stated ``symprec``): per structure ``NAME.cif`` and ``NAME.vasp`` (standardized conventional cell),
-``NAME_primitive.cif`` and ``NAME_primitive.vasp``, and ``NAME.json`` (space group, Hall symbol,
-tolerance, Wyckoff sites, cell parameters and whatever the caller adds: enthalpy, E_hull, id). The
+``primitive/NAME.cif`` and ``primitive/NAME.vasp`` (standardized primitive cell), and ``NAME.json``
+(space group, Hall symbol, tolerance, Wyckoff sites, cell parameters and whatever the caller adds:
+enthalpy, E_hull, id). The
 CIFs carry the space group (symbol and number), its operations in that cell's basis, one atom per
 orbit with ``_atom_site_symmetry_multiplicity`` and ``_atom_site_Wyckoff_symbol``, and the
 tolerance in a comment and in ``_acnn_mpi_symprec_angstrom``; ``index.json`` lists every structure.
@@ -179,12 +180,51 @@ def read_extxyz_results(path, pressure: Optional[float] = None,
                      reason=reasons, load=lambda row: frames[row], source=str(path))
 
 
+def read_relax_results(path, pressure: Optional[float] = None,
+                       elements: Optional[Sequence[str]] = None) -> ResultSet:
+    """Results of the ``relax`` command: its output directory (``DIR/shards/*.h5``), its
+    ``index.h5`` or one shard file. Enthalpies are converted to ``pressure`` (GPa) when given."""
+    from ..elements import parse_formula
+    from ..relax import shards
+    from ..units import gpa_to_ev_per_a3
+
+    path = Path(path)
+    directory = path if path.is_dir() else path.parent.parent if path.parent.name == shards.SHARD_DIR \
+        else path.parent
+    if not shards.list_shards(directory):
+        raise UserError(f"{path}: no relaxation shards ({directory}/{shards.SHARD_DIR}/rank*-*.h5); give "
+                        "the output directory of `python -m acnn_mpi relax`")
+    relaxed = shards.read_results(directory)
+    if len(relaxed) == 0:
+        raise UserError(f"{directory} holds no committed relaxation results")
+    per_row = [parse_formula(f, f"{directory} formula") for f in relaxed.formula]
+    if elements is None:
+        elements = order_elements(s for counts in per_row for s in counts)
+    elements = list(elements)
+    outside = sorted({s for counts in per_row for s in counts} - set(elements))
+    if outside:
+        raise UserError(f"{directory} holds {outside}, not in the elements {elements}")
+    counts = np.array([[c.get(s, 0) for s in elements] for c in per_row], dtype=np.int64)
+    enthalpy = np.asarray(relaxed.enthalpy, dtype=float)
+    if pressure is not None and np.isfinite(relaxed.pressure_gpa):
+        enthalpy = enthalpy + gpa_to_ev_per_a3(pressure - relaxed.pressure_gpa) * relaxed.volume
+    status = np.asarray(relaxed.status)
+    result = ResultSet(elements=elements, ids=np.asarray(relaxed.structure_id, dtype=np.int64),
+                       counts=counts, enthalpy=enthalpy,
+                       pressure=pressure if pressure is not None else relaxed.pressure_gpa,
+                       volume=np.asarray(relaxed.volume, dtype=float),
+                       converged=status == CONVERGED, physical=status != UNPHYSICAL,
+                       reason=[str(r) for r in relaxed.reason], load=relaxed.atoms, source=str(directory))
+    result.status = status
+    return result
+
+
 #: file suffix -> reader, or "module:function" imported when first used
 READERS: dict[str, object] = {
     ".xyz": read_extxyz_results,
     ".extxyz": read_extxyz_results,
-    ".h5": "acnn_mpi.relax.results:read_result_set",
-    ".hdf5": "acnn_mpi.relax.results:read_result_set",
+    ".h5": read_relax_results,
+    ".hdf5": read_relax_results,
 }
 
 
@@ -270,7 +310,7 @@ def symmetrized_cif(sym, cell, name: str) -> str:
     centred_primitive = cell is sym.primitive and len(atoms) < len(sym.conventional.atoms)
     a, b, c, alpha, beta, gamma = atoms.cell.cellpar()
     formula = " ".join(f"{s}{n}" if n > 1 else s for s, n in Counter(atoms.get_chemical_symbols()).items())
-    lines = [f"# {name}: refined by acnn_mpi with spglib, symprec = {sym.symprec:g} Å, "
+    lines = [f"# {name}{' (primitive cell)' if cell is sym.primitive else ''}: refined by acnn_mpi with spglib, symprec = {sym.symprec:g} Å, "
              f"angle tolerance = {sym.angle_tolerance:g}°{'' if sym.refined else ' (not refined: P1)'}",
              f"# {sym.crystal_system}; symmetry operations in this cell's basis"
              f"{' (a non-standard setting of the centred group)' if centred_primitive else ''}",
@@ -301,7 +341,8 @@ def symmetrized_cif(sym, cell, name: str) -> str:
 def write_symmetrized(atoms, name: str, directory, symprec: float = 0.1,
                       formats: Sequence[str] = ("cif", "poscar"), extra: Optional[dict] = None) -> dict:
     """Refine one structure and write its conventional and primitive cells (see the module
-    docstring) plus ``NAME.json``; returns that JSON's content (with the file names written)."""
+    docstring) plus ``NAME.json``; returns that JSON's content (with the file names written,
+    relative to ``directory``)."""
     import json
 
     from ase.io import write
@@ -311,14 +352,15 @@ def write_symmetrized(atoms, name: str, directory, symprec: float = 0.1,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     sym = symmetrize(atoms, symprec)
+    (directory / "primitive").mkdir(exist_ok=True)
     files = []
-    for suffix, cell in (("", sym.conventional), ("_primitive", sym.primitive)):
+    for folder, cell in (("", sym.conventional), ("primitive/", sym.primitive)):
         if "cif" in formats:
-            (directory / f"{name}{suffix}.cif").write_text(symmetrized_cif(sym, cell, name + suffix))
-            files.append(f"{name}{suffix}.cif")
+            (directory / f"{folder}{name}.cif").write_text(symmetrized_cif(sym, cell, name))
+            files.append(f"{folder}{name}.cif")
         if "poscar" in formats:
-            write(directory / f"{name}{suffix}.vasp", cell.atoms, format="vasp", direct=True, sort=True)
-            files.append(f"{name}{suffix}.vasp")
+            write(directory / f"{folder}{name}.vasp", cell.atoms, format="vasp", direct=True, sort=True)
+            files.append(f"{folder}{name}.vasp")
     record = {"name": name, **(extra or {}), **sym.as_dict(), "files": files}
     (directory / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
     return record

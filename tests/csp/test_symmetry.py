@@ -136,13 +136,13 @@ def test_symmetrized_files_round_trip(tmp_path):
     assert [r["space_group"] for r in records] == ["Fm-3m", "Pm-3m"]
     for name, group, conventional, primitive in (("001_NaCl", ("Fm-3m", 225), 8, 2),
                                                  ("002_AuCu3", ("Pm-3m", 221), 4, 4)):
-        for suffix, n in (("", conventional), ("_primitive", primitive)):
-            for path in (tmp_path / f"{name}{suffix}.cif", tmp_path / f"{name}{suffix}.vasp"):
+        for folder, n in ((tmp_path, conventional), (tmp_path / "primitive", primitive)):
+            for path in (folder / f"{name}.cif", folder / f"{name}.vasp"):
                 back = read(path)
                 assert len(back) == n and space_group(back, 1e-4) == group
-            text = (tmp_path / f"{name}{suffix}.cif").read_text()
+            text = (folder / f"{name}.cif").read_text()
             assert f"_symmetry_Int_Tables_number      {group[1]}" in text and "symprec = 0.1 Å" in text
-            parsed = Structure.from_file(tmp_path / f"{name}{suffix}.cif")
+            parsed = Structure.from_file(folder / f"{name}.cif")
             assert len(parsed) == n and parsed.get_space_group_info(0.01) == group
         meta = json.loads((tmp_path / f"{name}.json").read_text())
         assert meta["symprec_angstrom"] == 0.1 and meta["primitive_atoms"] == primitive
