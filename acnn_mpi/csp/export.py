@@ -385,3 +385,34 @@ def export_symmetrized(structures: Sequence, names: Sequence[str], directory, sy
     (directory / "index.json").write_text(json.dumps({"symprec_angstrom": symprec, "structures": records},
                                                      indent=1) + "\n")
     return records
+
+
+def export_hull_structures(store_path, phases: Sequence[dict], candidates: Sequence[dict], directory,
+                           symprec: float = 0.1, ehull_max_mev: float = 50.0) -> dict[int, dict]:
+    """Symmetrised files (:func:`export_symmetrized`) of a campaign hull's stable phases and of its
+    candidates within ``ehull_max_mev`` (meV/atom), read from the frames of a label store.
+
+    ``phases`` and ``candidates`` are the dicts of ``campaign.processing.labels_hull`` (formula,
+    structure_id, frame, e_hull_meV, formation_enthalpy_meV). Returns {structure_id: record}, the
+    record's ``files`` relative to ``directory``.
+    """
+    from ..data.store import FrameStore
+    from .symmetry import space_group
+
+    stable_ids = {int(p["structure_id"]) for p in phases}
+    chosen = list(phases) + [c for c in candidates if int(c["structure_id"]) not in stable_ids
+                             and c["e_hull_meV"] <= ehull_max_mev]
+    if not chosen:
+        return {}
+    with FrameStore(store_path, mode="r") as store:
+        structures = store.read([int(c["frame"]) for c in chosen])
+    for atoms in structures:
+        atoms.calc = None
+    names = [structure_name(rank, c["formula"], space_group(atoms, symprec)[1], int(c["structure_id"]))
+             for rank, (c, atoms) in enumerate(zip(chosen, structures), start=1)]
+    extras = [{"formula": c["formula"], "structure_id": int(c["structure_id"]),
+               "stable": int(c["structure_id"]) in stable_ids, "frame": int(c["frame"]),
+               "formation_enthalpy_meV_per_atom": c["formation_enthalpy_meV"],
+               "e_hull_meV_per_atom": c["e_hull_meV"]} for c in chosen]
+    records = export_symmetrized(structures, names, directory, symprec, extras=extras)
+    return {r["structure_id"]: r for r in records}
