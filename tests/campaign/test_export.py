@@ -123,3 +123,24 @@ def test_extxyz_and_pymatgen_json_round_trip(acnn, campaign_dir, tmp_path):
     assert sum(s.properties["status"] == "converged" for s in structures) == 4
     bad = acnn(["export", campaign_dir, "--format", "extxyz"])
     assert bad.returncode == 2 and "--config" in bad.stderr
+
+
+def test_report_links_symmetrised_phases(campaign_dir, tmp_path):
+    from acnn_mpi.campaign.processing import labels_hull, write_hull_files
+    from acnn_mpi.campaign.report import write_report
+    from acnn_mpi.config import load_config
+
+    config = load_config(TINY)
+    paths = CampaignPaths(campaign_dir)
+    label_hull, hull = labels_hull(config, paths.final / "relaxed.h5")
+    write_hull_files(paths.final, label_hull, hull, title="test")
+    files = write_report(campaign_dir, tmp_path / "report")
+    text = files.markdown.read_text()
+    assert "| Cu3Pt | Pm-3m (221) |" in text and "[cif](structures/002_Cu3Pt_sg221_id3.cif)" in text
+    assert "symprec = 0.1 Å" in text
+    cif = tmp_path / "report" / "structures" / "002_Cu3Pt_sg221_id3.cif"
+    assert len(read(cif)) == 4 and "Pt1 Pt 1 a" in cif.read_text() and " Cu 3 c " in cif.read_text()
+    meta = json.loads(cif.with_suffix(".json").read_text())
+    assert meta["stable"] and meta["frame"] == 2 and meta["primitive_atoms"] == 4
+    assert len(read(tmp_path / "report" / "structures" / "primitive" / "001_Cu_sg225_id1.cif")) == 1
+    assert 'href="structures/002_Cu3Pt_sg221_id3.cif"' in files.html.read_text()
