@@ -17,11 +17,14 @@ from __future__ import annotations
 HELP = "write every structure of a campaign as an ASE db, extended XYZ or pymatgen JSON"
 
 
-def add_arguments(parser) -> None:
-    from ..campaign.catalog import FORMATS, KINDS
+#: as acnn_mpi.campaign.catalog.FORMATS and KINDS (spelled out: --help must not import numpy)
+FORMATS = ("ase-db", "extxyz", "pymatgen-json")
+KINDS = ("relaxed", "label", "final")
 
+
+def add_arguments(parser) -> None:
     parser.add_argument("directory", metavar="DIR", help="campaign directory (its output_dir)")
-    parser.add_argument("--format", choices=sorted(FORMATS), default="ase-db",
+    parser.add_argument("--format", choices=FORMATS, default="ase-db",
                         help="ase-db (SQLite, `ase db FILE space_group=Fm-3m`), extxyz, or "
                         "pymatgen-json (a list of Structure.as_dict()); default ase-db")
     parser.add_argument("--output", "-o", metavar="FILE", default=None,
@@ -70,14 +73,14 @@ def run(args) -> int:
         return 0
     from pathlib import Path
 
-    from ..campaign.catalog import FORMATS, campaign_records, write_catalog
+    from ..campaign.catalog import FORMATS as SUFFIXES, campaign_records, write_catalog
     from ..errors import UserError
 
     if args.symprec is not None and args.symprec <= 0:
         raise UserError(f"--symprec = {args.symprec} Å must be positive")
     elements, pressure, symprec = _settings(args)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    output = Path(args.output) if args.output else Path(args.directory) / f"structures{FORMATS[args.format]}"
+    output = Path(args.output) if args.output else Path(args.directory) / f"structures{SUFFIXES[args.format]}"
     records = campaign_records(args.directory, elements, pressure, kinds=kinds,
                                symprec=None if args.no_space_groups else symprec)
     count = write_catalog(records, output, args.format)
