@@ -301,16 +301,17 @@ def symmetry_operation_text(rotation: np.ndarray, translation: np.ndarray) -> st
     return ",".join(terms)
 
 
-def symmetrized_cif(sym, cell, name: str) -> str:
-    """CIF text of one cell of a :class:`~acnn_mpi.csp.symmetry.Symmetrized` structure (the
-    conventional or the primitive :class:`~acnn_mpi.csp.symmetry.CellSymmetry`)."""
+def symmetrized_cif(sym, name: str, primitive: bool = False) -> str:
+    """CIF text of the conventional (or primitive) cell of a
+    :class:`~acnn_mpi.csp.symmetry.Symmetrized` structure."""
     from collections import Counter
 
+    cell = sym.primitive if primitive else sym.conventional
     atoms = cell.atoms
-    centred_primitive = cell is sym.primitive and len(atoms) < len(sym.conventional.atoms)
+    centred_primitive = primitive and len(atoms) < len(sym.conventional.atoms)
     a, b, c, alpha, beta, gamma = atoms.cell.cellpar()
     formula = " ".join(f"{s}{n}" if n > 1 else s for s, n in Counter(atoms.get_chemical_symbols()).items())
-    lines = [f"# {name}{' (primitive cell)' if cell is sym.primitive else ''}: refined by acnn_mpi with spglib, symprec = {sym.symprec:g} Å, "
+    lines = [f"# {name}{' (primitive cell)' if primitive else ''}: refined by acnn_mpi with spglib, symprec = {sym.symprec:g} Å, "
              f"angle tolerance = {sym.angle_tolerance:g}°{'' if sym.refined else ' (not refined: P1)'}",
              f"# {sym.crystal_system}; symmetry operations in this cell's basis"
              f"{' (a non-standard setting of the centred group)' if centred_primitive else ''}",
@@ -354,9 +355,10 @@ def write_symmetrized(atoms, name: str, directory, symprec: float = 0.1,
     sym = symmetrize(atoms, symprec)
     (directory / "primitive").mkdir(exist_ok=True)
     files = []
-    for folder, cell in (("", sym.conventional), ("primitive/", sym.primitive)):
+    for folder, primitive in (("", False), ("primitive/", True)):
+        cell = sym.primitive if primitive else sym.conventional
         if "cif" in formats:
-            (directory / f"{folder}{name}.cif").write_text(symmetrized_cif(sym, cell, name))
+            (directory / f"{folder}{name}.cif").write_text(symmetrized_cif(sym, name, primitive))
             files.append(f"{folder}{name}.cif")
         if "poscar" in formats:
             write(directory / f"{folder}{name}.vasp", cell.atoms, format="vasp", direct=True, sort=True)

@@ -16,11 +16,15 @@ import numpy as np
 SYMPREC = 0.1
 
 
+def _spglib_cell(atoms) -> tuple:
+    return (np.asarray(atoms.cell.array, float), atoms.get_scaled_positions(wrap=True),
+            np.asarray(atoms.numbers))
+
+
 def _dataset(atoms, symprec: float, angle_tolerance: float):
     import spglib
 
-    cell = (np.asarray(atoms.cell.array, float), atoms.get_scaled_positions(wrap=True),
-            np.asarray(atoms.numbers))
+    cell = _spglib_cell(atoms)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
@@ -52,22 +56,9 @@ def space_groups(structures: Iterable, symprec: float = SYMPREC) -> list[tuple[s
 def standardized(atoms, symprec: float = SYMPREC, primitive: bool = False):
     """The spglib standardized conventional (or primitive) cell as ASE ``Atoms``; the structure
     itself when spglib fails. Positions are idealized to the symmetry found at ``symprec``."""
-    import spglib
-    from ase import Atoms
-
-    cell = (np.asarray(atoms.cell.array, float), atoms.get_scaled_positions(wrap=True),
-            np.asarray(atoms.numbers))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            result = spglib.standardize_cell(cell, to_primitive=primitive, no_idealize=False,
-                                             symprec=symprec)
-        except Exception:
-            result = None
-    if result is None:
+    out = _standard_cell(atoms, symprec, -1.0, primitive)
+    if out is None:
         return atoms.copy()
-    lattice, scaled, numbers = result
-    out = Atoms(numbers=numbers, cell=lattice, scaled_positions=scaled, pbc=True)
     out.info.update(atoms.info)
     return out
 
@@ -209,15 +200,18 @@ def _p1(atoms, symprec: float, angle_tolerance: float) -> Symmetrized:
 
 
 def _standard_cell(atoms, symprec: float, angle_tolerance: float, primitive: bool):
+    """spglib's idealized standardized cell as ASE ``Atoms``, or None when spglib fails."""
     import spglib
     from ase import Atoms
 
-    cell = (np.asarray(atoms.cell.array, float), atoms.get_scaled_positions(wrap=True),
-            np.asarray(atoms.numbers))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        result = spglib.standardize_cell(cell, to_primitive=primitive, no_idealize=False,
-                                         symprec=symprec, angle_tolerance=angle_tolerance)
+        try:
+            result = spglib.standardize_cell(_spglib_cell(atoms), to_primitive=primitive,
+                                             no_idealize=False, symprec=symprec,
+                                             angle_tolerance=angle_tolerance)
+        except Exception:  # spglib raises instead of returning None when told to
+            result = None
     if result is None:
         return None
     lattice, scaled, numbers = result
