@@ -16,9 +16,8 @@ names that sort by rank and say formula, space group and id, as they are (P1).
 at a stated ``symprec``): per structure ``NAME.cif`` and ``NAME.vasp`` (standardized conventional cell),
 ``primitive/NAME.cif`` and ``primitive/NAME.vasp`` (standardized primitive cell), and ``NAME.json``
 (space group, Hall symbol, tolerance, Wyckoff sites, cell parameters and whatever the caller adds:
-enthalpy, E_hull, id). The
-CIFs carry the space group (symbol and number), its operations in that cell's basis, one atom per
-orbit with ``_atom_site_symmetry_multiplicity`` and ``_atom_site_Wyckoff_symbol``, and the
+enthalpy, E_hull, id). The CIFs carry the space group (symbol and number), its operations in that
+cell's basis, one atom per orbit with ``_atom_site_symmetry_multiplicity`` and ``_atom_site_Wyckoff_symbol``, and the
 tolerance in a comment and in ``_acnn_mpi_symprec_angstrom``; ``index.json`` lists every structure.
 """
 
@@ -311,8 +310,9 @@ def symmetrized_cif(sym, name: str, primitive: bool = False) -> str:
     centred_primitive = primitive and len(atoms) < len(sym.conventional.atoms)
     a, b, c, alpha, beta, gamma = atoms.cell.cellpar()
     formula = " ".join(f"{s}{n}" if n > 1 else s for s, n in Counter(atoms.get_chemical_symbols()).items())
-    lines = [f"# {name}{' (primitive cell)' if primitive else ''}: refined by acnn_mpi with spglib, symprec = {sym.symprec:g} Å, "
-             f"angle tolerance = {sym.angle_tolerance:g}°{'' if sym.refined else ' (not refined: P1)'}",
+    lines = [f"# {name}{' (primitive cell)' if primitive else ''}: refined by acnn_mpi with spglib, "
+             f"symprec = {sym.symprec:g} Å, angle tolerance = {sym.angle_tolerance:g}°"
+             f"{'' if sym.refined else ' (not refined: P1)'}",
              f"# {sym.crystal_system}; symmetry operations in this cell's basis"
              f"{' (a non-standard setting of the centred group)' if centred_primitive else ''}",
              f"data_{re.sub(r'[^A-Za-z0-9_]', '_', name)}",

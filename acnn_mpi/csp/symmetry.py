@@ -130,10 +130,6 @@ class Symmetrized:
     primitive: CellSymmetry
     refined: bool = True
 
-    @property
-    def wyckoff(self) -> list[WyckoffSite]:
-        return self.conventional.sites
-
     def as_dict(self) -> dict:
         """JSON-ready summary: space group, tolerance, cell sizes and Wyckoff sites."""
         return {

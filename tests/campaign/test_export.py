@@ -76,7 +76,8 @@ def test_records_carry_enthalpy_e_hull_status_iteration_space_group(campaign_dir
     labels = {f["structure_id"]: (atoms, f) for atoms, f in records if f["kind"] == "label"}
     emt = {sid: labelled(atoms, sid).get_potential_energy() for sid, (atoms, _) in labels.items()}
     for sid, (atoms, f) in labels.items():
-        assert f["enthalpy"] == pytest.approx(emt[sid]) and atoms.get_potential_energy() == pytest.approx(emt[sid])
+        assert f["enthalpy"] == pytest.approx(emt[sid])
+        assert atoms.get_potential_energy() == pytest.approx(emt[sid])
         assert f["status"] == "labelled" and f["iteration"] == (1 if sid == 4 else 0)
     # EMT: L1_2 Cu3Pt is bound, so it is on the label hull and the rattled copy lies above it
     assert labels[3][1]["e_hull"] == pytest.approx(0.0, abs=1e-9) and labels[4][1]["e_hull"] > 0
@@ -93,7 +94,8 @@ def test_ase_db_queries_by_space_group(acnn, campaign_dir, tmp_path):
     assert db.count() == 12
     cubic = list(db.select(space_group="Pm-3m"))
     # the ideal L1_2 cell of each kind; the copies rattled by 0.05 Å are below cubic at 0.1 Å
-    assert {r.composition for r in cubic} == {"Cu3Pt"} and sorted(r.kind for r in cubic) == ["final", "label", "relaxed"]
+    assert {r.composition for r in cubic} == {"Cu3Pt"}
+    assert sorted(r.kind for r in cubic) == ["final", "label", "relaxed"]
     assert {r.structure_id for r in cubic} == {1002, 3}
     stable = db.get(kind="final", composition="Cu3Pt")
     assert stable.e_hull == pytest.approx(0.0, abs=1e-9) and stable.space_group_number == 221
@@ -119,7 +121,8 @@ def test_extxyz_and_pymatgen_json_round_trip(acnn, campaign_dir, tmp_path):
     assert len(structures) == 12
     for s in structures:
         assert set(s.properties) >= {"kind", "enthalpy", "e_hull", "status", "iteration", "space_group"}
-        assert SpacegroupAnalyzer(s, symprec=0.1).get_space_group_number() == s.properties["space_group_number"]
+        number = SpacegroupAnalyzer(s, symprec=0.1).get_space_group_number()
+        assert number == s.properties["space_group_number"]
     assert sum(s.properties["status"] == "converged" for s in structures) == 4
     bad = acnn(["export", campaign_dir, "--format", "extxyz"])
     assert bad.returncode == 2 and "--config" in bad.stderr

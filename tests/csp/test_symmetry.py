@@ -97,8 +97,8 @@ def test_symmetrize_known_structures(make, group, conventional, primitive, sites
     sym = symmetrize(atoms, symprec=0.1)
     assert (sym.space_group, sym.number) == group and sym.refined
     assert len(sym.conventional.atoms) == conventional and len(sym.primitive.atoms) == primitive
-    assert sym.conventional.atoms.get_volume() == pytest.approx(conventional / len(atoms) * atoms.get_volume(),
-                                                                rel=1e-3)
+    volume_per_atom = atoms.get_volume() / len(atoms)
+    assert sym.conventional.atoms.get_volume() == pytest.approx(conventional * volume_per_atom, rel=1e-3)
     if sites is not None:
         assert wyckoff_of(sym.conventional) in sites
     # the primitive cell keeps the conventional Wyckoff letters, the refined cells keep the group
