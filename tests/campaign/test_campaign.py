@@ -165,6 +165,12 @@ def test_every_final_relaxation_failing_finishes_with_the_single_point_hull(refe
     assert {p["source"] for p in hull["stable"]} == {"single point"}
     last = json.loads((run / "iter_002" / "hull.json").read_text())["stable"]
     assert stable_phases(run) == {p["formula"]: p["formation_enthalpy_meV"] for p in last}
+    from acnn_mpi.campaign.report import write_report
+
+    text = write_report(run).markdown.read_text()
+    assert "Hull from single points (every final relaxation failed)." in text
+    # every CIF (stable phases, candidates) is read from labels.h5, none from the empty relaxations
+    assert text.count("(structures/single_point/") >= len(last) and "(structures/0" not in text
 
 
 def test_report_counts_every_labeller_evaluation(reference, tmp_path):
