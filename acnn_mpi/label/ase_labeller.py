@@ -105,13 +105,16 @@ class AseLabeller(Labeller):
     def _run_worker(self, atoms, directory, job: dict, timeout: float):
         from ase.io import read, write
 
-        job = dict(job, factory=self.worker_factory(), settings=self.settings.to_dict())
+        settings = self.settings.to_dict()
+        if settings.get("command"):
+            settings["command"] = self.job.fill(settings["command"])
+        job = dict(job, factory=self.worker_factory(), settings=settings)
         with open(os.path.join(directory, "job.json"), "w") as f:
             json.dump(job, f, indent=1)
         write(os.path.join(directory, "structure.extxyz"), atoms, format="extxyz", parallel=False)
         for path in self.settings.copy_files:
             _copy_into(path, directory)
-        env = child_environment(inherit_mpi_env=self.settings.inherit_mpi_env, extra=self.settings.env)
+        env = child_environment(inherit_mpi_env=self.settings.inherit_mpi_env, extra=self.job_env())
         log_path = os.path.join(directory, "worker.log")
         outcome = run_command([sys.executable, "-m", "acnn_mpi.label.worker", directory],
                               cwd=directory, timeout=timeout, env=env, log_path=log_path, shell=False)

@@ -27,6 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import UserError
+from .layout import JobSlot
 from .settings import LabellerSettings
 
 log = logging.getLogger(__name__)
@@ -165,6 +166,12 @@ class Labeller(ABC):
     def __init__(self, settings: LabellerSettings):
         self.settings = settings
         self._own_workdir: Optional[str] = None
+        #: this rank's share of the DFT job layout ({cores}, {nodes}); set by the runner
+        self.job = JobSlot()
+
+    def job_env(self) -> dict:
+        """``env`` with {cores}/{nodes} filled in from :attr:`job`."""
+        return {key: self.job.fill(str(value)) for key, value in self.settings.env.items()}
 
     # -- public interface -------------------------------------------------------------------------
 

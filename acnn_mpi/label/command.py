@@ -27,6 +27,7 @@ import numpy as np
 
 from .base import LabelFailure, Labeller, Labels, check_labels
 from .kpoints import kpoint_mesh
+from .layout import fill_template  # noqa: F401 - part of this module's interface
 from .process import child_environment, run_command, tail
 from .settings import LabellerSettings
 
@@ -37,14 +38,6 @@ FORMAT_DEFAULTS = {
     "cp2k": ("cp2k.inp", "cp2k", "cp2k.out"),
     "extxyz": ("input.xyz", "extxyz", "output.xyz"),
 }
-
-_PLACEHOLDER = re.compile(r"\{(input|output|directory|name)\}")
-
-
-def fill_template(template: str, **values: str) -> str:
-    """Replace {input}, {output}, {directory}, {name}; leave every other brace alone."""
-    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
-
 
 def resolved_files(settings: LabellerSettings) -> tuple[str, str, str, str]:
     """(input_format, input_file, output_format, output_file) with the defaults filled in."""
@@ -220,10 +213,10 @@ class CommandLabeller(Labeller):
     def _single_point(self, atoms, directory):
         s = self.settings
         self.write_input(atoms, directory)
-        command = fill_template(s.command, input=self.input_file, output=self.output_file,
+        command = self.job.fill(s.command, input=self.input_file, output=self.output_file,
                                 directory=directory,
                                 name=os.path.basename(os.path.dirname(directory.rstrip("/"))))
-        env = child_environment(inherit_mpi_env=s.inherit_mpi_env, extra=s.env)
+        env = child_environment(inherit_mpi_env=s.inherit_mpi_env, extra=self.job_env())
         run_log = os.path.join(directory, "run.log")
         with open(run_log, "w") as f:
             f.write(f"$ {command}\n")
