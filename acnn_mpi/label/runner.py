@@ -102,7 +102,7 @@ def label_structures(comm, structures, settings, labels_path: str, *,
     """
     from ..parallel.tasks import run_dynamic
     from .factory import make_labeller
-    from .settings import settings_from_dict
+    from .validate import validate_labeller
 
     if mode not in ("label", "relax"):
         raise ValueError(f"mode must be 'label' or 'relax', got {mode!r}")
@@ -110,7 +110,7 @@ def label_structures(comm, structures, settings, labels_path: str, *,
     start = time.monotonic()
 
     def plan():
-        s = settings_from_dict(settings, base_dir=base_dir)
+        s = validate_labeller(settings, base_dir=base_dir)
         sink = LabelSink(labels_path)
         dropped = sink.repair()
         if dropped:
