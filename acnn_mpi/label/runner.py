@@ -20,6 +20,7 @@ concurrent calculations.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import statistics
 import time
@@ -90,15 +91,17 @@ def label_structures(comm, structures, settings, labels_path: str, *,
                      root_works: Optional[bool] = None,
                      should_stop: Optional[Callable[[], bool]] = None,
                      base_dir: Optional[str] = None, source: Optional[str] = None,
-                     iteration: Optional[int] = None) -> LabelSummary:
+                     iteration: Optional[int] = None,
+                     steps_path: Optional[str] = None) -> LabelSummary:
     """Label ``structures`` (a list of (structure_id, Atoms), read on the root only) over ``comm``.
 
     Every rank calls this. ``settings`` is the ``labeller:`` mapping (or LabellerSettings);
     ``mode`` is ``label`` (single points) or ``relax`` (at ``pressure_gpa`` to ``fmax`` in at most
     ``steps``). Results go to ``labels_path`` and failures to ``failures_path`` (default
     ``<labels>.failures.jsonl``), written by the root as they arrive; ``source`` and
-    ``iteration`` are stored with every frame. Returns the summary on the root (an empty one
-    elsewhere).
+    ``iteration`` are stored with every frame. A relaxation's every ionic step (with its labels)
+    goes to ``steps_path`` (default ``<labels>.steps.<ext>``), with ``relax_step`` per frame.
+    Returns the summary on the root (an empty one elsewhere).
     """
     from ..parallel.tasks import run_dynamic
     from .factory import make_labeller
@@ -107,6 +110,9 @@ def label_structures(comm, structures, settings, labels_path: str, *,
     if mode not in ("label", "relax"):
         raise ValueError(f"mode must be 'label' or 'relax', got {mode!r}")
     failures_path = failures_path or default_failures_path(labels_path)
+    if mode == "relax" and steps_path is None:
+        root, ext = os.path.splitext(labels_path)
+        steps_path = root + ".steps" + ext
     start = time.monotonic()
 
     def plan():
@@ -156,6 +162,8 @@ def label_structures(comm, structures, settings, labels_path: str, *,
         return result
 
     sink = LabelSink(labels_path, source=source, iteration=iteration) if comm.is_root else None
+    steps_sink = (LabelSink(steps_path, source=source, iteration=iteration)
+                  if comm.is_root and steps_path else None)
     failures = FailureLog(failures_path) if comm.is_root else None
     by_kind: Counter = Counter()
     per_rank: Counter = Counter()
@@ -176,6 +184,9 @@ def label_structures(comm, structures, settings, labels_path: str, *,
             if refused:   # the store's validation (e.g. atoms closer than 0.3 Å): not a label
                 result.ok, result.failure = False, "invalid"
                 result.reason = "refused by the labels store: " + "; ".join(refused[0])
+        if result.ok and steps_sink is not None and result.trajectory:
+            steps_sink.append([_step_frame(frame, sid, step, result.labeller)
+                               for step, frame in enumerate(result.trajectory)])
         if result.ok:
             summary.labelled += 1
             log.info("s%s: %s E = %.6f eV (%d atoms, %.1f s, %d attempt(s), rank %d) [%d/%d]",
@@ -213,6 +224,16 @@ def label_structures(comm, structures, settings, labels_path: str, *,
         summary.elapsed = time.monotonic() - start
         return summary
     return LabelSummary()
+
+
+def _step_frame(frame, structure_id: int, step: int, labeller: str):
+    """One ionic step of a relaxation as a stored frame (its labels on a SinglePointCalculator)."""
+    from .. import keys
+
+    frame = frame.copy() if frame.calc is None else frame
+    frame.info = {keys.STRUCTURE_ID: int(structure_id), "labeller": labeller, "relax_step": int(step),
+                  "tags": f"relax_step={int(step)}"}
+    return frame
 
 
 def _job_layout(comm, settings, root_works):
