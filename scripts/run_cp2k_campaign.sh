@@ -19,12 +19,16 @@ out, wall = Path(sys.argv[1]), float(sys.argv[2])
 state = json.loads((out / "state.json").read_text())
 history = state.get("history", [])
 count = lambda p: len(LabelSink(str(p)).read()) if p.exists() else 0
-labels, final, steps = count(out / "labels.h5"), count(out / "final/relaxed.h5"), count(out / "final/relaxed.steps.h5")
+labels, final, steps = (count(out / "labels.h5"), count(out / "final/relaxed.h5"),
+                        count(out / "final/relaxed.steps.h5"))
 hull = out / "final/hull.json"
 phases = json.loads(hull.read_text())["stable"] if hull.exists() else []
 print("hull:", ", ".join(f"{p['formula']} {p['formation_enthalpy_meV']:.0f} meV/atom" for p in phases) or "-")
 print(f"labels: {labels} single points in {len(history)} iteration(s); final: {final} CELL_OPT "
-      f"relaxations, {steps} ionic steps")
-print(f"DFT time (single points): {sum(r.get('label_seconds', 0.0) for r in history):.0f} s; "
-      f"wall time: {wall:.0f} s")
+      f"relaxations with {steps} ionic steps stored")
+evaluations = sum(r.get("label_evaluations", 0) for r in history) + state.get("final_evaluations", 0)
+core_s = sum(r.get("label_core_seconds", 0.0) for r in history) + state.get("final_core_seconds", 0.0)
+print(f"DFT: {evaluations} evaluations, {core_s:.0f} core-s "
+      f"(single points {sum(r.get('label_seconds', 0.0) for r in history):.0f} s wall); "
+      f"campaign wall time: {wall:.0f} s")
 PY

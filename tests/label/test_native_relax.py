@@ -1,6 +1,7 @@
 """Relaxations by the code's own optimizer: the input each code gets (VASP IBRION=2/ISIF=3 with
 PSTRESS, QE vc-relax with press, CP2K CELL_OPT with EXTERNAL_PRESSURE) and every ionic step read
-back as labels, here with a fake VASP that relaxes with EMT and writes a multi-step OUTCAR."""
+back as labels, here with a fake VASP (fake_vasp.py) that relaxes with EMT and writes a multi-step
+OUTCAR."""
 
 import os
 import sys
@@ -16,63 +17,7 @@ from acnn_mpi.units import ev_per_a3_to_gpa
 
 PY = sys.executable
 
-#: Fake VASP: reads NSW, EDIFFG and PSTRESS from the INCAR, relaxes ions and cell with EMT and
-#: ASE's BFGS at that pressure, and writes one OUTCAR block per ionic step.
-FAKE_VASP_RELAX = r'''
-import re
-import numpy as np
-from ase.io import read
-from ase.calculators.emt import EMT
-from ase.filters import FrechetCellFilter
-from ase.optimize import BFGS
-from ase.units import GPa
-incar = open("INCAR").read()
-value = lambda key: float(re.search(key + r"\s*=\s*(\S+)", incar).group(1))
-assert value("IBRION") == 2 and value("ISIF") == 3
-nsw, fmax, pstress_gpa = int(value("NSW")), -value("EDIFFG"), value("PSTRESS") / 10
-atoms = read("POSCAR", format="vasp")
-atoms.calc = EMT()
-species = list(dict.fromkeys(atoms.get_chemical_symbols()))
-counts = [atoms.get_chemical_symbols().count(x) for x in species]
-lines = [f" POTCAR:    PAW_PBE {sp} 22Jun2005" for sp in species + species]
-lines.append("   NELM   =     60;   NELMIN=  2; NELMDL= -5     # of ELM steps")
-lines.append("   ions per type =  " + "  ".join(map(str, counts)))
-def step():
-    e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
-    lines.append("----------------------------------------- Iteration      1(   5)  ---------------")
-    lines.append(" direct lattice vectors                 reciprocal lattice vectors")
-    for row, rec in zip(atoms.cell.array, np.linalg.inv(atoms.cell.array).T):
-        lines.append("  " + " ".join(f"{x:13.9f}" for x in row) + "  " + " ".join(f"{x:13.9f}" for x in rec))
-    kb = -s / GPa * 10.0
-    lines.append("  in kB  " + " ".join(f"{x:12.5f}" for x in (kb[0,0], kb[1,1], kb[2,2], kb[0,1], kb[1,2], kb[2,0])))
-    lines.append(" POSITION                                       TOTAL-FORCE (eV/Angst)")
-    lines.append(" " + "-" * 83)
-    for p, ff in zip(atoms.positions, f):
-        lines.append("  " + " ".join(f"{x:12.6f}" for x in p) + "    " + " ".join(f"{x:13.6f}" for x in ff))
-    lines.append(" " + "-" * 83)
-    lines.extend(["", "  FREE ENERGIE OF THE ION-ELECTRON SYSTEM (eV)", "  " + "-" * 51,
-                  f"  free  energy   TOTEN  =      {e:14.8f} eV", "",
-                  f"  energy  without entropy=     {e:14.8f}  energy(sigma->0) =     {e:14.8f}"])
-optimizer = BFGS(FrechetCellFilter(atoms, scalar_pressure=pstress_gpa * GPa), logfile=None)
-optimizer.attach(step)
-converged = optimizer.run(fmax=fmax, steps=nsw - 1)
-if converged:
-    lines.append(" reached required accuracy - stopping structural energy minimisation")
-lines.append(" General timing and accounting informations for this job:")
-open("OUTCAR", "w").write("\n".join(lines) + "\n")
-'''
-
-
-@pytest.fixture
-def fake_vasp(tmp_path, monkeypatch):
-    for element in ("Cu", "Au"):
-        folder = tmp_path / "pp" / "potpaw_PBE" / element
-        folder.mkdir(parents=True)
-        (folder / "POTCAR").write_text(f"  PAW_PBE {element} 06Sep2000\n   POMASS =  63.5; ZVAL   =   11.000\n End of Dataset\n")
-    monkeypatch.setenv("VASP_PP_PATH", str(tmp_path / "pp"))
-    script = tmp_path / "fake_vasp_relax.py"
-    script.write_text(FAKE_VASP_RELAX)
-    return script
+from .test_command import vasp_setup as fake_vasp  # noqa: F401 - fixture: POTCARs, fake VASP
 
 
 def cu_au():
@@ -83,7 +28,7 @@ def cu_au():
 
 
 def test_vasp_relaxes_itself_and_every_ionic_step_is_a_label(fake_vasp, tmp_path):
-    labeller = make_labeller(dict(kind="command", command=f"{PY} {fake_vasp}", input_format="vasp",
+    labeller = make_labeller(dict(kind="command", command=f"{PY} {fake_vasp} relax", input_format="vasp",
                                   parameters={"xc": "PBE", "encut": 400}, kpoint_spacing=0.05,
                                   workdir=str(tmp_path / "w"), keep_files="all"))
     assert labeller.native_relax
