@@ -19,7 +19,7 @@ import shutil
 import sys
 from typing import Callable, Optional
 
-from .base import LabelFailure, Labeller, Labels, check_labels, labels_from_calculator
+from .base import LabelFailure, Labeller, Labels, frame_labels, labels_from_calculator
 from .process import child_environment, run_command, tail
 from .settings import LabellerSettings
 
@@ -105,13 +105,19 @@ class AseLabeller(Labeller):
     def _run_worker(self, atoms, directory, job: dict, timeout: float):
         from ase.io import read, write
 
-        job = dict(job, factory=self.worker_factory(), settings=self.settings.to_dict())
+        settings = self.settings.to_dict()
+        if settings.get("command"):
+            settings["command"] = self.job.fill(settings["command"])
+        job = dict(job, factory=self.worker_factory(), settings=settings)
         with open(os.path.join(directory, "job.json"), "w") as f:
             json.dump(job, f, indent=1)
         write(os.path.join(directory, "structure.extxyz"), atoms, format="extxyz", parallel=False)
         for path in self.settings.copy_files:
             _copy_into(path, directory)
-        env = child_environment(inherit_mpi_env=self.settings.inherit_mpi_env, extra=self.settings.env)
+        env = child_environment(inherit_mpi_env=self.settings.inherit_mpi_env, extra=self.job_env())
+        # the child must import this very package, even where `env` sets its own PYTHONPATH
+        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
         log_path = os.path.join(directory, "worker.log")
         outcome = run_command([sys.executable, "-m", "acnn_mpi.label.worker", directory],
                               cwd=directory, timeout=timeout, env=env, log_path=log_path, shell=False)
@@ -136,13 +142,13 @@ class AseLabeller(Labeller):
             raise LabelFailure(verdict.get("failure", "error"), verdict.get("reason", "unknown"),
                                log_tail(), evaluations=verdict.get("evaluations"))
         final = read(os.path.join(directory, "result.extxyz"), format="extxyz", parallel=False)
-        calc = final.calc
-        results = dict(calc.results) if calc is not None else {}
-        stress = results.get("stress")
-        labels = check_labels(results.get("free_energy", results.get("energy")), results.get("forces"),
-                              stress, len(final), require_stress=self.settings.require_stress)
+        labels = frame_labels(final, self.settings.require_stress)
         final.calc = None
-        return final, labels, verdict.get("info", {})
+        info = verdict.get("info", {})
+        steps = os.path.join(directory, "trajectory.extxyz")
+        if os.path.exists(steps):
+            info["trajectory"] = read(steps, index=":", format="extxyz", parallel=False)
+        return final, labels, info
 
 
 class ChgnetLabeller(AseLabeller):

@@ -27,6 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import UserError
+from .layout import JobSlot
 from .settings import LabellerSettings
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,9 @@ class LabelResult:
     labeller: str = ""
     directory: Optional[str] = None        # where the calculation ran (if kept)
     info: dict = field(default_factory=dict)   # relax: steps, relax_converged, pressure_gpa, ...
+    #: relax: every ionic step as Atoms with its labels (SinglePointCalculator), the last one the
+    #: final structure; usable as labels (one evaluation each)
+    trajectory: list = field(default_factory=list)
 
     def labelled_atoms(self):
         """A copy of the structure carrying the labels (SinglePointCalculator), or None."""
@@ -136,6 +140,13 @@ def check_labels(energy, forces, stress, natoms: int, *, require_stress: bool = 
     return Labels(energy, forces, stress)
 
 
+def frame_labels(frame, require_stress: bool = True) -> Labels:
+    """Validated labels stored on ``frame`` (a SinglePointCalculator's results)."""
+    results = dict(frame.calc.results) if frame.calc is not None else {}
+    return check_labels(results.get("free_energy", results.get("energy")), results.get("forces"),
+                        results.get("stress"), len(frame), require_stress=require_stress)
+
+
 def labels_from_calculator(atoms, *, require_stress: bool = True) -> Labels:
     """Labels of ``atoms`` from its attached calculator (energy: the free energy when given, which
     is the quantity the forces and stress derive from)."""
@@ -165,6 +176,12 @@ class Labeller(ABC):
     def __init__(self, settings: LabellerSettings):
         self.settings = settings
         self._own_workdir: Optional[str] = None
+        #: this rank's share of the DFT job layout ({cores}, {nodes}); set by the runner
+        self.job = JobSlot()
+
+    def job_env(self) -> dict:
+        """``env`` with {cores}/{nodes} filled in from :attr:`job`."""
+        return {key: self.job.fill(str(value)) for key, value in self.settings.env.items()}
 
     # -- public interface -------------------------------------------------------------------------
 
@@ -228,9 +245,12 @@ class Labeller(ABC):
 
         from ..units import gpa_to_ev_per_a3
 
+        from .native_relax import steps_frame
+
         labeller = self
         counter = {"n": 0}
         last: dict = {}
+        trajectory: list = []
 
         class _StepCalculator(Calculator):
             implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -255,6 +275,8 @@ class Labeller(ABC):
                 last["labels"] = labels
                 last["positions"] = self.atoms.positions.copy()
                 last["cell"] = self.atoms.cell.array.copy()
+                trajectory.append(steps_frame(self.atoms, self.atoms.positions, self.atoms.cell.array,
+                                              labels.energy, labels.forces, labels.stress))
                 self.results = dict(energy=labels.energy, free_energy=labels.energy,
                                     forces=labels.forces,
                                     stress=full_3x3_to_voigt_6_stress(labels.stress))
@@ -274,7 +296,8 @@ class Labeller(ABC):
         final = atoms.copy()
         final.calc = None
         return final, labels, dict(steps=int(optimizer.nsteps), relax_converged=converged,
-                                   single_points=counter["n"], evaluations=counter["n"])
+                                   single_points=counter["n"], evaluations=counter["n"],
+                                   trajectory=trajectory)
 
     # -- machinery --------------------------------------------------------------------------------
 
@@ -336,9 +359,10 @@ class Labeller(ABC):
                     break
                 continue
             evaluations += int(info.get("evaluations", info.get("single_points", 1)))
+            trajectory = info.pop("trajectory", [])
             result = LabelResult(ok=True, atoms=final, energy=labels.energy, forces=labels.forces,
                                  stress=labels.stress, labeller=self.name, directory=directory,
-                                 info=info)
+                                 info=info, trajectory=trajectory)
             break
         result.attempts = len(history) + (1 if result.ok else 0)
         result.evaluations = evaluations

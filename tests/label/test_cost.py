@@ -38,3 +38,25 @@ def test_summary_sums_evaluations_and_core_seconds(tmp_path):
                                mode="relax", fmax=0.01, steps=30)
     assert relaxed.labelled == 3 and relaxed.evaluations > 3 * 2
     assert "evaluations" in relaxed.text() and relaxed.to_dict()["evaluations"] == relaxed.evaluations
+
+
+def test_every_relaxation_step_is_stored_as_a_label(tmp_path):
+    from ase.calculators.emt import EMT
+
+    from acnn_mpi.label.sink import LabelSink
+
+    structures = [(7, cu_pt(seed=1))]
+    settings = {"kind": "ase", "calculator": "ase.calculators.emt.EMT"}
+    summary = label_structures(Comm(None), structures, settings, str(tmp_path / "r.h5"), mode="relax",
+                               fmax=0.01, steps=30)
+    steps = LabelSink(str(tmp_path / "r.steps.h5")).read()
+    assert len(steps) == summary.evaluations > 2
+    assert [a.info["structure_id"] for a in steps] == [7] * len(steps)
+    assert abs(steps[0].positions - structures[0][1].positions).max() < 1e-6   # step 0: the input
+    (final,) = LabelSink(str(tmp_path / "r.h5")).read()
+    assert abs(steps[-1].positions - final.positions).max() < 1e-6
+    for frame in (steps[0], steps[len(steps) // 2]):   # each step's labels are EMT's at that step
+        check = frame.copy()
+        check.calc = EMT()
+        assert frame.get_potential_energy() == pytest.approx(check.get_potential_energy(), abs=1e-6)
+        assert abs(frame.get_forces() - check.get_forces()).max() < 1e-6
