@@ -272,6 +272,7 @@ class Controller:
         result = train_model(self.config, str(self.paths.labels), out, self.comm, resume=True,
                              indices=order, valid_indices=held_out,
                              refine_from=self.paths.model(k - 1) if k > 0 else None,
+                             continue_schedule_from=self.paths.train_dir(k - 1) if k > 0 else None,
                              should_stop=shutdown.requested)
         if result.stopped or self._stopping():
             return False
