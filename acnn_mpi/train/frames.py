@@ -331,4 +331,5 @@ def collapsed_weights(frames: Sequence[Frame], max_force: float) -> np.ndarray:
     about what a frame at ``max_force`` would, instead of dominating it (frames without forces: 1)."""
     largest = np.array([np.abs(f.forces).max(initial=0.0) if f.forces is not None else 0.0
                         for f in frames])
-    return np.minimum(1.0, (max_force / np.maximum(largest, 1e-300)) ** 2)
+    collapsed = largest > max_force
+    return np.where(collapsed, (max_force / np.where(collapsed, largest, 1.0)) ** 2, 1.0)
