@@ -230,6 +230,25 @@ class SearchSettings(_Section):
                                            "fingerprints alone call a duplicate")
     fingerprint_cutoff: float = Field(6.0, gt=0, description="Å, radial distribution range")
     symprec: float = Field(0.1, gt=0, description="spglib tolerance, Å")
+    seeds: list[str] = Field(default_factory=list, description="structure files (CIF, POSCAR, "
+                             "extxyz, ...; relative to the YAML file) of known structures, relaxed "
+                             "by the labeller at the campaign pressure and labelled in the initial "
+                             "sampling")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seed_files(cls, seeds: list[str], info: ValidationInfo) -> list[str]:
+        base_dir = (info.context or {}).get("base_dir")
+        resolved = []
+        for name in seeds:
+            path = Path(name).expanduser()
+            if not path.is_absolute() and base_dir:
+                path = Path(base_dir) / path
+            if not path.is_file():
+                raise ValueError(f"seed structure file {name} not found (paths are relative to "
+                                 "the campaign file)")
+            resolved.append(str(path.resolve()))
+        return resolved
 
 
 class ParallelSettings(_Section):

@@ -230,6 +230,9 @@ class Controller:
         summary = label_structures(self.comm, structures, self.config.labeller, str(self.paths.labels),
                                    should_stop=shutdown.requested, source="initial" if k == 0 else
                                    f"iteration {k}", iteration=k, root_works=self.config.parallel.root_works)
+        if k == 0 and self.config.search.seeds and not self._stopping():
+            from .seeds import label_seeds
+            label_seeds(self.comm, self.config, self.paths.labels, should_stop=shutdown.requested)
         if self._stopping():
             return False
         if self.comm.is_root:
