@@ -186,24 +186,71 @@ class GenerationSettings(_Section):
         return groups
 
 
-class RelaxSettings(_Section):
-    """Batched relaxation at the campaign pressure (paper §IV.C)."""
+class RelaxOptions(_Section):
+    """Batched relaxation (paper §IV.C): the campaign file's ``relax`` section and the ``relax``
+    command's flags (derived from these fields, without the unit suffix: ``--fmax``, ``--skin``);
+    the only place with their defaults. The pressure is the campaign's (``pressure``, GPa) or the
+    command's ``--pressure``."""
 
-    fmax: float = Field(1e-3, gt=0, description="max force, eV/Å")
-    dh_tol: float = Field(1e-6, gt=0, description="enthalpy change per step, eV/atom")
-    stress_tol: float = Field(0.05, gt=0, description="max |σ + P·I| component, GPa")
-    max_steps: int = Field(1000, ge=1)
+    fmax_ev_per_a: float = Field(1e-3, gt=0, description="converged below this max force, eV/Å")
+    dh_tol_ev_per_atom: float = Field(1e-6, gt=0, description="and this enthalpy change per step, eV/atom")
+    stress_tol_gpa: float = Field(0.05, gt=0, description="and this max |σ + P·I| component, GPa")
+    max_steps: int = Field(1000, ge=1, description="step limit per structure")
     batch_size: int = Field(64, ge=1, description="structures relaxed together on a rank")
+    max_atoms: Optional[int] = Field(None, ge=1, description="cap on atoms in a rank's batch")
     chunk_size: int = Field(16, ge=1, description="structures per task dealt to a rank")
     min_distance_fraction: float = Field(0.5, gt=0, le=1,
-                                         description="unphysical below this × the pair minimum")
-    volume_window: tuple[float, float] = Field((0.5, 200.0), description="Å³/atom allowed")
-    energy_floor: float = Field(
-        -10.0, lt=0, description="eV/atom: unphysical when the energy per atom relative to the "
-        "model's per-element reference energies is below this (the energy zero of the labeller "
-        "cancels). No compound is bound by more than ~4.5 eV/atom (YF₃, CaF₂, ThO₂: −4.2 to "
-        "−4.5 eV/atom); least-squares references sit up to ~2 eV/atom above the elements' ground "
-        "states; model holes fall tens to thousands of eV/atom: −10 keeps a wide margin to both")
+                                         description="unphysical below this × the pair minimum distance")
+    volume_window_a3_per_atom: Optional[tuple[float, float]] = Field(
+        (0.5, 200.0), description="allowed volume per atom, Å³ (null: any)")
+    energy_floor_ev_per_atom: Optional[float] = Field(
+        -10.0, lt=0, description="unphysical below this energy per atom relative to the model's "
+        "per-element reference energies (0 for models without them), eV/atom; null: no floor")
+    maxstep_a: float = Field(0.2, gt=0, description="trust radius: largest step per coordinate row, Å")
+    alpha_ev_per_a2: float = Field(70.0, gt=0, description="initial Hessian α I, eV/Å²")
+    skin_a: float = Field(1.0, ge=0, description="Verlet skin of the neighbour lists, Å (0: rebuilt every step)")
+    uphill_tolerance_ev_per_atom: float = Field(
+        0.0, ge=0, description="enthalpy rise per atom a step may make and be accepted, eV/atom")
+    ase_compatible: bool = Field(True, description="follow ASE's BFGS through negative curvature")
+    distance_every: int = Field(10, ge=1, description="close-contact check every this many steps")
+
+    @field_validator("volume_window_a3_per_atom")
+    @classmethod
+    def _ordered_window(cls, value):
+        if value is not None and not 0 < value[0] < value[1]:
+            raise ValueError(f"{list(value)}: give 0 < MIN < MAX, Å³ per atom")
+        return value
+
+    # energy_floor doc: no compound is bound by more than ~4.5 eV/atom (YF₃, CaF₂, ThO₂: −4.2 to
+    # −4.5 eV/atom); least-squares references sit up to ~2 eV/atom above the elements' ground
+    # states; model holes fall tens to thousands of eV/atom: −10 keeps a wide margin to both.
+
+    @classmethod
+    def short_names(cls) -> dict[str, str]:
+        """{short name: field}: the field name without its unit suffix (``fmax`` for
+        ``fmax_ev_per_a``): the engine's keywords and the ``relax`` command's flags."""
+        out = {}
+        for name in cls.model_fields:
+            short = name
+            for suffix in RELAX_UNIT_SUFFIXES:
+                if short.endswith(suffix):
+                    short = short[: -len(suffix)]
+                    break
+            out[short] = name
+        return out
+
+    def replace(self, **short) -> "RelaxOptions":
+        """A copy with the given options changed, by short name (``fmax=0.01``) or field name."""
+        names = self.short_names()
+        unknown = sorted(set(short) - set(names) - set(names.values()))
+        if unknown:
+            raise TypeError(f"unknown relaxation option(s) {unknown}; known: {sorted(names)}")
+        changes = {names.get(key, key): value for key, value in short.items()}
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+
+#: unit suffixes of RelaxOptions fields, longest first
+RELAX_UNIT_SUFFIXES = ("_ev_per_atom", "_a3_per_atom", "_ev_per_a2", "_ev_per_a", "_gpa", "_a")
 
 
 class SelectionSchedule(_Section):
@@ -299,7 +346,7 @@ class CampaignConfig(_Section):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     compositions: CompositionSettings = Field(default_factory=CompositionSettings)
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
-    relax: RelaxSettings = Field(default_factory=RelaxSettings)
+    relax: RelaxOptions = Field(default_factory=RelaxOptions)
     search: SearchSettings = Field(default_factory=SearchSettings)
     labeller: Any = Field(
         default_factory=lambda: {"kind": "ase", "calculator": "ase.calculators.emt.EMT"},

@@ -18,7 +18,7 @@ def test_paper_defaults():
     assert (t.steps, t.decay_steps, t.lr_decay) == (100_000, 10_000, 0.97)
     assert (t.p_energy, t.p_force_start, t.p_force_end, t.p_virial) == (0.1, 10.0, 0.1, 0.1)
     assert (s.initial_structures, s.c_max, s.l_max) == (500, 300, 3)
-    assert config.relax.fmax == 1e-3 and config.relax.dh_tol == 1e-6
+    assert config.relax.fmax_ev_per_a == 1e-3 and config.relax.dh_tol_ev_per_atom == 1e-6
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "mgcah_300gpa.yaml", "bepno.yaml"])

@@ -2,7 +2,7 @@
 
 Three kinds of structure, read from the campaign's files as they are:
 
-* ``relaxed``: relaxed by the ACNN model in the CSP stage (``iter_K/relax/chunk_*.h5``, read with
+* ``relaxed``: relaxed by the ACNN model in the CSP stage (``iter_K/relax/shards/rank*.h5``, read with
   :func:`acnn_mpi.campaign.csp_stage.read_iteration_results`); status converged / not_converged /
   unphysical / failed; enthalpy from the model; E_hull above the model hull of that iteration
   (built from the converged, physical structures of iteration K; the others are measured against
@@ -70,10 +70,11 @@ def relaxed_records(paths: CampaignPaths, elements, pressure: float) -> Iterator
 
     from ..csp.hull import reduced_formula
     from ..units import gpa_to_ev_per_a3
+    from ..relax.shards import list_shards
     from .csp_stage import read_iteration_results
 
     for k in _iterations(paths):
-        if not any(paths.relax_dir(k).glob("chunk_*.h5")):
+        if not list_shards(paths.relax_dir(k)):
             continue
         results = read_iteration_results(paths, k, list(elements), pressure)
         usable = results.converged & results.physical & np.isfinite(results.enthalpy)

@@ -57,6 +57,30 @@ def run_campaign(config, comm, *, max_iterations: int | None = None) -> int:
     return Controller(config, comm, paths, state, cells, limit).run()
 
 
+class _Progress:
+    """The root's running count of a CSP stage (the B_max rule) and its progress lines."""
+
+    def __init__(self, k: int, budget: int, committed=None):
+        committed = committed or {}
+        self.k, self.budget = k, budget
+        self.structures = sum(committed.values())
+        self.unphysical = int(committed.get("unphysical", 0))
+        self.start = self.last = time.monotonic()
+        self.first = self.structures
+
+    def on_result(self, task, counts: dict, rank: int) -> None:
+        self.structures += counts["finished"]
+        self.unphysical += counts["statuses"].get("unphysical", 0)
+        now = time.monotonic()
+        if now - self.last > 10:
+            self.last = now
+            rate = (self.structures - self.first) / max(now - self.start, 1e-9)
+            log.info("iteration %d CSP: %d/%d structures (%.1f/s, %.0f%% unphysical), ~%.0f s left",
+                     self.k, self.structures, self.budget, rate,
+                     100 * self.unphysical / max(self.structures, 1),
+                     (self.budget - self.structures) / max(rate, 1e-9))
+
+
 def _log_to_file(path: Path) -> None:
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%Y-%m-%d %H:%M:%S"))
@@ -170,54 +194,44 @@ class Controller:
     # -- CSP stage: generate and relax with the current model ----------------------------------
 
     def csp(self, k: int) -> bool:
-        from ..parallel.tasks import run_dynamic
-        from .csp_stage import CSPWorker
+        from ..relax.service import serve
+        from .csp_stage import make_service, plan_tasks
 
         config, search = self.config, self.config.search
-        chunks = None
+        tasks, committed = None, None
         if self.comm.is_root:
             self.paths.make(k)
-            chunks = plan_chunks(self.cells, k, search.structures_per_iteration,
-                                 config.relax.chunk_size, config.seed, leading=self._elemental_cells())
-        totals = {"structures": 0, "unphysical": 0, "not_converged": 0, "steps": 0, "chunks": 0,
-                  "seconds": 0.0}
-        start = time.monotonic()
-        last_report = [start]
-
-        def on_result(chunk, summary, rank):
-            totals["chunks"] += 1
-            for name in ("structures", "unphysical", "not_converged", "steps", "seconds"):
-                totals[name] += getattr(summary, name)
-            now = time.monotonic()
-            if now - last_report[0] > 10 or totals["chunks"] == len(chunks):
-                last_report[0] = now
-                rate = totals["structures"] / max(now - start, 1e-9)
-                left = (search.structures_per_iteration - totals["structures"]) / max(rate, 1e-9)
-                log.info("iteration %d CSP: %d/%d structures (%.1f/s, %.0f%% unphysical), "
-                         "~%.0f s left", k, totals["structures"], search.structures_per_iteration,
-                         rate, 100 * totals["unphysical"] / max(totals["structures"], 1), left)
-
-        def should_stop():
-            return shutdown.requested() or totals["unphysical"] >= search.b_max
-
+        plan = self.comm.root_then_bcast(lambda: plan_tasks(config, self.paths, k, plan_chunks(
+            self.cells, k, search.structures_per_iteration, config.relax.chunk_size, config.seed,
+            leading=self._elemental_cells())))
+        if self.comm.is_root:
+            tasks, committed = plan
+        progress = _Progress(k, search.structures_per_iteration, committed)
         device = "cpu" if config.model.device == "auto" else config.model.device
-        worker = CSPWorker(config, self.paths, self.paths.model(k - 1), device=device)
-        run_dynamic(self.comm, chunks, worker, on_result, root_works=config.parallel.root_works,
-                    should_stop=should_stop)
+        service = make_service(config, self.paths, k, self.comm.rank, device=device)
+        summaries = serve(self.comm, tasks, service, progress.on_result,
+                          should_stop=lambda: shutdown.requested() or progress.unphysical >= search.b_max,
+                          abort=shutdown.requested, root_works=config.parallel.root_works)
         if self._stopping():
             return False
         if self.comm.is_root:
-            record = self.state.record(k)
-            record.structures_relaxed = totals["structures"]
-            record.unphysical = totals["unphysical"]
-            record.not_converged = totals["not_converged"]
-            record.relax_seconds = totals["seconds"]
-            record.relax_steps_mean = totals["steps"] / max(totals["structures"], 1)
-            if totals["unphysical"] >= search.b_max:
-                log.info("iteration %d: B_max = %d unphysical structures reached, CSP stage ends",
-                         k, search.b_max)
+            self._record_csp(k, summaries)
         self._commit(stage="process")
         return True
+
+    def _record_csp(self, k: int, summaries) -> None:
+        from ..relax import shards
+
+        done = shards.read_results(self.paths.relax_dir(k))
+        record = self.state.record(k)
+        record.structures_relaxed = len(done)
+        record.unphysical = int((done.status == "unphysical").sum())
+        record.not_converged = int((done.status == "not_converged").sum())
+        record.relax_seconds += float(sum(s.busy_s for s in summaries))
+        record.relax_steps_mean = float(done.steps.mean()) if len(done) else 0.0
+        if record.unphysical >= self.config.search.b_max:
+            log.info("iteration %d: B_max = %d unphysical structures reached, CSP stage ends",
+                     k, self.config.search.b_max)
 
     # -- processing and selection --------------------------------------------------------------
 
@@ -367,7 +381,7 @@ class Controller:
         relaxed = self.paths.final / "relaxed.h5"
         summary = label_structures(
             self.comm, structures, self.config.labeller, str(relaxed), mode="relax",
-            pressure_gpa=self.config.pressure, fmax=max(self.config.relax.fmax, 0.01),
+            pressure_gpa=self.config.pressure, fmax=max(self.config.relax.fmax_ev_per_a, 0.01),
             should_stop=shutdown.requested, source="final", iteration=self.state.iteration,
             root_works=self.config.parallel.root_works)
         if self._stopping():

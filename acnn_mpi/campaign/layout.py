@@ -7,8 +7,9 @@ DIR/
   labels.h5             every label of the campaign (data/store.py), appended as labels arrive
   labels.h5.failures.jsonl   failed labelling attempts, kept for the report
   iter_000/sample.xyz   the N0 random structures of the initial sampling
-  iter_K/relax/chunk_*.h5    relaxed structures of iteration K, one file per chunk (written
-                        atomically, so a chunk is either complete or absent)
+  iter_K/relax/         relaxed structures of iteration K: a relaxation-service output directory
+                        (relax/shards.py): shards/rankRRRR.h5 (one per rank, committed in
+                        crash-safe appends, with fingerprints) and relax.json (model and settings)
   iter_K/selection.xyz  structures picked for labelling (+ selection.json: why each was picked)
   iter_K/hull.csv|json|png   the phase diagram after iteration K (labeller energies)
   models/model_K.pt     the ACNN model trained after iteration K; train_K/ its checkpoints and logs
@@ -48,9 +49,6 @@ class CampaignPaths:
 
     def relax_dir(self, k: int) -> Path:
         return self.iteration(k) / "relax"
-
-    def chunk_file(self, k: int, chunk: int) -> Path:
-        return self.relax_dir(k) / f"chunk_{chunk:07d}.h5"
 
     def sample(self) -> Path:
         return self.iteration(0) / "sample.xyz"

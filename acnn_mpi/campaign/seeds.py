@@ -71,6 +71,6 @@ def label_seeds(comm, config, labels_path: Path,
     structures = comm.root_then_bcast(read)  # a bad file fails every rank alike
     return label_structures(comm, structures if comm.is_root else None, config.labeller,
                             str(labels_path), mode="relax",
-                            pressure_gpa=config.pressure, fmax=max(config.relax.fmax, 0.01),
+                            pressure_gpa=config.pressure, fmax=max(config.relax.fmax_ev_per_a, 0.01),
                             should_stop=should_stop, source="seed", iteration=0,
                             root_works=config.parallel.root_works)

@@ -180,9 +180,12 @@ def read_extxyz_results(path, pressure: Optional[float] = None,
 
 
 def read_relax_results(path, pressure: Optional[float] = None,
-                       elements: Optional[Sequence[str]] = None) -> ResultSet:
-    """Results of the ``relax`` command: its output directory (``DIR/shards/*.h5``), its
-    ``index.h5`` or one shard file. Enthalpies are converted to ``pressure`` (GPa) when given."""
+                       elements: Optional[Sequence[str]] = None, *, columns: Sequence[str] = (),
+                       empty_ok: bool = False) -> ResultSet:
+    """Results of the relaxation service: an output directory of ``relax`` or a campaign's
+    ``iter_K/relax`` (``DIR/shards/*.h5``), its ``index.h5`` or one shard file. Enthalpies are
+    converted to ``pressure`` (GPa) when given; ``columns``: extra shard columns to read
+    (``fingerprints`` becomes ``ResultSet.fingerprints``); ``empty_ok``: no shard is no error."""
     from ..elements import parse_formula
     from ..relax import shards
     from ..units import gpa_to_ev_per_a3
@@ -190,20 +193,23 @@ def read_relax_results(path, pressure: Optional[float] = None,
     path = Path(path)
     directory = path if path.is_dir() else path.parent.parent if path.parent.name == shards.SHARD_DIR \
         else path.parent
-    if not shards.list_shards(directory):
-        raise UserError(f"{path}: no relaxation shards ({directory}/{shards.SHARD_DIR}/rank*-*.h5); give "
+    if not shards.list_shards(directory) and not empty_ok:
+        raise UserError(f"{path}: no relaxation shards ({directory}/{shards.SHARD_DIR}/rank*.h5); give "
                         "the output directory of `python -m acnn_mpi relax`")
-    relaxed = shards.read_results(directory)
-    if len(relaxed) == 0:
+    relaxed = shards.read_results(directory, columns=columns)
+    if len(relaxed) == 0 and not empty_ok:
         raise UserError(f"{directory} holds no committed relaxation results")
-    per_row = [parse_formula(f, f"{directory} formula") for f in relaxed.formula]
+    formulas, row_formula = np.unique(relaxed.formula, return_inverse=True)
+    per_formula = [parse_formula(f, f"{directory} formula") for f in formulas]
     if elements is None:
-        elements = order_elements(s for counts in per_row for s in counts)
+        elements = order_elements(s for counts in per_formula for s in counts)
     elements = list(elements)
-    outside = sorted({s for counts in per_row for s in counts} - set(elements))
+    outside = sorted({s for counts in per_formula for s in counts} - set(elements))
     if outside:
         raise UserError(f"{directory} holds {outside}, not in the elements {elements}")
-    counts = np.array([[c.get(s, 0) for s in elements] for c in per_row], dtype=np.int64)
+    table = np.array([[c.get(s, 0) for s in elements] for c in per_formula], dtype=np.int64)
+    counts = table.reshape(-1, len(elements))[row_formula.ravel()] if len(formulas) else \
+        np.zeros((0, len(elements)), np.int64)
     enthalpy = np.asarray(relaxed.enthalpy, dtype=float)
     if pressure is not None and np.isfinite(relaxed.pressure_gpa):
         enthalpy = enthalpy + gpa_to_ev_per_a3(pressure - relaxed.pressure_gpa) * relaxed.volume
@@ -213,8 +219,10 @@ def read_relax_results(path, pressure: Optional[float] = None,
                        pressure=pressure if pressure is not None else relaxed.pressure_gpa,
                        volume=np.asarray(relaxed.volume, dtype=float),
                        converged=status == CONVERGED, physical=status != UNPHYSICAL,
-                       reason=[str(r) for r in relaxed.reason], load=relaxed.atoms, source=str(directory))
+                       reason=[str(r) for r in relaxed.reason], load=relaxed.atoms,
+                       fingerprints=relaxed.extra.get("fingerprints"), source=str(directory))
     result.status = status
+    result.steps = np.asarray(relaxed.steps)
     return result
 
 

@@ -9,7 +9,7 @@ streaming into shards); :func:`relax_structures` collects them in input order.
 Example::
 
     from acnn_mpi.model.lennard_jones import LennardJones
-    results = relax_structures(structures, LennardJones(), pressure=10.0)   # GPa
+    results = relax_structures(structures, LennardJones(), pressure_gpa=10.0, fmax=0.01)
     for r in results:
         print(r.structure_id, r.status, r.enthalpy / len(r.atoms))
 """
@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import torch
 
+from ..config import RelaxOptions
 from ..state import Batch
 from ..units import ev_per_a3_to_gpa, gpa_to_ev_per_a3
 from . import optimizer as opt
@@ -95,31 +96,26 @@ class BatchRelaxer:
     batch full while it asks the root for more work. See :func:`relax_structures` for the options.
     """
 
-    def __init__(self, model, pressure: float = 0.0, *, batch_size: int = 64, max_atoms: Optional[int] = None,
-                 fmax: float = 1e-3, dh_tol: float = 1e-6, stress_tol: float = 0.05, max_steps: int = 1000,
-                 min_distances=None, min_distance_fraction: float = 0.5,
-                 volume_window: Optional[Sequence[float]] = (0.5, 200.0), energy_floor: Optional[float] = None,
-                 maxstep: float = 0.2, alpha: float = 70.0, skin: float = 1.0, device=None,
-                 dtype: torch.dtype = torch.float64, distance_every: int = 10, ase_compatible: bool = True,
-                 uphill_tolerance: float = 0.0):
-        if batch_size < 1:
-            raise ValueError(f"batch_size = {batch_size} must be >= 1")
-        if max_atoms is not None and max_atoms < 1:
-            raise ValueError(f"max_atoms = {max_atoms} must be >= 1")
-        self.criteria = Convergence(fmax=fmax, dh_tol=dh_tol, stress_tol=stress_tol, max_steps=max_steps)
-        self.limits = PhysicalLimits(min_distances=min_distances, min_distance_fraction=min_distance_fraction,
-                                     volume_window=volume_window, energy_floor=energy_floor,
+    def __init__(self, model, pressure_gpa: float = 0.0, options: Optional[RelaxOptions] = None, *,
+                 min_distances=None, device=None, dtype: torch.dtype = torch.float64, **changes):
+        options = (options or RelaxOptions()).replace(**changes) if changes else (options or RelaxOptions())
+        self.options = options
+        self.criteria = Convergence(fmax=options.fmax_ev_per_a, dh_tol=options.dh_tol_ev_per_atom,
+                                    stress_tol=options.stress_tol_gpa, max_steps=options.max_steps)
+        self.limits = PhysicalLimits(min_distances=min_distances, min_distance_fraction=options.min_distance_fraction,
+                                     volume_window=options.volume_window_a3_per_atom,
+                                     energy_floor=options.energy_floor_ev_per_atom,
                                      energy_references=reference_energies_of(model))
         self.evaluator = as_evaluator(model, device=device)
         self.device = device if device is not None else (getattr(self.evaluator, "device", None) or "cpu")
         self.dtype = dtype
-        self.pressure = float(pressure)
+        self.pressure = float(pressure_gpa)
         self.pressure_ev = gpa_to_ev_per_a3(self.pressure)
-        self.batch_size, self.max_atoms = int(batch_size), max_atoms
-        self.maxstep, self.alpha, self.skin = float(maxstep), float(alpha), float(skin)
-        self.distance_every = int(distance_every)
-        self.ase_compatible = bool(ase_compatible)
-        self.uphill_tolerance = float(uphill_tolerance)
+        self.batch_size, self.max_atoms = options.batch_size, options.max_atoms
+        self.maxstep, self.alpha, self.skin = options.maxstep_a, options.alpha_ev_per_a2, options.skin_a
+        self.distance_every = options.distance_every
+        self.ase_compatible = options.ase_compatible
+        self.uphill_tolerance = options.uphill_tolerance_ev_per_atom
         self.state: Optional[opt.BFGSState] = None
         self._queue: deque = deque()
         self._source: Optional[Iterator] = None
@@ -222,39 +218,14 @@ class BatchRelaxer:
                 return
 
 
-def iter_relax(
-    structures: Iterable,
-    model,
-    pressure: float = 0.0,
-    *,
-    batch_size: int = 64,
-    max_atoms: Optional[int] = None,
-    fmax: float = 1e-3,
-    dh_tol: float = 1e-6,
-    stress_tol: float = 0.05,
-    max_steps: int = 1000,
-    min_distances=None,
-    min_distance_fraction: float = 0.5,
-    volume_window: Optional[Sequence[float]] = (0.5, 200.0),
-    energy_floor: Optional[float] = None,
-    maxstep: float = 0.2,
-    alpha: float = 70.0,
-    skin: float = 1.0,
-    ase_compatible: bool = True,
-    uphill_tolerance: float = 0.0,
-    device=None,
-    dtype: torch.dtype = torch.float64,
-    callback: Optional[Callable[[RelaxResult], None]] = None,
-    log_every: float = 0.0,
-) -> Iterator[RelaxResult]:
-    """Relax ``structures`` at ``pressure`` (GPa); yield a :class:`RelaxResult` for each as it
+def iter_relax(structures: Iterable, model, pressure_gpa: float = 0.0, options: Optional[RelaxOptions] = None, *,
+               min_distances=None, device=None, dtype: torch.dtype = torch.float64,
+               callback: Optional[Callable[[RelaxResult], None]] = None, log_every: float = 0.0,
+               **changes) -> Iterator[RelaxResult]:
+    """Relax ``structures`` at ``pressure_gpa``; yield a :class:`RelaxResult` for each as it
     finishes (completion order). ``structures`` is read lazily. See :func:`relax_structures`."""
-    relaxer = BatchRelaxer(model, pressure, batch_size=batch_size, max_atoms=max_atoms, fmax=fmax,
-                           dh_tol=dh_tol, stress_tol=stress_tol, max_steps=max_steps,
-                           min_distances=min_distances, min_distance_fraction=min_distance_fraction,
-                           volume_window=volume_window, energy_floor=energy_floor, maxstep=maxstep,
-                           alpha=alpha, skin=skin, ase_compatible=ase_compatible,
-                           uphill_tolerance=uphill_tolerance, device=device, dtype=dtype)
+    relaxer = BatchRelaxer(model, pressure_gpa, options, min_distances=min_distances, device=device,
+                           dtype=dtype, **changes)
     relaxer.feed_from(structures)
     started = last_log = time.monotonic()
     for result in relaxer.run():
@@ -344,51 +315,21 @@ def _results(state: opt.BFGSState, finished, statuses, reasons, infos, pressure_
     return out
 
 
-def relax_structures(
-    structures: Iterable,
-    model,
-    pressure: float = 0.0,
-    *,
-    batch_size: int = 64,
-    max_atoms: Optional[int] = None,
-    fmax: float = 1e-3,
-    dh_tol: float = 1e-6,
-    stress_tol: float = 0.05,
-    max_steps: int = 1000,
-    min_distances=None,
-    min_distance_fraction: float = 0.5,
-    volume_window: Optional[Sequence[float]] = (0.5, 200.0),
-    energy_floor: Optional[float] = None,
-    maxstep: float = 0.2,
-    alpha: float = 70.0,
-    skin: float = 1.0,
-    ase_compatible: bool = True,
-    uphill_tolerance: float = 0.0,
-    device=None,
-    dtype: torch.dtype = torch.float64,
-    callback: Optional[Callable[[RelaxResult], None]] = None,
-    log_every: float = 0.0,
-) -> list[RelaxResult]:
-    """Relax positions and cells of ``structures`` at ``pressure`` by batched BFGS.
+def relax_structures(structures: Iterable, model, pressure_gpa: float = 0.0, options: Optional[RelaxOptions] = None,
+                     *, min_distances=None, device=None, dtype: torch.dtype = torch.float64,
+                     callback: Optional[Callable[[RelaxResult], None]] = None, log_every: float = 0.0,
+                     **changes) -> list[RelaxResult]:
+    """Relax positions and cells of ``structures`` at ``pressure_gpa`` by batched BFGS.
 
     Args:
         structures: ASE ``Atoms`` (a list or any iterator, read lazily as room frees up).
         model: a torch atomic-energy model (ACNN, Lennard-Jones; one batched call per step) or an
             ASE calculator (one structure per call), see :mod:`acnn_mpi.relax.evaluators`.
-        pressure: GPa; the relaxation minimizes H = E + PV.
-        batch_size: structures relaxed together; max_atoms: optional cap on atoms in the batch.
-        fmax (eV/Å), dh_tol (eV/atom), stress_tol (GPa, max |σ + P I|), max_steps: convergence.
-        min_distances, min_distance_fraction, volume_window (Å³/atom), energy_floor (eV/atom,
-            relative to the model's per-element reference energies, 0 for models without them):
-            unphysical limits (see :class:`~acnn_mpi.relax.status.PhysicalLimits`).
-        maxstep: trust-radius cap per coordinate row, Å; alpha: initial Hessian, eV/Å².
-        skin: Verlet skin of the neighbour lists, Å (0: rebuild every step); ignored for ASE
-            calculators.
-        ase_compatible: follow ASE's BFGS through negative curvature (its Hessian update and
-            |eigenvalue| steps, for the structures that meet it); False: skip such updates and
-            keep the cheaper inverse-Hessian step throughout.
-        uphill_tolerance: eV/atom a step may raise the enthalpy and still be accepted (beyond
-            rounding noise); larger rises are rejected and the trust radius halves.
+        pressure_gpa: GPa; the relaxation minimizes H = E + PV.
+        options: :class:`acnn_mpi.config.RelaxOptions` (convergence, batch, unphysical limits,
+            optimizer knobs; its defaults are the only ones); ``changes``: options changed by short
+            name, e.g. ``fmax=0.01, batch_size=8, energy_floor=None``.
+        min_distances: pair minimum distances, Å (see :class:`~acnn_mpi.relax.status.PhysicalLimits`).
         device, dtype: where and in what float type the optimizer works (the model keeps its own).
         callback: called with each :class:`RelaxResult` as it finishes.
         log_every: seconds between progress lines (0: none).
@@ -396,14 +337,7 @@ def relax_structures(
     Returns:
         One :class:`RelaxResult` per input structure, in input order.
     """
-    results = list(iter_relax(
-        structures, model, pressure, batch_size=batch_size, max_atoms=max_atoms, fmax=fmax,
-        dh_tol=dh_tol, stress_tol=stress_tol, max_steps=max_steps, min_distances=min_distances,
-        min_distance_fraction=min_distance_fraction, volume_window=volume_window,
-        energy_floor=energy_floor, maxstep=maxstep, alpha=alpha, skin=skin, ase_compatible=ase_compatible,
-        uphill_tolerance=uphill_tolerance, device=device, dtype=dtype,
-        callback=callback, log_every=log_every))
+    results = list(iter_relax(structures, model, pressure_gpa, options, min_distances=min_distances,
+                              device=device, dtype=dtype, callback=callback, log_every=log_every, **changes))
     results.sort(key=lambda r: r.extra["input_position"])
     return results
-
-

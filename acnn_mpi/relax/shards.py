@@ -1,25 +1,27 @@
-"""Relaxation results in HDF5 shards: one file per rank and job attempt, one index over all.
+"""Relaxation results in HDF5 shards: one file per rank and output directory, one index over all.
 
-Layout of an output directory::
+Layout of an output directory (the ``relax`` command's ``--out``, and each campaign iteration's
+``iter_K/relax``)::
 
-    DIR/shards/rank0003-<attempt>.h5   written only by rank 3 of one job attempt
-    DIR/index.h5                       virtual datasets over the committed rows of every shard
-    DIR/relax.json                     the job's settings (a resumed job must match them)
+    DIR/shards/rank0003.h5   written only by rank 3; a resumed job appends to it
+    DIR/index.h5             virtual datasets over the committed rows of every shard
+    DIR/relax.json           the settings of the job (a resumed job must match them)
 
 A shard holds the final structures in the structure layout of :mod:`acnn_mpi.relax.io`
 (``numbers``, ``positions``, ``cell``, ``pbc``, ``n_atoms``, ``structure_id``) plus per structure
 ``atom_start`` (row of its first atom in the shard), ``energy``, ``enthalpy`` (eV), ``volume`` (Å³),
 ``steps``, ``status`` and ``reason`` (fixed-length UTF-8), ``max_force`` (eV/Å),
-``pressure_residual`` and ``pressure`` (GPa), ``formula``. Attributes: ``format``, ``version``,
-``pressure_gpa``, ``rank``, ``attempt``, ``model`` and ``committed`` — the number of structures
-whose rows are complete.
+``pressure_residual`` and ``pressure`` (GPa), ``formula``, and optional extra per-structure
+columns (``fingerprints`` (S, D) float32 in a campaign). Attributes: ``format``, ``version``,
+``pressure_gpa``, ``rank``, ``settings`` (JSON) and ``committed`` — the number of structures whose
+rows are complete (``committed_atoms`` likewise for the atom rows).
 
 Crash safety: a chunk of results is appended (datasets resized and written), the file flushed,
 and only then ``committed`` is raised and the file flushed again and closed. Readers use the first
-``committed`` rows only, so a job killed at any moment leaves every shard with whole structures;
-rows past ``committed`` are ignored. A file that cannot be opened at all is skipped (its
-structures count as not done and are relaxed again), and files of an earlier attempt are never
-written again, so a resumed job and a later reader agree on what is done.
+``committed`` rows only, so a job killed at any moment leaves every shard with whole structures.
+A resumed rank reopens its shard and writes from ``committed`` on (rows past it are overwritten);
+a shard that cannot be opened at all is moved aside as ``*.damaged`` (its structures count as not
+done and are relaxed again), so a resumed job and a later reader agree on what is done.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ from .. import keys
 log = logging.getLogger(__name__)
 
 FORMAT_TAG = "acnn_mpi.relax.shard"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SHARD_DIR = "shards"
 INDEX_NAME = "index.h5"
+SETTINGS_NAME = "relax.json"
 STATUS_BYTES = 16
 REASON_BYTES = 200
 FORMULA_BYTES = 64
@@ -71,24 +74,48 @@ def shard_dir(directory: str | os.PathLike) -> str:
     return os.path.join(os.fspath(directory), SHARD_DIR)
 
 
-def shard_path(directory: str | os.PathLike, rank: int, attempt: str) -> str:
-    return os.path.join(shard_dir(directory), f"rank{rank:04d}-{attempt}.h5")
+def shard_path(directory: str | os.PathLike, rank: int) -> str:
+    return os.path.join(shard_dir(directory), f"rank{rank:04d}.h5")
+
+
+def _readable(path: str) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == FORMAT_TAG and "committed" in f.attrs
+    except (OSError, KeyError, ValueError):
+        return False
 
 
 class ShardWriter:
     """Appends :class:`~acnn_mpi.relax.runner.RelaxResult` rows to this rank's shard.
 
-    The file is created at the first :meth:`append` and opened, extended, flushed and closed at
-    each one, so between chunks it is a closed, consistent file.
+    An existing shard is continued from its ``committed`` rows (a resumed job); a damaged one is
+    moved aside. The file is created at the first :meth:`append` and opened, extended, flushed and
+    closed at each one, so between appends it is a closed, consistent file.
+
+    Args:
+        settings: what the results depend on (JSON-able); kept as the shard's ``settings``.
     """
 
-    def __init__(self, path: str | os.PathLike, *, rank: int = 0, attempt: str = "", pressure_gpa: float = 0.0,
-                 model: str = ""):
+    def __init__(self, path: str | os.PathLike, *, rank: int = 0, pressure_gpa: float = 0.0,
+                 settings: Optional[dict] = None):
+        import h5py
+
         self.path = os.fspath(path)
-        self.meta = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "rank": int(rank), "attempt": str(attempt),
-                     "pressure_gpa": float(pressure_gpa), "model": str(model)}
+        self.meta = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "rank": int(rank),
+                     "pressure_gpa": float(pressure_gpa), "settings": json.dumps(settings or {}, sort_keys=True)}
         self.committed = 0
         self.committed_atoms = 0
+        if os.path.exists(self.path):
+            if _readable(self.path):
+                with h5py.File(self.path, "r") as f:
+                    self.committed = int(f.attrs["committed"])
+                    self.committed_atoms = int(f.attrs.get("committed_atoms", 0))
+            else:
+                log.warning("%s is damaged: moved aside, its structures are relaxed again", self.path)
+                os.replace(self.path, self.path + ".damaged")
 
     def _create(self):
         import h5py
@@ -98,6 +125,7 @@ class ShardWriter:
             for name, value in self.meta.items():
                 f.attrs[name] = value
             f.attrs["committed"] = 0
+            f.attrs["committed_atoms"] = 0
             f.create_dataset(keys.NUMBERS, (0,), maxshape=(None,), dtype="i8", chunks=(8192,))
             f.create_dataset(keys.POSITIONS, (0, 3), maxshape=(None, 3), dtype="f8", chunks=(4096, 3))
             f.create_dataset(keys.CELL, (0, 3, 3), maxshape=(None, 3, 3), dtype="f8", chunks=(512, 3, 3))
@@ -109,16 +137,7 @@ class ShardWriter:
             for name, width in TEXT_FIELDS.items():
                 f.create_dataset(name, (0,), maxshape=(None,), dtype=f"S{width}", chunks=(512,))
 
-    def append(self, results: Sequence) -> int:
-        """Write ``results`` and commit them; returns the committed count."""
-        import h5py
-
-        results = list(results)
-        if not results:
-            return self.committed
-        if not os.path.exists(self.path):
-            self._create()
-        n = len(results)
+    def _columns(self, results) -> dict:
         counts = np.array([len(r.atoms) for r in results], dtype=np.int64)
         starts = self.committed_atoms + np.concatenate([[0], np.cumsum(counts)[:-1]])
         columns = {
@@ -131,10 +150,27 @@ class ShardWriter:
         }
         for name in FLOAT_FIELDS:
             columns[name] = np.array([getattr(r, name) for r in results], dtype=np.float64)
-        columns[keys.STATUS] = np.array([_text(r.status, STATUS_BYTES) for r in results], dtype=f"S{STATUS_BYTES}")
-        columns[keys.REASON] = np.array([_text(r.reason, REASON_BYTES) for r in results], dtype=f"S{REASON_BYTES}")
-        columns["formula"] = np.array([_text(r.atoms.get_chemical_formula(), FORMULA_BYTES) for r in results],
-                                      dtype=f"S{FORMULA_BYTES}")
+        for name, width in TEXT_FIELDS.items():
+            values = [r.atoms.get_chemical_formula() if name == "formula" else getattr(r, name) for r in results]
+            columns[name] = np.array([_text(v, width) for v in values], dtype=f"S{width}")
+        return columns
+
+    def append(self, results: Sequence, extra: Optional[dict] = None) -> int:
+        """Write ``results`` (and ``extra`` columns: name -> (n, ...) array) and commit them;
+        returns the committed count."""
+        import h5py
+
+        results = list(results)
+        if not results:
+            return self.committed
+        if not os.path.exists(self.path):
+            self._create()
+        n = len(results)
+        columns = self._columns(results)
+        for name, values in (extra or {}).items():
+            columns[name] = np.asarray(values)
+            if len(columns[name]) != n:
+                raise ValueError(f"extra column {name}: {len(columns[name])} rows for {n} results")
         numbers = np.concatenate([r.atoms.get_atomic_numbers() for r in results]).astype(np.int64)
         positions = np.concatenate([r.atoms.get_positions() for r in results])
         with h5py.File(self.path, "a") as f:
@@ -143,6 +179,9 @@ class ShardWriter:
                 f[name].resize(a0 + len(values), axis=0)
                 f[name][a0:] = values
             for name, values in columns.items():
+                if name not in f:
+                    f.create_dataset(name, (s0, *values.shape[1:]), maxshape=(None, *values.shape[1:]),
+                                     dtype=values.dtype, chunks=(512, *values.shape[1:]))
                 f[name].resize(s0 + n, axis=0)
                 f[name][s0:] = values
             f.flush()
@@ -155,8 +194,8 @@ class ShardWriter:
 
 
 def list_shards(directory: str | os.PathLike) -> list[str]:
-    """Shard files of ``directory`` in name order (rank, then attempt)."""
-    return sorted(glob.glob(os.path.join(shard_dir(directory), "rank*-*.h5")))
+    """Shard files of ``directory`` in rank order."""
+    return sorted(glob.glob(os.path.join(shard_dir(directory), "rank*.h5")))
 
 
 def _read_shard(path: str, fields: Iterable[str]) -> Optional[dict]:
@@ -215,6 +254,7 @@ class RelaxResults:
     shard_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
     row: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
     atom_start: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+    extra: dict = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return int(self.structure_id.shape[0])
@@ -272,16 +312,17 @@ class RelaxResults:
 _READ_FIELDS = (keys.STRUCTURE_ID, keys.STATUS, keys.REASON, "formula", *FLOAT_FIELDS, "steps", "n_atoms", "atom_start")
 
 
-def read_results(directory: str | os.PathLike) -> RelaxResults:
-    """Every committed result in ``directory`` (all shards, all attempts) as one
-    :class:`RelaxResults`. Were a structure id committed twice (not expected), the later
-    attempt's row is kept."""
+def read_results(directory: str | os.PathLike, columns: Sequence[str] = ()) -> RelaxResults:
+    """Every committed result in ``directory`` (all shards) as one :class:`RelaxResults`, with the
+    optional extra ``columns`` (e.g. ``fingerprints``) in ``RelaxResults.extra`` where every shard
+    has them. Were a structure id committed twice (not expected), the first shard's row is kept."""
     parts, shards = [], []
     pressure = np.nan
     for path in list_shards(directory):
         data = _read_shard(path, _READ_FIELDS)
         if data is None:
             continue
+        data.update(_read_optional(path, columns, len(data[keys.STRUCTURE_ID])))
         data["_shard"] = np.full(len(data[keys.STRUCTURE_ID]), len(shards), dtype=np.int64)
         data["_row"] = np.arange(len(data[keys.STRUCTURE_ID]), dtype=np.int64)
         shards.append(path)
@@ -296,34 +337,79 @@ def read_results(directory: str | os.PathLike) -> RelaxResults:
                             max_force=empty_f, pressure_residual=empty_f, pressure=empty_f,
                             pressure_gpa=float(pressure), shards=[], shard_index=empty_i, row=empty_i,
                             atom_start=empty_i)
-    # order shards by attempt so "later" means the later job
+
     def cat(name):
         return np.concatenate([p[name] for p in parts])
 
     ids = cat(keys.STRUCTURE_ID)
-    attempt_order = np.argsort([os.path.basename(s).split("-", 1)[1] for s in shards], kind="stable")
-    rank_of_shard = np.empty(len(shards), dtype=np.int64)
-    rank_of_shard[attempt_order] = np.arange(len(shards))
-    order = np.lexsort((cat("_row"), rank_of_shard[cat("_shard")], ids))
-    ids_sorted = ids[order]
-    last = np.ones(len(order), dtype=bool)
-    last[:-1] = ids_sorted[1:] != ids_sorted[:-1]
-    keep = np.sort(order[last])
+    _, first = np.unique(ids, return_index=True)
+    keep = np.sort(first)
     if len(keep) != len(ids):
-        log.warning("%d duplicate structure id(s) in %s: kept the latest attempt's rows", len(ids) - len(keep),
+        log.warning("%d duplicate structure id(s) in %s: kept the first shard's rows", len(ids) - len(keep),
                     directory)
 
     def text(name):
-        return np.array([v.decode("utf-8", "replace") for v in cat(name)[keep]], dtype=object).astype(str)
+        return np.char.decode(cat(name)[keep], "utf-8", "replace").astype(str)
 
+    extra = {name: cat(name)[keep] for name in columns if all(name in p for p in parts)}
     return RelaxResults(
         structure_id=ids[keep], status=text(keys.STATUS), reason=text(keys.REASON), formula=text("formula"),
         energy=cat("energy")[keep], enthalpy=cat("enthalpy")[keep], volume=cat("volume")[keep],
         steps=cat("steps")[keep], n_atoms=cat("n_atoms")[keep], max_force=cat("max_force")[keep],
         pressure_residual=cat("pressure_residual")[keep], pressure=cat("pressure")[keep],
         pressure_gpa=float(pressure), shards=shards, shard_index=cat("_shard")[keep], row=cat("_row")[keep],
-        atom_start=cat("atom_start")[keep],
+        atom_start=cat("atom_start")[keep], extra=extra,
     )
+
+
+def _read_optional(path: str, columns: Sequence[str], count: int) -> dict:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return {name: f[name][:count] for name in columns if name in f and len(f[name]) >= count}
+
+
+def read_settings(directory: str | os.PathLike) -> Optional[dict]:
+    """The settings recorded in ``DIR/relax.json``, or None."""
+    path = os.path.join(os.fspath(directory), SETTINGS_NAME)
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def claim(directory: str | os.PathLike, settings: dict, what: str) -> None:
+    """Record ``settings`` as the job of ``directory``, or, when it already holds committed results,
+    check that they are the same: a :class:`~acnn_mpi.errors.UserError` names each that changed
+    (``what`` names the directory to the user, e.g. '--out DIR')."""
+    from ..errors import UserError
+
+    previous = read_settings(directory)
+    settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
+    if previous is not None and len(finished_ids(directory)):
+        changed = [f"{key} was {previous.get(key)!r}, now {settings.get(key)!r}"
+                   for key in sorted(set(previous) | set(settings)) if previous.get(key) != settings.get(key)]
+        if changed:
+            raise UserError(f"{what} holds results of another job ({'; '.join(changed)}); use a new "
+                            "directory, or the settings and model file of that job")
+        return
+    os.makedirs(os.fspath(directory), exist_ok=True)
+    target = os.path.join(os.fspath(directory), SETTINGS_NAME)
+    tmp = target + ".tmp"
+    with open(tmp, "w") as handle:
+        json.dump(settings, handle, indent=1, sort_keys=True)
+    os.replace(tmp, target)
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's content (a model file: the same path may hold another model later)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_index(directory: str | os.PathLike) -> str:

@@ -1,5 +1,5 @@
 """`export`: every structure of a campaign directory (built by hand here: labels, one iteration's
-relaxed chunk, final relaxations) as an ASE database, extended XYZ and pymatgen JSON."""
+relaxed shard, final relaxations) as an ASE database, extended XYZ and pymatgen JSON."""
 
 import json
 from pathlib import Path
@@ -12,12 +12,11 @@ from ase.calculators.emt import EMT
 from ase.io import read
 
 from acnn_mpi.campaign.catalog import campaign_records
-from acnn_mpi.campaign.csp_stage import ChunkSummary, write_chunk
 from acnn_mpi.campaign.layout import CampaignPaths
-from acnn_mpi.campaign.plan import Cell, Chunk
 from acnn_mpi.campaign.state import CampaignState, save_state
 from acnn_mpi.data.store import FrameStore
 from acnn_mpi.relax.runner import RelaxResult
+from acnn_mpi.relax.shards import ShardWriter, shard_path
 
 TINY = Path(__file__).with_name("tiny.yaml")  # Cu-Pt at 0 GPa
 
@@ -52,13 +51,10 @@ def campaign_dir(tmp_path_factory):
     with FrameStore(paths.labels, mode="a") as store:
         store.append([labelled(cu, 1), labelled(pt, 2), labelled(l12(), 3)], source="initial", iteration=0)
         store.append([labelled(rattled, 4)], source="iteration 1", iteration=1)
-    cell = Cell(counts=(("Cu", 3), ("Pt", 1)), formula="Cu3Pt", units=1)
-    chunk = Chunk(iteration=1, index=0, cell=cell, size=5, first_id=1000, seed=(0, 1, 0))
     # model enthalpies (eV): Cu 0, Pt 0, Cu3Pt -0.1 eV/atom, a rattled Cu3Pt 10 meV/atom above
     results = [relaxed(cu, 1000, 0.0), relaxed(pt, 1001, 0.0), relaxed(l12(), 1002, -0.4),
                relaxed(rattled, 1003, -0.36), relaxed(rattled, 1004, -5.0, "unphysical")]
-    write_chunk(paths.chunk_file(1, 0), chunk, results, np.zeros((5, 4), np.float32),
-                ChunkSummary(chunk=0, structures=5, converged=4, unphysical=1))
+    ShardWriter(shard_path(paths.relax_dir(1), 0)).append(results, {"fingerprints": np.zeros((5, 4), np.float32)})
     with FrameStore(paths.final / "relaxed.h5", mode="a") as store:
         store.append([labelled(cu, 1), labelled(pt, 2), labelled(l12(), 3)], source="final", iteration=2)
     return paths.root

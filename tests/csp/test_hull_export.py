@@ -30,7 +30,7 @@ def write_relax_dir(directory):
                                    pressure_residual=0.01, pressure=PRESSURE_GPA,
                                    pressure_target=PRESSURE_GPA))
     for rank, part in enumerate((results[:3], results[3:])):
-        ShardWriter(shard_path(directory, rank, "A"), rank=rank, attempt="A",
+        ShardWriter(shard_path(directory, rank), rank=rank, 
                     pressure_gpa=PRESSURE_GPA).append(part)
     return results
 

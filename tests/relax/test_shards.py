@@ -8,7 +8,9 @@ import pytest
 
 from acnn_mpi.relax.io import StructureFile, open_structures, write_structures
 from acnn_mpi.relax.runner import relax_structures
-from acnn_mpi.relax.shards import (ShardWriter, finished_ids, read_results, shard_path, write_index)
+from acnn_mpi.errors import UserError
+from acnn_mpi.relax.shards import (ShardWriter, claim, file_digest, finished_ids, list_shards, read_results,
+                                   shard_path, write_index)
 from tests.relax.helpers import lj, random_argon
 
 
@@ -21,8 +23,8 @@ def results():
 
 
 def test_round_trip_and_index(tmp_path, results):
-    ShardWriter(shard_path(tmp_path, 0, "A"), rank=0, attempt="A", pressure_gpa=1.0).append(results[:3])
-    ShardWriter(shard_path(tmp_path, 1, "A"), rank=1, attempt="A", pressure_gpa=1.0).append(results[3:])
+    ShardWriter(shard_path(tmp_path, 0), rank=0, pressure_gpa=1.0).append(results[:3])
+    ShardWriter(shard_path(tmp_path, 1), rank=1, pressure_gpa=1.0).append(results[3:])
     data = read_results(tmp_path)
     assert sorted(data.structure_id.tolist()) == [0, 10, 20, 30, 40]
     assert data.pressure_gpa == 1.0
@@ -48,19 +50,19 @@ def test_round_trip_and_index(tmp_path, results):
     finally:
         os.chdir(here)
     # a shard is itself a structure file (re-relax the results)
-    source = StructureFile(shard_path(tmp_path, 0, "A"))
+    source = StructureFile(shard_path(tmp_path, 0))
     assert len(source) == 3 and source.read([2])[0].info["structure_id"] == results[2].structure_id
 
 
 def test_uncommitted_rows_and_broken_files_are_ignored(tmp_path, results):
-    path = shard_path(tmp_path, 0, "A")
-    writer = ShardWriter(path, rank=0, attempt="A")
+    path = shard_path(tmp_path, 0)
+    writer = ShardWriter(path, rank=0)
     writer.append(results[:2])
     with h5py.File(path, "a") as f:  # a crash after writing rows but before the commit
         for name in ("structure_id", "enthalpy"):
             f[name].resize(3, axis=0)
             f[name][2] = 99
-    broken = shard_path(tmp_path, 1, "A")
+    broken = shard_path(tmp_path, 1)
     with open(broken, "wb") as handle:
         handle.write(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # a file killed while being created
     assert finished_ids(tmp_path).tolist() == sorted([results[0].structure_id, results[1].structure_id])
@@ -68,15 +70,47 @@ def test_uncommitted_rows_and_broken_files_are_ignored(tmp_path, results):
     write_index(tmp_path)
 
 
-def test_later_attempt_wins_on_duplicates(tmp_path, results):
-    ShardWriter(shard_path(tmp_path, 0, "2024A"), attempt="2024A").append(results[:1])
-    changed = results[0]
-    import dataclasses
+def test_a_resumed_rank_continues_its_shard_after_the_last_commit(tmp_path, results):
+    path = shard_path(tmp_path, 0)
+    ShardWriter(path).append(results[:2], {"fingerprints": np.ones((2, 3), np.float32)})
+    with h5py.File(path, "a") as f:  # killed after writing a row, before raising `committed`
+        f["structure_id"].resize(3, axis=0)
+        f["structure_id"][2] = 99
+    resumed = ShardWriter(path)
+    assert resumed.committed == 2
+    resumed.append(results[2:4], {"fingerprints": 2 * np.ones((2, 3), np.float32)})
+    data = read_results(tmp_path, columns=("fingerprints",))
+    assert data.structure_id.tolist() == [r.structure_id for r in results[:4]]  # 99 overwritten
+    np.testing.assert_array_equal(data.extra["fingerprints"][:, 0], [1, 1, 2, 2])
+    np.testing.assert_array_equal(data.atoms(3).positions, results[3].atoms.positions)
+    assert list_shards(tmp_path) == [path]  # one file per rank, however often it resumed
 
-    newer = dataclasses.replace(changed, enthalpy=changed.enthalpy - 1.0)
-    ShardWriter(shard_path(tmp_path, 1, "2025B"), attempt="2025B").append([newer])
-    data = read_results(tmp_path)
-    assert len(data) == 1 and data.enthalpy[0] == pytest.approx(changed.enthalpy - 1.0)
+
+def test_a_damaged_shard_is_moved_aside_and_its_structures_redone(tmp_path, results):
+    path = shard_path(tmp_path, 0)
+    os.makedirs(os.path.dirname(path))
+    with open(path, "wb") as handle:
+        handle.write(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    assert len(finished_ids(tmp_path)) == 0
+    writer = ShardWriter(path)
+    assert os.path.exists(path + ".damaged") and writer.committed == 0
+    writer.append(results[:1])
+    assert finished_ids(tmp_path).tolist() == [results[0].structure_id]
+
+
+def test_other_settings_or_model_content_are_refused_by_name(tmp_path, results):
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"weights A")
+    settings = {"model_sha256": file_digest(model), "fmax": 0.01, "pressure_gpa": 1.0}
+    claim(tmp_path, settings, "DIR")
+    claim(tmp_path, settings, "DIR")  # nothing committed yet: anything goes
+    ShardWriter(shard_path(tmp_path, 0)).append(results[:1])
+    claim(tmp_path, dict(settings), "DIR")  # the same job resumes
+    model.write_bytes(b"weights B")  # another model at the same path
+    with pytest.raises(UserError, match="model_sha256 was"):
+        claim(tmp_path, {**settings, "model_sha256": file_digest(model)}, "DIR")
+    with pytest.raises(UserError, match="fmax was 0.01, now 0.02"):
+        claim(tmp_path, {**settings, "fmax": 0.02}, "DIR")
 
 
 def test_structure_files(tmp_path):

@@ -66,7 +66,7 @@ def test_energy_floor_and_collapse():
     atoms.rattle(0.05, seed=0)
     floor = relax_structures([atoms.copy()], Collapsing(), 0.0, energy_floor=-1.0)[0]
     assert floor.status == "unphysical" and "below the floor -1" in floor.reason
-    collapse = relax_structures([atoms.copy()], Collapsing(), 0.0, volume_window=None)[0]
+    collapse = relax_structures([atoms.copy()], Collapsing(), 0.0, volume_window=None, energy_floor=None)[0]
     assert collapse.status == "unphysical"
     assert "closer than" in collapse.reason or "volume" in collapse.reason
 
