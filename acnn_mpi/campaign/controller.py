@@ -245,11 +245,13 @@ class Controller:
             if missing:
                 log.info("iteration %d: the labels' hull lacks %s; labelling %s structures again",
                          k, ", ".join(missing), ", ".join(missing))
-            selection = select_for_labelling(self.config, results, k, required=missing)
+            selection = select_for_labelling(self.config, results, k, required=missing,
+                                             labels_path=self.paths.labels)
             write_selection(self.paths.selection(k), results, selection)
             self.state.record(k).selected = len(selection.ids)
-            log.info("iteration %d: %d relaxed, %d distinct, %d unphysical; selected %d for labelling "
-                     "(model hull: %s)", k, len(results), selection.n_distinct, selection.n_unphysical,
+            log.info("iteration %d: %d relaxed, %d distinct, %d unphysical, %d hull picks labelled "
+                     "before; selected %d for labelling (model hull: %s)", k, len(results),
+                     selection.n_distinct, selection.n_unphysical, selection.n_labelled_before,
                      len(selection.ids), ", ".join(selection.hull_phases) or "-")
         self._commit(stage="label")
         return True

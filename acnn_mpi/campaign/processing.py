@@ -30,72 +30,162 @@ class Selection:
     n_distinct: int = 0
     n_unphysical: int = 0
     hull_phases: list[str] = field(default_factory=list)
+    n_labelled_before: int = 0   # hull picks dropped: the same crystal was labelled already
 
 
-def select_for_labelling(config, results, iteration: int, required: list[str] = ()) -> Selection:
+def select_for_labelling(config, results, iteration: int, required: list[str] = (),
+                         labels_path: Path | None = None) -> Selection:
     """Dedup, distance check, model hull and C_max/L_max selection of one iteration's structures.
 
-    ``required``: elements the labels' hull still lacks (their labels failed, or none was made):
-    up to L_max structures of each, physical ones first, are added whatever their rank."""
-    from ..csp.dedup import deduplicate
+    Dedup never lets an unconverged or unphysical structure stand for a converged, physical one
+    (the two kinds are deduplicated separately), and a structure that is the same crystal as one
+    already labelled (``labels_path``: earlier iterations and the initial sampling) is not
+    selected again. ``required``: elements the labels' hull still lacks (their labels failed, or
+    none was made): up to L_max structures of each, physical ones first, are added whatever
+    their rank."""
     from ..csp.distances import check_many
-    from ..csp.hull import convex_hull, reduced_formula
+    from ..csp.hull import reduced_formula
     from ..csp.selection import select_candidates
 
     search = config.search
-    n = len(results)
-    if n == 0:
+    if len(results) == 0:
         return Selection(rows=[], ids=[], reasons=[])
-    n_atoms = results.counts.sum(axis=1)
-    h_per_atom = results.enthalpy / n_atoms
+    h_per_atom = results.enthalpy / results.counts.sum(axis=1)
     keys = [reduced_formula(row, config.elements) for row in results.counts]
-    finite = np.isfinite(h_per_atom)
-    physical = results.physical & finite
-    dedup = deduplicate(keys, np.where(finite, h_per_atom, np.inf), results.fingerprints,
-                        enthalpy_window=search.dedup_enthalpy_window / 1000.0,
-                        fingerprint_tolerance=search.dedup_fingerprint_tolerance,
-                        certain_tolerance=search.dedup_certain_tolerance,
-                        load_structure=results.load)
-    include = physical & results.converged
+    physical = results.physical & np.isfinite(h_per_atom)
+    distinct = _distinct(config, results, keys, h_per_atom, physical & results.converged)
+    e_hull, phases = _model_hull(config, results, keys, h_per_atom, physical & results.converged, iteration)
+    labelled = LabelledIndex(config, labels_path)
+    c_max, l_max = config.selection_at(iteration)
+
+    def select():
+        return select_candidates(results.ids, keys, h_per_atom, e_hull, c_max=c_max, l_max=l_max,
+                                 distinct=distinct, converged=results.converged,
+                                 physical=physical, max_extra=search.max_unphysical_selected)
+
+    # The relaxer already flags atoms closer than the fraction of their pair minimum; the explicit
+    # distance check and the comparison with the labels run on the few hull picks only.
+    chosen, checked = select(), set()
+    while True:
+        picks = np.array([c.index for c in chosen if c.reason == "hull" and c.index not in checked],
+                         dtype=np.int64)
+        if len(picks) == 0:
+            break
+        checked.update(picks.tolist())
+        ok, _ = check_many([results.load(int(r)) for r in picks], config.min_distance_table(),
+                           fraction=config.relax.min_distance_fraction, elements=config.elements)
+        physical[picks[~ok]] = False
+        seen = labelled.matches(picks[ok], keys, results)
+        distinct[seen] = False
+        if ok.all() and len(seen) == 0:
+            break
+        chosen = select()
+    rows, reasons = [c.index for c in chosen], [c.reason for c in chosen]
+    for row in _element_rows(config, results, required, h_per_atom, physical, distinct, set(rows), l_max):
+        rows.append(row)
+        reasons.append("element")
+    return Selection(rows=rows, ids=[int(results.ids[r]) for r in rows], reasons=reasons,
+                     n_distinct=int(distinct.sum()), n_unphysical=int((~physical).sum()),
+                     hull_phases=phases, n_labelled_before=labelled.n_matched)
+
+
+def _distinct(config, results, keys, h_per_atom, good) -> np.ndarray:
+    """(B,) bool, the dedup representatives: converged physical structures deduplicated among
+    themselves, the others among themselves (so a failure never hides a good minimum)."""
+    from ..csp.dedup import deduplicate
+
+    search = config.search
+    distinct = np.zeros(len(keys), dtype=bool)
+    for part in (np.flatnonzero(good), np.flatnonzero(~good)):
+        if len(part) == 0:
+            continue
+        h = h_per_atom[part]
+        dedup = deduplicate([keys[r] for r in part], np.where(np.isfinite(h), h, np.inf),
+                            results.fingerprints[part],
+                            enthalpy_window=search.dedup_enthalpy_window / 1000.0,
+                            fingerprint_tolerance=search.dedup_fingerprint_tolerance,
+                            certain_tolerance=search.dedup_certain_tolerance,
+                            load_structure=lambda k, part=part: results.load(int(part[k])))
+        distinct[part] = dedup.is_unique
+    return distinct
+
+
+def _model_hull(config, results, keys, h_per_atom, include, iteration: int):
+    """E_hull (eV/atom) of every row above the model hull of the included rows, and its phases;
+    without a hull (an element has no physical structure) ranked by enthalpy per atom."""
+    from ..csp.hull import convex_hull, reduced_formula
+
     try:
         hull = convex_hull(results.counts, results.enthalpy, config.elements,
                            pressure=config.pressure, include=include)
-        e_hull = hull.e_hull
-        phases = [reduced_formula(results.counts[r], config.elements) for r in hull.stable]
+        return hull.e_hull, [reduced_formula(results.counts[r], config.elements) for r in hull.stable]
     except UserError as error:
-        # an element has no physical structure this iteration: rank compositions by enthalpy
         log.warning("model hull of iteration %d not built (%s); ranking by enthalpy per atom",
                     iteration, error)
         best = {}
         for k, h in zip(keys, h_per_atom):
             if np.isfinite(h):
                 best[k] = min(best.get(k, np.inf), h)
-        e_hull = np.array([h - best.get(k, h) for k, h in zip(keys, h_per_atom)])
-        phases = []
-    c_max, l_max = config.selection_at(iteration)
+        return np.array([h - best.get(k, h) for k, h in zip(keys, h_per_atom)]), []
 
-    def select():
-        return select_candidates(results.ids, keys, h_per_atom, e_hull, c_max=c_max, l_max=l_max,
-                                 distinct=dedup.is_unique, converged=results.converged,
-                                 physical=physical, max_extra=search.max_unphysical_selected)
 
-    # The relaxer already flags atoms closer than the fraction of their pair minimum; the explicit
-    # distance check before labelling runs on the few hull picks only, not on every structure.
-    chosen = select()
-    picks = np.array([c.index for c in chosen if c.reason == "hull"], dtype=np.int64)
-    ok, _ = check_many([results.load(int(r)) for r in picks], config.min_distance_table(),
-                       fraction=config.relax.min_distance_fraction, elements=config.elements)
-    if len(picks) and not ok.all():
-        physical[picks[~ok]] = False
-        chosen = select()
-    rows, reasons = [c.index for c in chosen], [c.reason for c in chosen]
-    for row in _element_rows(config, results, required, h_per_atom, physical, dedup.is_unique, set(rows),
-                             l_max):
-        rows.append(row)
-        reasons.append("element")
-    return Selection(rows=rows, ids=[int(results.ids[r]) for r in rows], reasons=reasons,
-                     n_distinct=int(dedup.n_unique), n_unphysical=int((~physical).sum()),
-                     hull_phases=phases)
+class LabelledIndex:
+    """The structures already labelled, by composition, with their fingerprints: a relaxed
+    structure that is the same crystal (fingerprint distance within the dedup tolerance, and the
+    structure matcher in the uncertain band) is not labelled again."""
+
+    def __init__(self, config, labels_path: Path | None):
+        from ..csp.fingerprints import FingerprintSettings, fingerprints_from_batch
+        from ..csp.hull import reduced_formula
+        from ..data.store import FrameStore
+        from ..elements import element_counts
+
+        self.config, self.n_matched = config, 0
+        self.by_key: dict[str, np.ndarray] = {}
+        self.fingerprints = np.zeros((0, 0), np.float32)
+        self._store, self._frames = labels_path, np.zeros(0, np.int64)
+        if labels_path is None or not Path(labels_path).exists():
+            return
+        with FrameStore(labels_path, mode="r") as store:
+            arrays = store.read_arrays(strings=False)
+        if len(arrays) == 0:
+            return
+        counts = element_counts(arrays.numbers, arrays.offsets, config.elements)
+        self.fingerprints = fingerprints_from_batch(
+            arrays.positions, arrays.cell, arrays.numbers, arrays.n_atoms, config.elements,
+            FingerprintSettings(cutoff=config.search.fingerprint_cutoff))
+        keys = np.array([reduced_formula(row, config.elements) for row in counts], dtype=object)
+        self.by_key = {k: np.flatnonzero(keys == k) for k in np.unique(keys)}
+
+    def matches(self, rows, keys, results) -> np.ndarray:
+        """The ``rows`` of ``results`` that are the same crystal as a labelled structure."""
+        from ..csp.dedup import _to_pymatgen, default_matcher
+
+        search, out, matcher = self.config.search, [], None
+        for row in np.asarray(rows, dtype=np.int64).tolist():
+            frames = self.by_key.get(keys[row])
+            if frames is None or results.fingerprints is None:
+                continue
+            distance = 1.0 - self.fingerprints[frames] @ results.fingerprints[row]
+            close = frames[distance <= search.dedup_fingerprint_tolerance]
+            same = bool((distance < search.dedup_certain_tolerance).any())
+            if not same and len(close):
+                matcher = matcher or default_matcher()
+                mine = _to_pymatgen(results.load(row))
+                same = any(matcher.fit(mine, _to_pymatgen(atoms)) for atoms in self._read(close))
+            if same:
+                out.append(row)
+        self.n_matched += len(out)
+        return np.array(out, dtype=np.int64)
+
+    def _read(self, frames) -> list:
+        from ..data.store import FrameStore
+
+        with FrameStore(self._store, mode="r") as store:
+            atoms_list = store.read([int(f) for f in frames])
+        for atoms in atoms_list:
+            atoms.calc = None
+        return atoms_list
 
 
 def _element_rows(config, results, required, h_per_atom, physical, distinct, taken: set,
