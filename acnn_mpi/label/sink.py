@@ -326,6 +326,21 @@ def read_interim_h5(path: str) -> list:
     return out
 
 
+def _read_hdf5_structures(path: str) -> list[tuple[int, object]]:
+    """(structure_id, Atoms) of a label store, a relaxation shard or structure file, or a relax
+    output directory (one reader for every layout: acnn_mpi.relax.io)."""
+    from ..errors import UserError
+    from ..relax.io import read_all
+
+    try:
+        frames = read_all(path)
+    except (OSError, ValueError, KeyError) as error:
+        raise UserError(f"--input {path}: {error}") from None
+    if not frames:
+        raise UserError(f"--input {path}: no structures in it")
+    return [(int(a.info[keys.STRUCTURE_ID]), a) for a in frames]
+
+
 def read_structures(path: str, *, id_key: str = keys.STRUCTURE_ID) -> list[tuple[int, object]]:
     """(structure_id, Atoms) for every frame of an ASE-readable file; ids from each frame's
     ``structure_id`` info (all frames or none), else the 0-based frame index."""
@@ -335,6 +350,8 @@ def read_structures(path: str, *, id_key: str = keys.STRUCTURE_ID) -> list[tuple
 
     if not os.path.exists(path):
         raise UserError(f"--input {path}: no such file")
+    if os.path.isdir(path) or path.lower().endswith((".h5", ".hdf5", ".hdf")):
+        return _read_hdf5_structures(path)
     try:
         frames = read(path, index=":", parallel=False)
     except Exception as error:  # noqa: BLE001 - any reader error is bad input

@@ -28,7 +28,10 @@ HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
 class StructureFile:
-    """Random access to the structures of an HDF5 structure file (see the module docstring).
+    """Random access to the structures of an HDF5 file of any of the package's layouts: a
+    structure file (see the module docstring), a relaxation shard or a relax output directory's
+    ``index.h5`` (the same names), or a label store (:mod:`acnn_mpi.data.store`: ``atoms/`` and
+    ``frames/`` groups, ``n_frames`` committed).
 
     Attributes:
         path: the file; ids: (S,) int64 structure ids; n_atoms: (S,) atoms per structure.
@@ -39,16 +42,23 @@ class StructureFile:
 
         self.path = os.fspath(path)
         with h5py.File(self.path, "r") as f:
-            for name in (keys.NUMBERS, keys.POSITIONS, keys.CELL, "n_atoms"):
+            store = "atoms" in f and "frames" in f
+            self._atom, self._frame = ("atoms/", "frames/") if store else ("", "")
+            for name in (self._atom + keys.NUMBERS, self._atom + keys.POSITIONS, self._frame + keys.CELL,
+                         self._frame + "n_atoms"):
                 if name not in f:
                     raise ValueError(f"{self.path}: no dataset '{name}'; a structure file needs numbers, "
                                      "positions, cell and n_atoms (see acnn_mpi.relax.io)")
-            count = int(f.attrs.get("committed", f[keys.CELL].shape[0]))
-            self.n_atoms = np.asarray(f["n_atoms"][:count], dtype=np.int64)
-            if keys.STRUCTURE_ID in f:
-                self.ids = np.asarray(f[keys.STRUCTURE_ID][:count], dtype=np.int64)
+            cells = f[self._frame + keys.CELL].shape[0]
+            count = int(f.attrs.get("n_frames", cells)) if store else int(f.attrs.get("committed", cells))
+            self.n_atoms = np.asarray(f[self._frame + "n_atoms"][:count], dtype=np.int64)
+            if self._frame + keys.STRUCTURE_ID in f:
+                self.ids = np.asarray(f[self._frame + keys.STRUCTURE_ID][:count], dtype=np.int64)
             else:
                 self.ids = np.arange(count, dtype=np.int64)
+            if store and (self.ids < 0).any():  # frames without an id: number them after the others
+                missing = self.ids < 0
+                self.ids[missing] = max(int(self.ids.max()), -1) + 1 + np.arange(int(missing.sum()))
         self.atom_start = np.zeros(count + 1, dtype=np.int64)
         np.cumsum(self.n_atoms, out=self.atom_start[1:])
 
@@ -64,27 +74,35 @@ class StructureFile:
         if not rows:
             return []
         out = []
+        atom, frame = self._atom, self._frame
         with h5py.File(self.path, "r") as f:
-            has_pbc = keys.PBC in f
+            has_pbc = frame + keys.PBC in f
             order = sorted(set(rows))
             lo, hi = int(self.atom_start[order[0]]), int(self.atom_start[order[-1] + 1])
             contiguous = hi - lo <= 4 * int(sum(self.n_atoms[order])) + 1024
             if contiguous:  # one slab read for clustered rows
-                numbers_all = f[keys.NUMBERS][lo:hi]
-                positions_all = f[keys.POSITIONS][lo:hi]
-            cells = f[keys.CELL][order[0]:order[-1] + 1]
-            pbcs = f[keys.PBC][order[0]:order[-1] + 1] if has_pbc else None
+                numbers_all = f[atom + keys.NUMBERS][lo:hi]
+                positions_all = f[atom + keys.POSITIONS][lo:hi]
+            cells = f[frame + keys.CELL][order[0]:order[-1] + 1]
+            pbcs = f[frame + keys.PBC][order[0]:order[-1] + 1] if has_pbc else None
             for row in rows:
                 a, b = int(self.atom_start[row]), int(self.atom_start[row + 1])
                 if contiguous:
                     numbers, positions = numbers_all[a - lo:b - lo], positions_all[a - lo:b - lo]
                 else:
-                    numbers, positions = f[keys.NUMBERS][a:b], f[keys.POSITIONS][a:b]
+                    numbers, positions = f[atom + keys.NUMBERS][a:b], f[atom + keys.POSITIONS][a:b]
                 pbc = pbcs[row - order[0]] if has_pbc else True
                 atoms = Atoms(numbers=numbers, positions=positions, cell=cells[row - order[0]], pbc=pbc)
                 atoms.info[keys.STRUCTURE_ID] = int(self.ids[row])
                 out.append(atoms)
         return out
+
+
+def read_all(path: str | os.PathLike) -> list:
+    """Every structure of an HDF5 file or relax output directory (see :class:`StructureFile`) as
+    ASE ``Atoms`` with ``info['structure_id']``."""
+    source = open_structures(path) if os.path.isdir(path) else StructureFile(path)
+    return source.read(range(len(source)))
 
 
 def write_structures(path: str | os.PathLike, structures: Iterable, *, chunk: int = 4096) -> int:
@@ -150,10 +168,17 @@ def write_structures(path: str | os.PathLike, structures: Iterable, *, chunk: in
 
 
 def open_structures(path: str | os.PathLike, workdir: Optional[str | os.PathLike] = None) -> StructureFile:
-    """An HDF5 structure file for ``path``: itself if HDF5, else (extxyz, CIF, POSCAR, anything
+    """An HDF5 structure file for ``path``: itself if HDF5 (structure file, shard, label store), the
+    index of a relax output directory, else (extxyz, CIF, POSCAR, anything
     ``ase.io`` reads) converted once into ``workdir/input.h5`` (kept, and reused while the source
     file's size and modification time are unchanged)."""
     path = os.fspath(path)
+    if os.path.isdir(path):  # a relax output directory (or a campaign's iter_K/relax)
+        from .shards import list_shards, write_index
+
+        if not list_shards(path):
+            raise ValueError("a directory as input must be the output of `relax` (DIR/shards/rank*.h5)")
+        return StructureFile(write_index(path))  # fresh: the directory may have grown since
     if path.lower().endswith(HDF5_SUFFIXES):
         return StructureFile(path)
     import h5py
