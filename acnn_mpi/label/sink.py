@@ -6,11 +6,6 @@ which validates frames and commits each append atomically); ``*.xyz``/``*.extxyz
 appended as extended XYZ (energy, forces, stress, ``structure_id`` in each frame). Both are flushed
 after every structure, so a killed job loses at most the calculations in flight. A frame the
 store's validation refuses (e.g. atoms closer than 0.3 Å) becomes a recorded failure.
-
-Without ``acnn_mpi.data.store`` (older trees), HDF5 labels fall back to the interim layout: (ragged frames, appendable; names from :mod:`acnn_mpi.keys`): per structure
-``structure_id`` (B,), ``n_atoms`` (B,), ``energy`` (B,) eV, ``cell`` (B,3,3) Å, ``pbc`` (B,3),
-``stress`` (B,3,3) eV/Å³ (NaN when absent); per atom ``numbers`` (N,), ``positions`` (N,3) Å,
-``forces`` (N,3) eV/Å; attribute ``layout = "acnn_mpi.label interim frames v1"``.
 """
 
 from __future__ import annotations
@@ -23,9 +18,6 @@ from typing import Iterable, Optional
 import numpy as np
 
 from .. import keys
-
-INTERIM_LAYOUT = "acnn_mpi.label interim frames v1"
-
 
 def default_failures_path(labels_path: str) -> str:
     root, ext = os.path.splitext(labels_path)
@@ -81,20 +73,10 @@ def _json_default(value):
     return str(value)
 
 
-def _frame_store_class():
-    try:
-        from ..data.store import FrameStore
-    except ImportError:
-        return None
-    return FrameStore
-
-
 def _validate(frames) -> dict:
-    """index -> problems for frames the data package's validation refuses ({} without it)."""
-    try:
-        from ..data.validate import validate_frames
-    except ImportError:
-        return {}
+    """index -> problems for frames the data package's validation refuses."""
+    from ..data.validate import validate_frames
+
     return dict(validate_frames(frames, on_bad="skip").bad)
 
 
@@ -109,7 +91,9 @@ class LabelSink:
         self.store_class = None
         if ext in (".h5", ".hdf5"):
             self.format = "h5"
-            self.store_class = _frame_store_class()
+            from ..data.store import FrameStore
+
+            self.store_class = FrameStore
         elif ext in (".xyz", ".extxyz"):
             self.format = "extxyz"
         else:
@@ -133,15 +117,8 @@ class LabelSink:
             except Exception:  # noqa: BLE001 - a frame cut by a killed job ends the readable part
                 pass
             return ids
-        if self.store_class is not None:
-            with self.store_class(self.path, "r") as store:
-                return {int(i) for i in store.column(keys.STRUCTURE_ID)}
-        import h5py
-
-        with h5py.File(self.path, "r") as f:
-            if keys.STRUCTURE_ID not in f:
-                return set()
-            return {int(i) for i in f[keys.STRUCTURE_ID][:]}
+        with self.store_class(self.path, "r") as store:
+            return {int(i) for i in store.column(keys.STRUCTURE_ID)}
 
     def read(self) -> list:
         """All labelled frames as ASE Atoms with SinglePointCalculator (for tests and tools)."""
@@ -151,10 +128,8 @@ class LabelSink:
             from ase.io import read
 
             return read(self.path, index=":", format="extxyz", parallel=False)
-        if self.store_class is not None:
-            with self.store_class(self.path, "r") as store:
-                return store.read()
-        return read_interim_h5(self.path)
+        with self.store_class(self.path, "r") as store:
+            return store.read()
 
     def repair(self) -> int:
         """Cut what a killed job left half written (a partial extxyz frame, HDF5 datasets longer
@@ -164,10 +139,8 @@ class LabelSink:
             return 0
         if self.format == "extxyz":
             return _repair_extxyz(self.path)
-        if self.store_class is not None:
-            with self.store_class(self.path, "a"):   # opening for writing cuts uncommitted rows
-                return 0
-        return _repair_interim_h5(self.path)
+        with self.store_class(self.path, "a"):   # opening for writing cuts uncommitted rows
+            return 0
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -195,43 +168,7 @@ class LabelSink:
                 write(f, good, format="extxyz", parallel=False)
                 f.flush()
                 os.fsync(f.fileno())
-        elif good:
-            _append_interim_h5(self.path, good)
         return refused
-
-
-def _append_interim_h5(path: str, frames: list) -> None:
-    import h5py
-
-    per_structure = {
-        keys.STRUCTURE_ID: (np.array([int(a.info[keys.STRUCTURE_ID]) for a in frames]), "i8"),
-        "n_atoms": (np.array([len(a) for a in frames]), "i8"),
-        keys.ENERGY: (np.array([a.calc.results.get("free_energy", a.calc.results["energy"])
-                                for a in frames], dtype=float), "f8"),
-        keys.CELL: (np.array([a.cell.array for a in frames], dtype=float), "f8"),
-        keys.PBC: (np.array([a.pbc for a in frames], dtype=bool), "bool"),
-        keys.STRESS: (np.array([_stress3(a) for a in frames], dtype=float), "f8"),
-    }
-    per_atom = {
-        keys.NUMBERS: (np.concatenate([a.numbers for a in frames]), "i4"),
-        keys.POSITIONS: (np.concatenate([a.positions for a in frames]), "f8"),
-        keys.FORCES: (np.concatenate([a.calc.results["forces"] for a in frames]), "f8"),
-    }
-    # structure_id goes last: it is the commit marker that repair() trusts
-    order = {**per_atom, **{k: v for k, v in per_structure.items() if k != keys.STRUCTURE_ID},
-             keys.STRUCTURE_ID: per_structure[keys.STRUCTURE_ID]}
-    with h5py.File(path, "a") as f:
-        if "layout" not in f.attrs:
-            f.attrs["layout"] = INTERIM_LAYOUT
-        for name, (data, dtype) in order.items():
-            if name not in f:
-                f.create_dataset(name, shape=(0,) + data.shape[1:], maxshape=(None,) + data.shape[1:],
-                                 dtype=dtype, chunks=True)
-            dataset = f[name]
-            start = dataset.shape[0]
-            dataset.resize(start + len(data), axis=0)
-            dataset[start:] = data
-        f.flush()
 
 
 def _repair_extxyz(path: str) -> int:
@@ -264,66 +201,6 @@ def _repair_extxyz(path: str) -> int:
         with open(path, "r+b") as f:
             f.truncate(good)
     return dropped
-
-
-def _repair_interim_h5(path: str) -> int:
-    import h5py
-
-    dropped = 0
-    with h5py.File(path, "a") as f:
-        if keys.STRUCTURE_ID not in f:
-            return 0
-        n_structures = f[keys.STRUCTURE_ID].shape[0]
-        n_atoms_total = int(np.sum(f["n_atoms"][:n_structures]))
-        for name in ("n_atoms", keys.ENERGY, keys.CELL, keys.PBC, keys.STRESS):
-            if name in f and f[name].shape[0] > n_structures:
-                dropped += f[name].shape[0] - n_structures
-                f[name].resize(n_structures, axis=0)
-        for name in (keys.NUMBERS, keys.POSITIONS, keys.FORCES):
-            if name in f and f[name].shape[0] > n_atoms_total:
-                dropped += f[name].shape[0] - n_atoms_total
-                f[name].resize(n_atoms_total, axis=0)
-    return dropped
-
-
-def _stress3(atoms) -> np.ndarray:
-    stress = atoms.calc.results.get("stress")
-    if stress is None:
-        return np.full((3, 3), np.nan)
-    stress = np.asarray(stress, dtype=float)
-    if stress.shape == (6,):
-        from ase.stress import voigt_6_to_full_3x3_stress
-
-        stress = voigt_6_to_full_3x3_stress(stress)
-    return stress
-
-
-def read_interim_h5(path: str) -> list:
-    import h5py
-    from ase import Atoms
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    out = []
-    with h5py.File(path, "r") as f:
-        if keys.STRUCTURE_ID not in f:
-            return []
-        n_atoms = f["n_atoms"][:]
-        offsets = np.concatenate([[0], np.cumsum(n_atoms)])
-        data = {name: f[name][:] for name in (keys.STRUCTURE_ID, keys.ENERGY, keys.CELL, keys.PBC,
-                                              keys.STRESS, keys.NUMBERS, keys.POSITIONS, keys.FORCES)}
-    for b in range(len(n_atoms)):
-        lo, hi = offsets[b], offsets[b + 1]
-        atoms = Atoms(numbers=data[keys.NUMBERS][lo:hi], positions=data[keys.POSITIONS][lo:hi],
-                      cell=data[keys.CELL][b], pbc=data[keys.PBC][b])
-        atoms.info[keys.STRUCTURE_ID] = int(data[keys.STRUCTURE_ID][b])
-        results = dict(energy=float(data[keys.ENERGY][b]), forces=data[keys.FORCES][lo:hi])
-        if np.all(np.isfinite(data[keys.STRESS][b])):
-            from ase.stress import full_3x3_to_voigt_6_stress
-
-            results["stress"] = full_3x3_to_voigt_6_stress(data[keys.STRESS][b])
-        atoms.calc = SinglePointCalculator(atoms, **results)
-        out.append(atoms)
-    return out
 
 
 def _read_hdf5_structures(path: str) -> list[tuple[int, object]]:

@@ -25,11 +25,9 @@ def labelled(n, first_id=10):
     return out
 
 
-@pytest.mark.parametrize("name, interim", [("l.xyz", False), ("l.h5", False), ("l.h5", True)])
-def test_append_read_and_resume_ids(tmp_path, name, interim):
+@pytest.mark.parametrize("name", ["l.xyz", "l.h5"])
+def test_append_read_and_resume_ids(tmp_path, name):
     sink = LabelSink(str(tmp_path / name))
-    if interim:
-        sink.store_class = None          # the fallback layout of trees without the data store
     frames = labelled(4)
     assert sink.append(frames[:1]) == {} and sink.append(frames[1:]) == {}
     assert sink.labelled_ids() == {10, 11, 12, 13}
@@ -53,19 +51,6 @@ def test_extxyz_cut_frame_is_dropped(tmp_path):
     assert sink.labelled_ids() == {10, 11}
     sink.append(labelled(1, first_id=12))
     assert [a.info["structure_id"] for a in sink.read()] == [10, 11, 12]
-
-
-def test_interim_h5_rows_beyond_the_committed_ids_are_cut(tmp_path):
-    import h5py
-
-    sink = LabelSink(str(tmp_path / "l.h5"))
-    sink.store_class = None
-    sink.append(labelled(2))
-    with h5py.File(tmp_path / "l.h5", "a") as f:   # a killed append: atoms and energy, no id
-        f["positions"].resize(12, axis=0)
-        f["energy"].resize(3, axis=0)
-    assert sink.repair() > 0
-    assert len(sink.read()) == 2
 
 
 def test_failure_log_counts_and_survives_a_cut_line(tmp_path):
