@@ -236,17 +236,22 @@ class Controller:
     # -- processing and selection --------------------------------------------------------------
 
     def process(self, k: int) -> bool:
+        """Dedup on every rank (sharded by composition), hull and selection on the root."""
         from .csp_stage import read_iteration_results
-        from .processing import select_for_labelling, write_selection
+        from .processing import composition_keys, distinct_on_ranks, select_for_labelling, write_selection
 
+        config = self.config
+        results = read_iteration_results(self.paths, k, config.elements, config.pressure)
+        keys = composition_keys(results, config.elements)
+        distinct = distinct_on_ranks(self.comm, config, results, keys,
+                                     results.enthalpy / np.maximum(results.n_atoms, 1))
         if self.comm.is_root:
-            results = read_iteration_results(self.paths, k, self.config.elements, self.config.pressure)
             missing = self.state.record(k - 1).missing_elements if k > 0 else []
             if missing:
                 log.info("iteration %d: the labels' hull lacks %s; labelling %s structures again",
                          k, ", ".join(missing), ", ".join(missing))
-            selection = select_for_labelling(self.config, results, k, required=missing,
-                                             labels_path=self.paths.labels)
+            selection = select_for_labelling(config, results, k, required=missing,
+                                             labels_path=self.paths.labels, distinct=distinct)
             write_selection(self.paths.selection(k), results, selection)
             self.state.record(k).selected = len(selection.ids)
             log.info("iteration %d: %d relaxed, %d distinct, %d unphysical, %d hull picks labelled "

@@ -83,15 +83,17 @@ def plan_tasks(config, paths, k: int, chunks: list[Chunk]) -> tuple[list[CSPTask
     return tasks, Counter(done.status.tolist())
 
 
-def make_service(config, paths, k: int, rank: int, device: str = "cpu"):
-    """Every rank: the relaxation service of iteration ``k`` with model k−1."""
+def make_service(config, paths, k: int, rank: int, device: str = "cpu", model=None):
+    """Every rank: the relaxation service of iteration ``k`` with model k−1 (or ``model``, an
+    energy model object: benchmarks)."""
     from ..csp.fingerprints import FingerprintSettings, fingerprints
     from ..model.potential import ACNN
     from ..relax import shards
     from ..relax.service import RelaxService
 
-    model = ACNN.load(paths.model(k - 1), map_location=device)
-    model.eval()
+    if model is None:
+        model = ACNN.load(paths.model(k - 1), map_location=device)
+        model.eval()
     relaxer = relaxer_from_config(config, model, device)
     directory = paths.relax_dir(k)
     writer = shards.ShardWriter(shards.shard_path(directory, rank), rank=rank, pressure_gpa=config.pressure,
@@ -125,8 +127,9 @@ def relaxer_from_config(config, model, device: str = "cpu"):
 
 def read_iteration_results(paths, iteration: int, elements: list[str], pressure: float):
     """All relaxed structures of an iteration as a :class:`~acnn_mpi.csp.export.ResultSet`, with
-    the fingerprints computed on the ranks; full structures are loaded on demand."""
+    the fingerprints computed on the ranks; fingerprints, reasons and full structures stay on disk
+    and are read by row (~60 bytes per structure in memory)."""
     from ..csp.export import read_relax_results
 
     return read_relax_results(paths.relax_dir(iteration), pressure, elements,
-                              columns=("fingerprints",), empty_ok=True)
+                              columns=("fingerprints",), empty_ok=True, lazy=True)

@@ -34,7 +34,7 @@ class Selection:
 
 
 def select_for_labelling(config, results, iteration: int, required: list[str] = (),
-                         labels_path: Path | None = None) -> Selection:
+                         labels_path: Path | None = None, distinct: np.ndarray | None = None) -> Selection:
     """Dedup, distance check, model hull and C_max/L_max selection of one iteration's structures.
 
     Dedup never lets an unconverged or unphysical structure stand for a converged, physical one
@@ -42,18 +42,21 @@ def select_for_labelling(config, results, iteration: int, required: list[str] = 
     already labelled (``labels_path``: earlier iterations and the initial sampling) is not
     selected again. ``required``: elements the labels' hull still lacks (their labels failed, or
     none was made): up to L_max structures of each, physical ones first, are added whatever
-    their rank."""
+    their rank. ``distinct``: the dedup representatives when computed already (on all ranks,
+    :func:`distinct_on_ranks`), else computed here."""
     from ..csp.distances import check_many
-    from ..csp.hull import reduced_formula
     from ..csp.selection import select_candidates
+    from ..parallel.comm import Comm
 
     search = config.search
     if len(results) == 0:
         return Selection(rows=[], ids=[], reasons=[])
     h_per_atom = results.enthalpy / results.counts.sum(axis=1)
-    keys = [reduced_formula(row, config.elements) for row in results.counts]
+    keys = composition_keys(results, config.elements)
     physical = results.physical & np.isfinite(h_per_atom)
-    distinct = _distinct(config, results, keys, h_per_atom, physical & results.converged)
+    if distinct is None:
+        distinct = distinct_on_ranks(Comm(None), config, results, keys, h_per_atom)
+    distinct = np.array(distinct, dtype=bool)
     e_hull, phases = _model_hull(config, results, keys, h_per_atom, physical & results.converged, iteration)
     labelled = LabelledIndex(config, labels_path)
     c_max, l_max = config.selection_at(iteration)
@@ -89,24 +92,75 @@ def select_for_labelling(config, results, iteration: int, required: list[str] = 
                      hull_phases=phases, n_labelled_before=labelled.n_matched)
 
 
-def _distinct(config, results, keys, h_per_atom, good) -> np.ndarray:
-    """(B,) bool, the dedup representatives: converged physical structures deduplicated among
-    themselves, the others among themselves (so a failure never hides a good minimum)."""
+def composition_keys(results, elements) -> np.ndarray:
+    """(B,) reduced formulas of the rows of ``results`` (one call per distinct cell content)."""
+    from ..csp.hull import reduced_formula
+
+    if len(results) == 0:
+        return np.zeros(0, dtype=object)
+    table, inverse = np.unique(results.counts, axis=0, return_inverse=True)
+    names = np.array([reduced_formula(row, elements) for row in table], dtype=object)
+    return names[inverse.ravel()]
+
+
+def dedup_parts(results, keys, h_per_atom) -> list[np.ndarray]:
+    """The groups dedup works on, as row arrays, largest first: the compositions of the converged
+    physical structures, and apart from them those of the others (so a failure never stands for a
+    good minimum). Groups never share a duplicate, so they can be spread over ranks."""
+    from ..csp.dedup import composition_groups
+
+    good = results.physical & results.converged & np.isfinite(h_per_atom)
+    groups = []
+    for part in (np.flatnonzero(good), np.flatnonzero(~good)):
+        if len(part):
+            groups += [part[g] for g in composition_groups(keys[part])]
+    return sorted(groups, key=len, reverse=True)
+
+
+def assign_groups(groups: list[np.ndarray], n_ranks: int) -> list[list[int]]:
+    """Group indices per rank: largest first to the least loaded (load ~ group size)."""
+    load, out = np.zeros(n_ranks), [[] for _ in range(n_ranks)]
+    for g, rows in enumerate(groups):
+        r = int(np.argmin(load))
+        out[r].append(g)
+        load[r] += len(rows)
+    return out
+
+
+def distinct_on_ranks(comm, config, results, keys, h_per_atom) -> np.ndarray | None:
+    """Dedup sharded by composition over the ranks of ``comm`` (every rank calls it with the same
+    ``results``; each reads the fingerprints of its groups only and makes its own matcher calls).
+    The root gets the (B,) bool mask of representatives, the other ranks None."""
     from ..csp.dedup import deduplicate
 
     search = config.search
-    distinct = np.zeros(len(keys), dtype=bool)
-    for part in (np.flatnonzero(good), np.flatnonzero(~good)):
-        if len(part) == 0:
-            continue
+    groups = dedup_parts(results, keys, h_per_atom)
+    mine = assign_groups(groups, comm.size)[comm.rank]
+    rows = np.concatenate([groups[g] for g in mine]) if mine else np.zeros(0, np.int64)
+    fps = results.fingerprints[np.sort(rows)] if len(rows) else None
+    position = {int(r): k for k, r in enumerate(np.sort(rows))}
+    representatives, stats = [], np.zeros(3, np.int64)
+    for g in mine:
+        part = groups[g]
         h = h_per_atom[part]
-        dedup = deduplicate([keys[r] for r in part], np.where(np.isfinite(h), h, np.inf),
-                            results.fingerprints[part],
+        dedup = deduplicate(keys[part], np.where(np.isfinite(h), h, np.inf),
+                            fps[[position[int(r)] for r in part]],
                             enthalpy_window=search.dedup_enthalpy_window / 1000.0,
                             fingerprint_tolerance=search.dedup_fingerprint_tolerance,
                             certain_tolerance=search.dedup_certain_tolerance,
                             load_structure=lambda k, part=part: results.load(int(part[k])))
-        distinct[part] = dedup.is_unique
+        representatives.append(part[dedup.is_unique])
+        stats += (dedup.fingerprint_comparisons, dedup.matcher_calls, dedup.matcher_rejections)
+    found = np.concatenate(representatives) if representatives else np.zeros(0, np.int64)
+    gathered = comm.gather((found, stats))
+    if not comm.is_root:
+        return None
+    distinct = np.zeros(len(keys), dtype=bool)
+    for part, _ in gathered:
+        distinct[part] = True
+    total = sum(s for _, s in gathered)
+    log.info("dedup over %d rank(s): %d structures, %d distinct; %d fingerprint comparisons, %d "
+             "matcher calls (%d rejected)", comm.size, len(keys), int(distinct.sum()), *total.tolist())
     return distinct
 
 

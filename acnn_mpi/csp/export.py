@@ -181,11 +181,12 @@ def read_extxyz_results(path, pressure: Optional[float] = None,
 
 def read_relax_results(path, pressure: Optional[float] = None,
                        elements: Optional[Sequence[str]] = None, *, columns: Sequence[str] = (),
-                       empty_ok: bool = False) -> ResultSet:
+                       empty_ok: bool = False, lazy: bool = False) -> ResultSet:
     """Results of the relaxation service: an output directory of ``relax`` or a campaign's
     ``iter_K/relax`` (``DIR/shards/*.h5``), its ``index.h5`` or one shard file. Enthalpies are
     converted to ``pressure`` (GPa) when given; ``columns``: extra shard columns to read
-    (``fingerprints`` becomes ``ResultSet.fingerprints``); ``empty_ok``: no shard is no error."""
+    (``fingerprints`` becomes ``ResultSet.fingerprints``); ``empty_ok``: no shard is no error;
+    ``lazy``: those and the reasons stay on disk, read by row (:class:`acnn_mpi.relax.shards.ShardColumn`)."""
     from ..elements import parse_formula
     from ..relax import shards
     from ..units import gpa_to_ev_per_a3
@@ -196,7 +197,7 @@ def read_relax_results(path, pressure: Optional[float] = None,
     if not shards.list_shards(directory) and not empty_ok:
         raise UserError(f"{path}: no relaxation shards ({directory}/{shards.SHARD_DIR}/rank*.h5); give "
                         "the output directory of `python -m acnn_mpi relax`")
-    relaxed = shards.read_results(directory, columns=columns)
+    relaxed = shards.read_results(directory, columns=columns, lazy=lazy)
     if len(relaxed) == 0 and not empty_ok:
         raise UserError(f"{directory} holds no committed relaxation results")
     formulas, row_formula = np.unique(relaxed.formula, return_inverse=True)
@@ -219,7 +220,7 @@ def read_relax_results(path, pressure: Optional[float] = None,
                        pressure=pressure if pressure is not None else relaxed.pressure_gpa,
                        volume=np.asarray(relaxed.volume, dtype=float),
                        converged=status == CONVERGED, physical=status != UNPHYSICAL,
-                       reason=[str(r) for r in relaxed.reason], load=relaxed.atoms,
+                       reason=relaxed.reason, load=relaxed.atoms,
                        fingerprints=relaxed.extra.get("fingerprints"), source=str(directory))
     result.status = status
     result.steps = np.asarray(relaxed.steps)

@@ -312,26 +312,92 @@ class RelaxResults:
 _READ_FIELDS = (keys.STRUCTURE_ID, keys.STATUS, keys.REASON, "formula", *FLOAT_FIELDS, "steps", "n_atoms", "atom_start")
 
 
-def read_results(directory: str | os.PathLike, columns: Sequence[str] = ()) -> RelaxResults:
+class ShardColumn:
+    """A per-structure column left on disk: ``column[i]`` (one entry) or ``column[indices]`` (an
+    array, read shard by shard in sorted order), e.g. the fingerprints or the reasons of a million
+    structures, of which a processing rank or the root needs only some."""
+
+    def __init__(self, name: str, shards: list, shard_index: np.ndarray, row: np.ndarray, text: bool = False):
+        self.name, self.shards, self.shard_index, self.row, self.text = name, shards, shard_index, row, text
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def __getitem__(self, index):
+        import h5py
+
+        single = np.ndim(index) == 0
+        index = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index).reshape(-1)
+        parts, where = [], []
+        for s in np.unique(self.shard_index[index]):
+            mine = np.flatnonzero(self.shard_index[index] == s)
+            rows = self.row[index[mine]]
+            order = np.argsort(rows, kind="stable")
+            unique, inverse = np.unique(rows[order], return_inverse=True)
+            with h5py.File(self.shards[s], "r") as f:
+                values = _read_rows(f[self.name], unique)[inverse]
+            part = np.empty_like(values)
+            part[order] = values
+            parts.append(part)
+            where.append(mine)
+        if not parts:
+            return np.zeros(0, dtype=object if self.text else np.float32)
+        values = np.concatenate(parts)
+        out = np.empty_like(values)
+        out[np.concatenate(where)] = values
+        if self.text:
+            out = np.array([v.decode("utf-8", "replace") for v in out], dtype=object)
+        return out[0] if single else out
+
+
+def _read_rows(dataset, rows: np.ndarray, block: int = 16384) -> np.ndarray:
+    """dataset[rows] for sorted unique ``rows``: point reads when few, else slabs of ``block``
+    rows (one sequential pass over the part of the file that holds them)."""
+    if len(rows) <= 64:
+        return dataset[rows]
+    out = np.empty((len(rows), *dataset.shape[1:]), dtype=dataset.dtype)
+    start = 0
+    while start < len(rows):
+        first = int(rows[start])
+        stop = int(np.searchsorted(rows, first + block, side="left"))
+        slab = dataset[first:int(rows[stop - 1]) + 1]
+        out[start:stop] = slab[rows[start:stop] - first]
+        start = stop
+    return out
+
+
+def _categories(raw: np.ndarray) -> np.ndarray:
+    """Fixed-width UTF-8 values as an object array of shared str (8 bytes per row: few distinct)."""
+    values, codes = np.unique(raw, return_inverse=True)
+    decoded = np.array([v.decode("utf-8", "replace") for v in values] or [""], dtype=object)
+    return decoded[codes.ravel()] if len(raw) else np.zeros(0, dtype=object)
+
+
+def read_results(directory: str | os.PathLike, columns: Sequence[str] = (), lazy: bool = False) -> RelaxResults:
     """Every committed result in ``directory`` (all shards) as one :class:`RelaxResults`, with the
     optional extra ``columns`` (e.g. ``fingerprints``) in ``RelaxResults.extra`` where every shard
-    has them. Were a structure id committed twice (not expected), the first shard's row is kept."""
+    has them; ``lazy``: those and ``reason`` stay on disk as :class:`ShardColumn` s (what a root
+    holding a million structures needs: ~60 bytes each). Were a structure id committed twice (not
+    expected), the first shard's row is kept."""
     parts, shards = [], []
     pressure = np.nan
+    fields = [f for f in _READ_FIELDS if not (lazy and f == keys.REASON)]
     for path in list_shards(directory):
-        data = _read_shard(path, _READ_FIELDS)
+        data = _read_shard(path, fields)
         if data is None:
             continue
-        data.update(_read_optional(path, columns, len(data[keys.STRUCTURE_ID])))
-        data["_shard"] = np.full(len(data[keys.STRUCTURE_ID]), len(shards), dtype=np.int64)
-        data["_row"] = np.arange(len(data[keys.STRUCTURE_ID]), dtype=np.int64)
+        count = len(data[keys.STRUCTURE_ID])
+        present = _present(path, columns, count)
+        data.update(_read_optional(path, present, count) if not lazy else {n: None for n in present})
+        data["_shard"] = np.full(count, len(shards), dtype=np.int64)
+        data["_row"] = np.arange(count, dtype=np.int64)
         shards.append(path)
         parts.append(data)
         pressure = data["_pressure_gpa"] if np.isnan(pressure) else pressure
     if not parts:
         empty_f = np.zeros(0)
         empty_i = np.zeros(0, dtype=np.int64)
-        empty_s = np.zeros(0, dtype=str)
+        empty_s = np.zeros(0, dtype=object)
         return RelaxResults(structure_id=empty_i, status=empty_s, reason=empty_s, formula=empty_s,
                             energy=empty_f, enthalpy=empty_f, volume=empty_f, steps=empty_i, n_atoms=empty_i,
                             max_force=empty_f, pressure_residual=empty_f, pressure=empty_f,
@@ -347,19 +413,30 @@ def read_results(directory: str | os.PathLike, columns: Sequence[str] = ()) -> R
     if len(keep) != len(ids):
         log.warning("%d duplicate structure id(s) in %s: kept the first shard's rows", len(ids) - len(keep),
                     directory)
-
-    def text(name):
-        return np.char.decode(cat(name)[keep], "utf-8", "replace").astype(str)
-
-    extra = {name: cat(name)[keep] for name in columns if all(name in p for p in parts)}
+    shard_index, row = cat("_shard")[keep], cat("_row")[keep]
+    names = [n for n in columns if all(n in p for p in parts)]
+    if lazy:
+        extra = {n: ShardColumn(n, shards, shard_index, row) for n in names}
+        reason = ShardColumn(keys.REASON, shards, shard_index, row, text=True)
+    else:
+        extra = {n: cat(n)[keep] for n in names}
+        reason = _categories(cat(keys.REASON)[keep])
     return RelaxResults(
-        structure_id=ids[keep], status=text(keys.STATUS), reason=text(keys.REASON), formula=text("formula"),
+        structure_id=ids[keep], status=_categories(cat(keys.STATUS)[keep]), reason=reason,
+        formula=_categories(cat("formula")[keep]),
         energy=cat("energy")[keep], enthalpy=cat("enthalpy")[keep], volume=cat("volume")[keep],
         steps=cat("steps")[keep], n_atoms=cat("n_atoms")[keep], max_force=cat("max_force")[keep],
         pressure_residual=cat("pressure_residual")[keep], pressure=cat("pressure")[keep],
-        pressure_gpa=float(pressure), shards=shards, shard_index=cat("_shard")[keep], row=cat("_row")[keep],
+        pressure_gpa=float(pressure), shards=shards, shard_index=shard_index, row=row,
         atom_start=cat("atom_start")[keep], extra=extra,
     )
+
+
+def _present(path: str, columns: Sequence[str], count: int) -> list:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return [name for name in columns if name in f and len(f[name]) >= count]
 
 
 def _read_optional(path: str, columns: Sequence[str], count: int) -> dict:

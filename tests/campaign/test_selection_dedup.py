@@ -67,3 +67,36 @@ def test_labelled_minima_are_not_selected_again_and_failures_hide_nothing(tmp_pa
     # without the labels the same minima are selected: the labels are what drops them
     again = select_for_labelling(config, relaxed, 1)
     assert {1000, 1003} <= set(again.ids) and again.n_labelled_before == 0
+
+
+def test_dedup_sharded_over_ranks_finds_the_same_representatives(tmp_path):
+    """Each rank dedups the compositions given to it; their union is the serial answer."""
+    from acnn_mpi.campaign.processing import composition_keys, distinct_on_ranks
+    from acnn_mpi.parallel.comm import Comm
+
+    config = load_config(TINY)
+    results = []
+    for k in range(12):  # three minima (fcc Cu, bcc Cu, L12), each relaxed four times
+        atoms = [bulk("Cu", "fcc", a=3.6), bulk("Cu", "bcc", a=2.87), l12()][k % 3]
+        atoms.rattle(1e-4, seed=k)
+        results.append(result(atoms, 2000 + k, [-0.1, -0.05, -0.3][k % 3] + 1e-5 * k))
+    settings = FingerprintSettings(cutoff=config.search.fingerprint_cutoff)
+    ShardWriter(shard_path(tmp_path, 0)).append(
+        results, {"fingerprints": fingerprints([r.atoms for r in results], config.elements, settings)})
+    relaxed = read_relax_results(tmp_path, 0.0, config.elements, columns=("fingerprints",), lazy=True)
+    keys = composition_keys(relaxed, config.elements)
+    h = relaxed.enthalpy / relaxed.n_atoms
+    serial = distinct_on_ranks(Comm(None), config, relaxed, keys, h)
+    assert sorted(relaxed.ids[serial].tolist()) == [2000, 2001, 2002]
+
+    class Rank(Comm):  # rank r of 2, gathering only its own part
+        def __init__(self, rank):
+            super().__init__(None)
+            self.rank, self.size = rank, 2
+
+        @property
+        def is_root(self):
+            return True
+
+    union = distinct_on_ranks(Rank(0), config, relaxed, keys, h) | distinct_on_ranks(Rank(1), config, relaxed, keys, h)
+    np.testing.assert_array_equal(union, serial)
