@@ -11,6 +11,8 @@ HELP = "label structures with DFT or an ASE calculator"
 
 
 def add_arguments(parser) -> None:
+    from .arguments import finite_float
+
     parser.add_argument("--input", "-i", required=True, metavar="FILE",
                         help="structures (any ASE-readable file; extxyz with structure_id per frame)")
     parser.add_argument("--out", "-o", required=True, metavar="LABELS",
@@ -27,9 +29,9 @@ def add_arguments(parser) -> None:
                              "<out without extension>.work)")
     parser.add_argument("--relax", action="store_true",
                         help="relax each structure with the labeller (final stage) instead of a single point")
-    parser.add_argument("--pressure", type=float, default=None, metavar="GPa",
+    parser.add_argument("--pressure", type=finite_float, default=None, metavar="GPa",
                         help="relaxation pressure (default: the campaign's pressure, else 0)")
-    parser.add_argument("--fmax", type=float, default=0.01, metavar="eV/Å",
+    parser.add_argument("--fmax", type=finite_float, default=0.01, metavar="eV/Å",
                         help="relaxation force threshold (default 0.01)")
     parser.add_argument("--steps", type=int, default=200, help="relaxation steps at most (default 200)")
     parser.add_argument("--retry-failed", action="store_true",

@@ -17,6 +17,7 @@ def run(args) -> int:
 
     from ..campaign.controller import run_campaign
     from ..config import load_config
+    from .preflight import check_campaign
 
     comm = args.comm
 
@@ -24,6 +25,7 @@ def run(args) -> int:
         config = load_config(args.campaign)
         if args.output_dir:
             config.output_dir = os.path.abspath(args.output_dir)
+        check_campaign(config, args.campaign, output_setting="--output-dir" if args.output_dir else "output_dir")
         return config
 
     config = comm.root_then_bcast(read)
