@@ -166,6 +166,7 @@ def _export(args) -> int:
 
     fmt = args.format or ("extxyz" if Path(args.out).suffix else "deepmd")
     with FrameStore(args.store, "r") as store:
+        store.verify()
         indices = store.select(source=args.source, iteration=args.iteration)
         if len(indices) == 0:
             raise UserError(f"{args.store}: no frames to export"
@@ -182,6 +183,7 @@ def _info(args) -> int:
     from ..data.store import FrameStore
 
     with FrameStore(args.store, "r") as store:
+        store.verify()
         meta = store.metadata()
     if args.json:
         print(json.dumps(meta, indent=2))
