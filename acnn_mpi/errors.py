@@ -11,3 +11,9 @@ class UserError(Exception):
     def __init__(self, message: str, *, collective: bool = False):
         super().__init__(message)
         self.collective = collective
+
+
+class DamagedFileError(UserError, ValueError):
+    """A file this program wrote (a checkpoint, a model, a store) that cannot be read back: the
+    message names the file, what is wrong and how to go on. A ValueError too, so that code which
+    tries one reader after another treats it as "not this kind of file"."""

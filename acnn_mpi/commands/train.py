@@ -56,6 +56,14 @@ def run(args) -> int:
                        ("--config", args.config)):
         if path is not None and not Path(path).exists():  # data may be a DeePMD folder
             raise UserError(f"{flag} {path}: file not found", collective=collective)
+    for flag, path in (("--refine", args.refine), ("--config", args.config)):
+        if path is not None and Path(path).is_dir():
+            raise UserError(f"{flag} {path} is a directory: give a file", collective=collective)
+    from .preflight import directory_problem
+
+    problem = directory_problem(args.out, "--out", what="training directory")
+    if problem:
+        raise UserError(problem, collective=collective)
     if args.steps is not None and args.steps < 0:
         raise UserError(f"--steps must be >= 0, got {args.steps}", collective=collective)
     settings = _settings(args)
