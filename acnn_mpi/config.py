@@ -439,7 +439,7 @@ def load_config(path: str | Path) -> CampaignConfig:
     """Read and validate a campaign YAML file; ``output_dir`` is resolved relative to the file."""
     path = Path(path)
     data = read_yaml_file(path, what="campaign file")
-    problems = [f"{where} = {value}: must be a finite number" for where, value in _non_finite(data)]
+    problems = [f"{where} = {value}: must be a finite number" for where, value in non_finite_entries(data)]
     if problems:
         raise UserError(f"{path}: " + "; ".join(problems))
     config = config_from_dict(data if data is not None else {}, source=str(path),
@@ -506,17 +506,17 @@ def _unique_key_loader():
     return UniqueKeyLoader
 
 
-def _non_finite(data: Any, where: str = "") -> list[tuple[str, float]]:
+def non_finite_entries(data: Any, where: str = "") -> list[tuple[str, float]]:
     """(dotted location, value) of every NaN or infinite number in a YAML document."""
     if isinstance(data, float) and not math.isfinite(data):
         return [(where or "(top level)", data)]
     found = []
     if isinstance(data, dict):
         for key, value in data.items():
-            found += _non_finite(value, f"{where}.{key}" if where else str(key))
+            found += non_finite_entries(value, f"{where}.{key}" if where else str(key))
     elif isinstance(data, (list, tuple)):
         for index, value in enumerate(data):
-            found += _non_finite(value, f"{where}[{index}]")
+            found += non_finite_entries(value, f"{where}[{index}]")
     return found
 
 

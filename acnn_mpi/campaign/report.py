@@ -143,7 +143,9 @@ def _cost(paths: CampaignPaths, history) -> dict:
     if paths.labels.exists():
         with FrameStore(paths.labels, mode="r") as store:
             calls = len(store)
-    failures_file = paths.labels.with_name(paths.labels.name + ".failures.jsonl")
+    from ..label.sink import default_failures_path
+
+    failures_file = Path(default_failures_path(str(paths.labels)))
     failures = sum(1 for _ in open(failures_file)) if failures_file.exists() else 0
     final = paths.final / "relaxed.h5"
     final_count = 0

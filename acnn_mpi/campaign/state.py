@@ -72,11 +72,15 @@ def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` so that readers see the old or the new file, never a torn one."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as handle:
+            json.dump(data, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:  # a full disk leaves the old file and no torn temporary
+        if tmp.exists():
+            tmp.unlink()
 
 
 def save_state(directory: Path, state: CampaignState) -> None:

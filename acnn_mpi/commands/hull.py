@@ -54,6 +54,25 @@ def _table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
     return "\n".join(lines)
 
 
+def _check_outputs(args) -> None:
+    """Refuse unusable --export-cif/--export-poscar/--plot places before the hull is computed."""
+    from pathlib import Path
+
+    from ..errors import UserError
+    from .preflight import directory_problem
+
+    for flag, directory in (("--export-cif", args.export_cif), ("--export-poscar", args.export_poscar)):
+        problem = directory and directory_problem(directory, flag)
+        if problem:
+            raise UserError(problem)
+    if args.plot:
+        if Path(args.plot).is_dir():
+            raise UserError(f"--plot {args.plot} is a directory: give a file name such as hull.png")
+        problem = directory_problem(Path(args.plot).absolute().parent, "--plot", what="folder of the figure")
+        if problem:
+            raise UserError(problem)
+
+
 def run(args) -> int:
     if not args.comm.is_root:  # light post-processing: the root does it alone
         return 0
@@ -68,6 +87,7 @@ def run(args) -> int:
 
     if args.ehull_max < 0:
         raise UserError(f"--ehull-max = {args.ehull_max} eV/atom must be ≥ 0")
+    _check_outputs(args)
     elements = [s.strip() for s in args.elements.split(",")] if args.elements else None
     if elements is not None:
         from ..elements import validate_symbols

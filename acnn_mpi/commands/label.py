@@ -49,17 +49,15 @@ def add_arguments(parser) -> None:
 def _read_section(path):
     """(labeller mapping, campaign pressure or None, base dir) from a campaign YAML file."""
     import os
+    from pathlib import Path
 
-    import yaml
-
+    from ..config import non_finite_entries, read_yaml_file
     from ..errors import UserError
 
-    if not os.path.isfile(path):
-        raise UserError(f"--config {path}: no such file")
-    try:
-        data = yaml.safe_load(open(path)) or {}
-    except yaml.YAMLError as error:
-        raise UserError(f"--config {path}: not valid YAML ({error})") from None
+    data = read_yaml_file(Path(path), what="--config") or {}
+    problems = [f"{where} = {value}: must be a finite number" for where, value in non_finite_entries(data)]
+    if problems:
+        raise UserError(f"--config {path}: " + "; ".join(problems))
     if not isinstance(data, dict) or "labeller" not in data:
         raise UserError(f"--config {path}: no 'labeller:' section (see docs/labelling.md)")
     section = data["labeller"]
@@ -84,6 +82,13 @@ def run(args) -> int:
                         collective=comm.size > 1)
 
     def prepare():
+        from .preflight import directory_problem
+
+        problem = directory_problem(os.path.dirname(os.path.abspath(args.out)), "--out",
+                                    what="folder of the labels file")
+        if problem or os.path.isdir(args.out):
+            raise UserError(problem or f"--out {args.out} is a directory: give a labels file name "
+                            "such as labels.h5")
         if args.config:
             section, pressure, base_dir = _read_section(args.config)
         else:

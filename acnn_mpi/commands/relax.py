@@ -96,11 +96,14 @@ def _prepare(args, comm_size: int) -> dict:
     from ..relax import shards
     from ..relax.io import open_structures
 
+    from .preflight import make_directory
+
     if not os.path.exists(args.input):
         raise UserError(f"--input {args.input}: file not found")
     for name in ("batch_size", "chunk_size", "max_steps"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    make_directory(args.out, "--out", what="results directory")
     os.makedirs(shards.shard_dir(args.out), exist_ok=True)
     settings = _settings(args)
     settings_path = os.path.join(args.out, "relax.json")

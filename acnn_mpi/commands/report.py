@@ -15,7 +15,18 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if not args.comm.is_root:
         return 0
+    from pathlib import Path
+
     from ..campaign.report import write_report
+    from ..errors import UserError
+    from .preflight import directory_problem
+
+    if not Path(args.directory).is_dir():
+        raise UserError(f"{args.directory}: no such campaign directory; give a campaign's output_dir")
+    out = args.out or str(Path(args.directory) / "report")
+    problem = directory_problem(out, "--out" if args.out else "report directory", what="report directory")
+    if problem:
+        raise UserError(problem)
 
     files = write_report(args.directory, args.out, ehull_window_mev=args.ehull_window)
     print(f"wrote {files.html} and {files.markdown}")
