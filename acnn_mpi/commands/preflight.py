@@ -22,7 +22,59 @@ def campaign_problems(config, *, output_setting: str = "output_dir") -> list[str
     if problem:
         problems.append(problem)
     problems += labeller_problems(config.labeller)
+    problems += resume_problems(config.output_dir)
     return problems
+
+
+def resume_problems(directory) -> list[str]:
+    """Damage in what a campaign directory holds that a resume reads first: the state, the label
+    store (its header and commit count, not every row) and the files the next stage starts from
+    (the training checkpoint, the previous model). Cheap: nothing is read in full."""
+    from ..campaign.layout import CampaignPaths
+    from ..campaign.state import load_state
+
+    paths = CampaignPaths(Path(directory))
+    if not paths.root.is_dir():
+        return []
+    problems = []
+    try:
+        state = load_state(paths.root)
+    except UserError as error:
+        return [str(error)]
+    if paths.labels.exists():
+        from ..data.store import FrameStore
+
+        try:
+            FrameStore(paths.labels, mode="r").close()
+        except UserError as error:
+            problems.append(str(error))
+    k = state.iteration
+    checkpoint = paths.train_dir(k) / "checkpoint.pt"
+    if state.stage == "train" and not state.converged and checkpoint.is_file():
+        from ..train.checkpoint import load_checkpoint
+
+        try:
+            load_checkpoint(checkpoint)
+        except UserError as error:
+            problems.append(str(error))
+    if state.stage == "csp" and not state.converged and k > 0:
+        problem = _model_problem(paths.model(k - 1))
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def _model_problem(path: Path) -> str | None:
+    from ..train.models import load_model
+
+    fix = "put back a copy, or move the campaign's state.json away to restart from iteration 0"
+    if not path.is_file():
+        return f"{path} is missing, and the next stage relaxes with it: {fix}"
+    try:
+        load_model(path)
+    except (ValueError, OSError) as error:
+        return f"{path}: cannot load the model ({error}): {fix}"
+    return None
 
 
 def check_campaign(config, source: str, *, output_setting: str = "output_dir") -> None:

@@ -84,12 +84,12 @@ class FrameStore:
             raise ValueError(f"mode must be 'r', 'a' or 'w', got {mode!r}")
         self.path = Path(path)
         self.mode = mode
+        if self.path.is_dir():
+            raise UserError(f"{self.path} is a directory, not an HDF5 frame store: give the .h5 file")
         if mode == "r" and not self.path.is_file():
             raise UserError(f"{self.path}: no such frame store")
         if mode != "r":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.is_dir():
-            raise UserError(f"{self.path} is a directory, not an HDF5 frame store: give the .h5 file")
         try:
             self.file = h5py.File(self.path, mode, rdcc_nbytes=16 * 2**20)
         except OSError as error:
