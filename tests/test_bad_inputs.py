@@ -492,3 +492,14 @@ def test_mpi_error_seen_by_every_rank_is_printed_once(tmp_path):
     assert len(errors) == 1 and errors[0].startswith("error: ") and "state.json is damaged" in errors[0], \
         result.stderr
     assert "Abort(" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_relax_resume_on_a_damaged_settings_record(capsys, tmp_path, structures):
+    out = tmp_path / "relaxed"
+    argv = ["relax", "--model", "lj", "--input", structures, "--out", out, "--max-steps", 5]
+    code, _, err = cli(capsys, *argv)
+    assert code == 0, err
+    (out / "relax.json").write_text('{"input": "torn')
+    before = snapshot(out)
+    assert_refused(cli(capsys, *argv), out / "relax.json", "new --out")
+    assert snapshot(out) == before

@@ -108,8 +108,14 @@ def _prepare(args, comm_size: int) -> dict:
     settings = _settings(args)
     settings_path = os.path.join(args.out, "relax.json")
     if os.path.exists(settings_path) and len(shards.finished_ids(args.out)):
-        with open(settings_path) as handle:
-            previous = json.load(handle)
+        try:
+            with open(settings_path, "rb") as handle:
+                previous = json.loads(handle.read().decode("utf-8"))
+            if not isinstance(previous, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise UserError(f"{settings_path} is damaged ({error}): it records which job the results "
+                            f"in --out belong to; put back a copy, or use a new --out directory") from None
         for key in ("input", "model", "pressure_gpa"):
             if previous.get(key) != settings[key]:
                 raise UserError(f"--out {args.out} holds results of another job ({key} was {previous.get(key)!r}, "
