@@ -50,6 +50,8 @@ def add_arguments(parser) -> None:
 
 
 def _parse_min_distances(text):
+    import math
+
     from ..errors import UserError
 
     if not text:
@@ -64,6 +66,8 @@ def _parse_min_distances(text):
             table[(a, b)] = float(value)
         except ValueError:
             raise UserError(f"--min-distances: {item!r} is not A-B=distance (e.g. Mg-H=1.4)") from None
+        if not math.isfinite(table[(a, b)]):
+            raise UserError(f"--min-distances: {item!r}: the distance must be a finite number of Å")
     from ..relax.status import min_distance_table
 
     try:
