@@ -319,6 +319,24 @@ def test_campaign_resume_on_a_damaged_model(capsys, tmp_path, good_store):
     assert snapshot(campaign) == before
 
 
+@pytest.mark.parametrize("stage", ["csp", "process"])
+def test_campaign_resume_on_a_damaged_chunk_file(capsys, tmp_path, good_store, stage):
+    campaign = _campaign(tmp_path, good_store, stage, iteration=1)
+    chunk = campaign / "iter_001" / "relax" / "chunk_0000003.h5"
+    chunk.parent.mkdir(parents=True)
+    chunk.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(200))
+    if stage == "csp":
+        from acnn_mpi.config import ModelSettings
+        from acnn_mpi.train.models import build_acnn, save_model
+
+        save_model(build_acnn(ModelSettings(embedding=[4], fitting=[4], n_radial=2, n_angular=2),
+                              ["Cu", "Pt"]), campaign / "models" / "model_000.pt")
+    before = snapshot(campaign)
+    line = assert_refused(cli(capsys, "run", TINY, "--output-dir", campaign), chunk, "mv ")
+    assert ("relaxed again" in line) == (stage == "csp") and "model_000" not in line
+    assert snapshot(campaign) == before
+
+
 # -- models --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["text", "empty", "HDF5 store", "torch list", "torn archive", "directory"])

@@ -61,7 +61,35 @@ def resume_problems(directory) -> list[str]:
         problem = _model_problem(paths.model(k - 1))
         if problem:
             problems.append(problem)
+    if state.stage in ("csp", "process") and not state.converged and paths.relax_dir(k).is_dir():
+        problems += _chunk_problems(paths.relax_dir(k), redone=state.stage == "csp")
     return problems
+
+
+#: what every chunk file of the CSP stage holds (campaign/csp_stage.write_chunk)
+_CHUNK_DATASETS = ("structure_id", "status", "reason", "enthalpy", "volume", "steps", "n_atoms",
+                   "numbers", "positions", "cell", "fingerprints")
+
+
+def _chunk_problems(relax_dir: Path, redone: bool) -> list[str]:
+    """The first damaged chunk file of an iteration's CSP stage (its datasets are opened, not
+    read); a chunk moved away is relaxed again while the CSP stage runs (``redone``), and left
+    out of the selection once it has ended."""
+    import h5py
+
+    for path in sorted(relax_dir.glob("chunk_*.h5")):
+        try:
+            with h5py.File(path, "r") as f:
+                missing = [name for name in _CHUNK_DATASETS if not isinstance(f.get(name), h5py.Dataset)]
+                summary = [name for name in f.attrs if name.startswith("summary_")]
+        except (OSError, KeyError, ValueError, RuntimeError) as error:
+            missing, summary = [f"readable HDF5 ({str(error).splitlines()[0]})"], [None]
+        if missing or not summary:
+            what = f"no {', '.join(missing)}" if missing else "no summary"
+            then = ("its structures are relaxed again" if redone else
+                    "the selection is made without its structures")
+            return [f"{path} is damaged ({what}): move it away (mv {path} {path}.bad) and {then}"]
+    return []
 
 
 def _model_problem(path: Path) -> str | None:
