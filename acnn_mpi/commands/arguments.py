@@ -1,17 +1,45 @@
-"""Argument types shared by the subcommands: numbers that must be finite."""
+"""Argument types shared by the subcommands: finite numbers within bounds.
+
+argparse's ``type=float`` takes "nan" and "inf", and ``type=int`` takes any sign; these refuse
+them at parse time, so a bad flag is one line before any work starts.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
+from typing import Callable, Optional
 
 
-def finite_float(text: str) -> float:
-    """``type=`` for a float flag: refuses NaN and ±inf (argparse's float takes them)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; give a number such as 1.5")
-    return value
+def number(kind: type = float, low: Optional[float] = None, *, above: bool = False,
+           high: Optional[float] = None) -> Callable[[str], float]:
+    """``type=`` for a flag: a finite ``kind`` (float or int) ≥ ``low`` (> ``low`` when
+    ``above``) and ≤ ``high``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number; give a number such as 1.5")
+        if low is not None and (value <= low if above else value < low):
+            raise argparse.ArgumentTypeError(f"{text} must be {'>' if above else '≥'} {low:g}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text} must be ≤ {high:g}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+#: a finite float
+finite_float = number(float)
+#: a float > 0
+positive_float = number(float, 0, above=True)
+#: a float ≥ 0
+non_negative_float = number(float, 0)
+#: an integer ≥ 1
+positive_int = number(int, 1)
+#: an integer ≥ 0
+non_negative_int = number(int, 0)

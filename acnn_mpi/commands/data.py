@@ -21,7 +21,7 @@ _LISTED = 20      # bad frames listed in full
 
 
 def add_arguments(parser) -> None:
-    from .arguments import finite_float
+    from .arguments import non_negative_float
 
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -41,7 +41,7 @@ def add_arguments(parser) -> None:
                    help="bad frames: leave them out, or refuse the whole import (default)")
     p.add_argument("--elements", nargs="+", metavar="EL", default=None,
                    help="allowed elements (default: any)")
-    p.add_argument("--min-distance", type=finite_float, default=None, metavar="DIST",
+    p.add_argument("--min-distance", type=non_negative_float, default=None, metavar="DIST",
                    help="shortest allowed interatomic distance, Å (default 0.3)")
     for label in ("energy", "forces", "stress", "virial"):
         p.add_argument(f"--{label}-key", default=None, metavar="KEY",

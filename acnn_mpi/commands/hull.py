@@ -15,7 +15,7 @@ HELP = "convex hull, stable phases and candidates of results"
 
 
 def add_arguments(parser) -> None:
-    from .arguments import finite_float
+    from .arguments import finite_float, non_negative_float, non_negative_int, positive_float
 
     parser.add_argument("results", metavar="RESULTS",
                         help="relaxation results: extended XYZ (info['enthalpy'] eV per frame) or HDF5")
@@ -23,13 +23,13 @@ def add_arguments(parser) -> None:
                         help="recompute H = E + PV at this pressure (default: the results' own)")
     parser.add_argument("--elements", default=None, metavar="A,B,...",
                         help="element order, e.g. Mg,Ca,H (default: by electronegativity)")
-    parser.add_argument("--ehull-max", type=finite_float, default=0.05, metavar="eV/atom",
+    parser.add_argument("--ehull-max", type=non_negative_float, default=0.05, metavar="eV/atom",
                         help="list and export candidates up to this E_hull (default 0.05 eV/atom)")
-    parser.add_argument("--symprec", type=finite_float, default=0.1, metavar="Å",
+    parser.add_argument("--symprec", type=positive_float, default=0.1, metavar="Å",
                         help="spglib tolerance for space groups (default 0.1 Å)")
     parser.add_argument("--keep-duplicates", action="store_true",
                         help="list every structure, not one per distinct crystal")
-    parser.add_argument("--max-rows", type=int, default=50, metavar="N",
+    parser.add_argument("--max-rows", type=non_negative_int, default=50, metavar="N",
                         help="at most this many candidates in the table (default 50)")
     parser.add_argument("--export-cif", default=None, metavar="DIR",
                         help="write stable phases and candidates as CIF files here")
@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
                         help="write stable phases and candidates as POSCAR (.vasp) files here")
     parser.add_argument("--plot", default=None, metavar="FILE",
                         help="hull figure (.png, .svg or .pdf; no suffix: PNG and SVG)")
-    parser.add_argument("--plot-max", type=finite_float, default=0.2, metavar="eV/atom",
+    parser.add_argument("--plot-max", type=non_negative_float, default=0.2, metavar="eV/atom",
                         help="structures drawn up to this E_hull (default 0.2 eV/atom)")
     parser.add_argument("--section", default=None, metavar="A,B,C",
                         help="plot the pseudo-ternary section through three formulas, "

@@ -11,7 +11,7 @@ HELP = "label structures with DFT or an ASE calculator"
 
 
 def add_arguments(parser) -> None:
-    from .arguments import finite_float
+    from .arguments import finite_float, non_negative_int, positive_float, positive_int
 
     parser.add_argument("--input", "-i", required=True, metavar="FILE",
                         help="structures (any ASE-readable file; extxyz with structure_id per frame)")
@@ -31,16 +31,16 @@ def add_arguments(parser) -> None:
                         help="relax each structure with the labeller (final stage) instead of a single point")
     parser.add_argument("--pressure", type=finite_float, default=None, metavar="GPa",
                         help="relaxation pressure (default: the campaign's pressure, else 0)")
-    parser.add_argument("--fmax", type=finite_float, default=0.01, metavar="eV/Å",
+    parser.add_argument("--fmax", type=positive_float, default=0.01, metavar="eV/Å",
                         help="relaxation force threshold (default 0.01)")
-    parser.add_argument("--steps", type=int, default=200, help="relaxation steps at most (default 200)")
+    parser.add_argument("--steps", type=non_negative_int, default=200, help="relaxation steps at most (default 200)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="label again structures with recorded failures")
-    parser.add_argument("--max-failed-runs", type=int, default=1, metavar="N",
+    parser.add_argument("--max-failed-runs", type=positive_int, default=1, metavar="N",
                         help="skip structures with N recorded failures (default 1)")
     parser.add_argument("--source", default=None, metavar="TEXT",
                         help="'source' stored with every frame (default: the input file's name)")
-    parser.add_argument("--iteration", type=int, default=None, metavar="K",
+    parser.add_argument("--iteration", type=non_negative_int, default=None, metavar="K",
                         help="campaign iteration stored with every frame")
     parser.add_argument("--root-works", choices=("auto", "yes", "no"), default="auto",
                         help="whether rank 0 labels too (auto: only for in-process calculators on <= 4 ranks)")

@@ -21,7 +21,7 @@ HELP = "relax many structures at a pressure, sharded over ranks"
 
 
 def add_arguments(parser) -> None:
-    from .arguments import finite_float
+    from .arguments import finite_float, non_negative_float, number, positive_float, positive_int
 
     parser.add_argument("--model", required=True, metavar="M",
                         help="ACNN model file, 'lj', 'lj:epsilon,sigma[,cutoff]', or an ASE calculator "
@@ -29,24 +29,24 @@ def add_arguments(parser) -> None:
     parser.add_argument("--input", required=True, metavar="FILE", help="structures: HDF5 structure file or extxyz")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (shards, index)")
     parser.add_argument("--pressure", type=finite_float, default=0.0, metavar="GPA", help="pressure, GPa (default 0)")
-    parser.add_argument("--batch-size", type=int, default=64, help="structures relaxed together per rank (64)")
-    parser.add_argument("--max-atoms", type=int, default=None, help="cap on atoms in a rank's batch")
-    parser.add_argument("--chunk-size", type=int, default=16, help="structures per task dealt to a rank (16)")
-    parser.add_argument("--fmax", type=finite_float, default=1e-3, help="max force, eV/Å (1e-3)")
-    parser.add_argument("--dh-tol", type=finite_float, default=1e-6, help="enthalpy change per step, eV/atom (1e-6)")
-    parser.add_argument("--stress-tol", type=finite_float, default=0.05, help="max |σ + P·I|, GPa (0.05)")
-    parser.add_argument("--max-steps", type=int, default=1000, help="step limit per structure (1000)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="structures relaxed together per rank (64)")
+    parser.add_argument("--max-atoms", type=positive_int, default=None, help="cap on atoms in a rank's batch")
+    parser.add_argument("--chunk-size", type=positive_int, default=16, help="structures per task dealt to a rank (16)")
+    parser.add_argument("--fmax", type=positive_float, default=1e-3, help="max force, eV/Å (1e-3)")
+    parser.add_argument("--dh-tol", type=positive_float, default=1e-6, help="enthalpy change per step, eV/atom (1e-6)")
+    parser.add_argument("--stress-tol", type=positive_float, default=0.05, help="max |σ + P·I|, GPa (0.05)")
+    parser.add_argument("--max-steps", type=positive_int, default=1000, help="step limit per structure (1000)")
     parser.add_argument("--min-distances", default=None, metavar="A-B=D,...",
                         help="pair minimum distances in Å, e.g. 'Mg-H=1.4,H-H=0.8' (default 0.8 × covalent sum)")
-    parser.add_argument("--min-distance-fraction", type=finite_float, default=0.5,
+    parser.add_argument("--min-distance-fraction", type=number(float, 0, above=True, high=1), default=0.5,
                         help="unphysical below this × the pair minimum distance (0.5)")
     parser.add_argument("--volume-window", type=finite_float, nargs=2, default=(0.5, 200.0), metavar=("MIN", "MAX"),
                         help="allowed volume per atom, Å³ (0.5 200)")
     parser.add_argument("--energy-floor", type=finite_float, default=None, help="unphysical below this energy, eV/atom")
-    parser.add_argument("--maxstep", type=finite_float, default=0.2, help="largest step per coordinate row, Å (0.2)")
-    parser.add_argument("--skin", type=finite_float, default=1.0, help="Verlet skin of the neighbour lists, Å (1.0)")
+    parser.add_argument("--maxstep", type=positive_float, default=0.2, help="largest step per coordinate row, Å (0.2)")
+    parser.add_argument("--skin", type=non_negative_float, default=1.0, help="Verlet skin of the neighbour lists, Å (1.0)")
     parser.add_argument("--device", default=None, help="torch device for the model (default: cpu)")
-    parser.add_argument("--log-every", type=finite_float, default=10.0, help="seconds between progress lines (10)")
+    parser.add_argument("--log-every", type=positive_float, default=10.0, help="seconds between progress lines (10)")
 
 
 def _parse_min_distances(text):

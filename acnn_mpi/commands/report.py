@@ -4,11 +4,11 @@ HELP = "write an HTML/Markdown report of a campaign"
 
 
 def add_arguments(parser) -> None:
-    from .arguments import finite_float
+    from .arguments import non_negative_float
 
     parser.add_argument("directory", metavar="DIR", help="campaign directory (its output_dir)")
     parser.add_argument("--out", metavar="DIR", default=None, help="where to write (default: DIR/report)")
-    parser.add_argument("--ehull-window", type=finite_float, default=50.0, metavar="meV",
+    parser.add_argument("--ehull-window", type=non_negative_float, default=50.0, metavar="meV",
                         help="list candidates within this E_hull, meV/atom (default 50)")
 
 

@@ -15,11 +15,13 @@ HELP = "train or refine an ACNN model on labelled data"
 
 
 def add_arguments(parser) -> None:
+    from .arguments import non_negative_int
+
     parser.add_argument("--config", metavar="CAMPAIGN.yaml", help="model and training settings")
     parser.add_argument("--data", required=True, metavar="LABELS.h5",
                         help="labelled frames (HDF5 store, or any file ASE reads such as extxyz)")
     parser.add_argument("--out", required=True, metavar="DIR", help="checkpoints, logs and the model")
-    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides the file)")
+    parser.add_argument("--steps", type=non_negative_int, default=None, help="optimizer steps (overrides the file)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in DIR")
     parser.add_argument("--refine", metavar="CKPT", help="start from this model, perturbed (paper)")
     parser.add_argument("--valid", metavar="FILE", help="extra validation set (HDF5 store or extxyz)")
