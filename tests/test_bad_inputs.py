@@ -442,6 +442,25 @@ def test_full_disk_while_labelling_is_one_line_and_resumes(capsys, tmp_path, mon
     assert json.loads((campaign / "state.json").read_text())["stage"] == "train"
 
 
+def test_full_disk_while_writing_a_checkpoint_names_it(tmp_path, monkeypatch):
+    from acnn_mpi.parallel.guard import environment_message
+    from acnn_mpi.train import checkpoint as checkpoint_module
+
+    path = tmp_path / "checkpoint.pt"
+    checkpoint_module.save_checkpoint(path, {"step": 1})
+    before = path.read_bytes()
+
+    def full(obj, handle):
+        handle.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", full)
+    with pytest.raises(OSError) as raised:
+        checkpoint_module.save_checkpoint(path, {"step": 2})
+    assert str(path) in environment_message(raised.value)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
 def test_full_disk_messages_name_the_file():
     from acnn_mpi.parallel.guard import environment_message
 
@@ -463,8 +482,9 @@ def test_state_write_failure_keeps_the_old_state(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(state_module.os, "fsync", fails)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as raised:
         save_state(tmp_path, CampaignState(iteration=2, stage="process"))
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "state.json")
     assert (tmp_path / "state.json").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
 

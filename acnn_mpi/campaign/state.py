@@ -78,6 +78,10 @@ def write_json_atomic(path: Path, data: Any) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        if error.filename is None:  # a write into a handle names no file: say which (full disk)
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     finally:  # a full disk leaves the old file and no torn temporary
         if tmp.exists():
             tmp.unlink()

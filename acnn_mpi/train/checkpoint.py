@@ -45,6 +45,10 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        if error.filename is None:  # a write into a handle names no file: say which (full disk)
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
