@@ -552,3 +552,19 @@ def test_relax_resume_on_a_damaged_settings_record(capsys, tmp_path, structures)
     before = snapshot(out)
     assert_refused(cli(capsys, *argv), out / "relax.json", "new --out")
     assert snapshot(out) == before
+
+
+@pytest.mark.mpi
+def test_mpi_bad_flag_and_root_only_command_say_it_once(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    flag = run_python(["-m", "acnn_mpi", "relax", "--model", "lj", "--input", "x.xyz", "--out", "o",
+                       "--pressure", "nan"], ranks=2, timeout=120, cwd=tmp_path)
+    assert flag.returncode == 2 and flag.stderr.count("error:") == 1 and "--pressure" in flag.stderr, \
+        flag.stderr
+    results = tmp_path / "results.xyz"
+    results.write_text("1\nLattice=\"3 0 0 0 3 0 0 0 3\" Properties=species:S:1:pos:R:3 enthalpy=-1.0\n"
+                       "Cu 0 0 0\n")
+    hull = run_python(["-m", "acnn_mpi", "hull", results, "--export-cif", blocker], ranks=2, timeout=120)
+    assert hull.returncode == 2 and hull.stderr.count("error:") == 1, hull.stderr
+    assert "--export-cif" in hull.stderr and "Abort(" not in hull.stderr

@@ -1,7 +1,8 @@
-"""Argument types shared by the subcommands: finite numbers within bounds.
+"""Shared by the subcommands: argument types (finite numbers within bounds) and error handling
+for commands that only the root works on.
 
-argparse's ``type=float`` takes "nan" and "inf", and ``type=int`` takes any sign; these refuse
-them at parse time, so a bad flag is one line before any work starts.
+argparse's ``type=float`` takes "nan" and "inf", and ``type=int`` takes any sign; these types
+refuse them at parse time, so a bad flag is one line before any work starts.
 """
 
 from __future__ import annotations
@@ -43,3 +44,16 @@ non_negative_float = number(float, 0)
 positive_int = number(int, 1)
 #: an integer ≥ 0
 non_negative_int = number(int, 0)
+
+
+def root_only(comm, work: Callable[[], int]) -> int:
+    """Run a command that only the root works on (the other ranks return at once): its errors
+    need no MPI_Abort, as no rank waits for the root, so they are marked as said once by the root
+    (``collective``) and the job ends with the root's exit code."""
+    from ..errors import UserError
+
+    try:
+        return work()
+    except UserError as error:
+        error.collective = True
+        raise

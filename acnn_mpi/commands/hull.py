@@ -74,6 +74,12 @@ def _check_outputs(args) -> None:
 
 
 def run(args) -> int:
+    from .arguments import root_only
+
+    return root_only(args.comm, lambda: _run(args))
+
+
+def _run(args) -> int:
     if not args.comm.is_root:  # light post-processing: the root does it alone
         return 0
     import numpy as np

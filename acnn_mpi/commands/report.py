@@ -13,6 +13,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from .arguments import root_only
+
+    return root_only(args.comm, lambda: _run(args))
+
+
+def _run(args) -> int:
     if not args.comm.is_root:
         return 0
     from pathlib import Path
