@@ -439,9 +439,7 @@ def load_config(path: str | Path) -> CampaignConfig:
     """Read and validate a campaign YAML file; ``output_dir`` is resolved relative to the file."""
     path = Path(path)
     data = read_yaml_file(path, what="campaign file")
-    problems = [f"{where} = {value}: must be a finite number" for where, value in non_finite_entries(data)]
-    if problems:
-        raise UserError(f"{path}: " + "; ".join(problems))
+    refuse_non_finite(data, str(path))
     config = config_from_dict(data if data is not None else {}, source=str(path),
                               base_dir=str(path.parent.resolve()))
     output = Path(config.output_dir)
@@ -504,6 +502,13 @@ def _unique_key_loader():
             return super().construct_mapping(node, deep=deep)
 
     return UniqueKeyLoader
+
+
+def refuse_non_finite(data: Any, source: str) -> None:
+    """A UserError naming every NaN or infinite number in a YAML document read from ``source``."""
+    problems = [f"{where} = {value}: must be a finite number" for where, value in non_finite_entries(data)]
+    if problems:
+        raise UserError(f"{source}: " + "; ".join(problems))
 
 
 def non_finite_entries(data: Any, where: str = "") -> list[tuple[str, float]]:

@@ -40,4 +40,3 @@ def run(args) -> int:
     if problems:
         raise UserError("\n".join(problems), collective=comm.size > 1)
     return 0
-

@@ -51,13 +51,11 @@ def _read_section(path):
     import os
     from pathlib import Path
 
-    from ..config import non_finite_entries, read_yaml_file
+    from ..config import read_yaml_file, refuse_non_finite
     from ..errors import UserError
 
     data = read_yaml_file(Path(path), what="--config") or {}
-    problems = [f"{where} = {value}: must be a finite number" for where, value in non_finite_entries(data)]
-    if problems:
-        raise UserError(f"--config {path}: " + "; ".join(problems))
+    refuse_non_finite(data, f"--config {path}")
     if not isinstance(data, dict) or "labeller" not in data:
         raise UserError(f"--config {path}: no 'labeller:' section (see docs/labelling.md)")
     section = data["labeller"]
