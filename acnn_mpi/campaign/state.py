@@ -72,16 +72,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` so that readers see the old or the new file, never a torn one."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
+    from ..errors import naming_file
+
     try:
-        with open(tmp, "w") as handle:
+        with naming_file(path), open(tmp, "w") as handle:
             json.dump(data, handle, indent=1)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as error:
-        if error.filename is None:  # a write into a handle names no file: say which (full disk)
-            raise OSError(error.errno, error.strerror, str(path)) from error
-        raise
     finally:  # a full disk leaves the old file and no torn temporary
         if tmp.exists():
             tmp.unlink()

@@ -39,16 +39,14 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    from ..errors import naming_file
+
     try:
-        with open(tmp, "wb") as handle:
+        with naming_file(path), open(tmp, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except OSError as error:
-        if error.filename is None:  # a write into a handle names no file: say which (full disk)
-            raise OSError(error.errno, error.strerror, str(path)) from error
-        raise
     finally:
         if tmp.exists():
             tmp.unlink()
