@@ -312,6 +312,8 @@ def test_campaign_resume_on_a_damaged_checkpoint(capsys, tmp_path, good_store, c
     before = snapshot(campaign)
     line = assert_refused(cli(capsys, "run", TINY, "--output-dir", campaign), checkpoint)
     assert "start this training over" in line
+    assert_refused(cli(capsys, "train", "--data", campaign / "labels.h5", "--out", checkpoint.parent,
+                       "--resume", "--steps", 1), checkpoint)
     assert snapshot(campaign) == before
 
 
