@@ -8,8 +8,6 @@ it names exist) and the campaign directory can be made.
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
 from pathlib import Path
 
 from ..errors import UserError
@@ -128,10 +126,7 @@ def labeller_problems(settings) -> list[str]:
             close()
     if settings.kind == "ase" and settings.isolate and settings.calculator:
         problems += _isolated_calculator_problems(settings)
-    if settings.kind == "command" and settings.command:
-        problem = _program_problem(settings.command)
-        if problem:
-            problems.append(problem)
+    problems += _validation_problems(settings)
     if settings.workdir:
         problem = directory_problem(settings.workdir, "labeller.workdir", what="working directory")
         if problem:
@@ -161,28 +156,16 @@ def _isolated_calculator_problems(settings) -> list[str]:
             "(check the import path, e.g. ase.calculators.emt.EMT)"]
 
 
-def _program_problem(template: str) -> str | None:
-    """The command template's first program must be on PATH (or an executable file)."""
+def _validation_problems(settings) -> list[str]:
+    """The labeller's own machine checks (label.validate): its programs on PATH, the command
+    template's placeholders, pseudopotential and basis directories."""
+    from ..label.validate import validate_labeller
+
     try:
-        words = shlex.split(template)
-    except ValueError as error:
-        return f"labeller.command = {template!r}: not a valid shell command ({error})"
-    words = [w for w in words if not ("=" in w and w.split("=", 1)[0].isidentifier())]
-    if not words or words[0] in _SHELL_WORDS or "{" in words[0] or "$" in words[0]:
-        return None
-    program = os.path.expanduser(words[0])
-    if os.sep in program:
-        if os.path.isfile(program) and os.access(program, os.X_OK):
-            return None
-        return f"labeller.command: {program} is not an executable file: give the program's path"
-    if shutil.which(program) is None:
-        return (f"labeller.command: {program!r} is not on PATH: load its module or give its full "
-                "path in labeller.command")
-    return None
-
-
-#: first words of a command template that are shell syntax, not programs
-_SHELL_WORDS = {"cd", "exec", "env", "time", "nice", "source", ".", "(", "{", "set", "export", "ulimit"}
+        validate_labeller(settings)
+    except UserError as error:
+        return [str(error)]
+    return []
 
 
 def _looks_like_path(text: str) -> bool:
