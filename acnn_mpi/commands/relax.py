@@ -26,17 +26,19 @@ HELP = "relax many structures at a pressure, sharded over ranks"
 
 
 def add_arguments(parser) -> None:
+    from .arguments import finite_float, positive_float
+
     parser.add_argument("--model", required=True, metavar="M",
                         help="ACNN model file, 'lj', 'lj:epsilon,sigma[,cutoff]', or an ASE calculator "
                              "class path such as ase.calculators.emt.EMT")
     parser.add_argument("--input", required=True, metavar="FILE", help="structures: HDF5 structure file or extxyz")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (shards, index)")
-    parser.add_argument("--pressure", type=float, default=0.0, metavar="GPA", help="pressure, GPa (default 0)")
+    parser.add_argument("--pressure", type=finite_float, default=0.0, metavar="GPA", help="pressure, GPa (default 0)")
     parser.add_argument("--min-distances", default=None, metavar="A-B=D,...",
                         help="pair minimum distances in Å, e.g. 'Mg-H=1.4,H-H=0.8' (default 0.8 × covalent sum)")
     add_relax_options(parser)
     parser.add_argument("--device", default=None, help="torch device for the model (default: cpu)")
-    parser.add_argument("--log-every", type=float, default=10.0, help="seconds between progress lines (10)")
+    parser.add_argument("--log-every", type=positive_float, default=10.0, help="seconds between progress lines (10)")
 
 
 def _option_type(annotation):
@@ -47,13 +49,18 @@ def _option_type(annotation):
     optional = type(None) in typing.get_args(annotation)
     inner = args[0] if optional else annotation
     if typing.get_origin(inner) is tuple:
-        return float, 2
+        from .arguments import finite_float
+
+        return finite_float, 2
+    from .arguments import finite_float
+
     base = inner if isinstance(inner, type) else float
+    convert = finite_float if base is float else base
 
     def parse(text: str):
         if optional and text.lower() == "none":
             return None
-        return base(text)
+        return convert(text)
 
     parse.__name__ = base.__name__
     return parse, None
@@ -98,6 +105,8 @@ def relax_options(args):
 
 
 def _parse_min_distances(text):
+    import math
+
     from ..errors import UserError
 
     if not text:
@@ -112,6 +121,8 @@ def _parse_min_distances(text):
             table[(a, b)] = float(value)
         except ValueError:
             raise UserError(f"--min-distances: {item!r} is not A-B=distance (e.g. Mg-H=1.4)") from None
+        if not math.isfinite(table[(a, b)]):
+            raise UserError(f"--min-distances: {item!r}: the distance must be a finite number of Å")
     from ..relax.status import min_distance_table
 
     try:
@@ -145,8 +156,11 @@ def _prepare(args, comm_size: int) -> dict:
     from ..relax import shards
     from ..relax.io import open_structures
 
+    from .preflight import make_directory
+
     if not os.path.exists(args.input):
         raise UserError(f"--input {args.input}: file not found")
+    make_directory(args.out, "--out", what="results directory")
     os.makedirs(shards.shard_dir(args.out), exist_ok=True)
     shards.claim(args.out, _settings(args), f"--out {args.out}")
     try:

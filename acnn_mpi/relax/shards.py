@@ -448,11 +448,20 @@ def _read_optional(path: str, columns: Sequence[str], count: int) -> dict:
 
 def read_settings(directory: str | os.PathLike) -> Optional[dict]:
     """The settings recorded in ``DIR/relax.json``, or None."""
+    from ..errors import UserError
+
     path = os.path.join(os.fspath(directory), SETTINGS_NAME)
     if not os.path.exists(path):
         return None
-    with open(path) as handle:
-        return json.load(handle)
+    try:
+        with open(path, "rb") as handle:
+            settings = json.loads(handle.read().decode("utf-8"))
+        if not isinstance(settings, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise UserError(f"{path} is damaged ({error}): it records which job the results in {directory} "
+                        "belong to; put back a copy, or use a new directory") from None
+    return settings
 
 
 def claim(directory: str | os.PathLike, settings: dict, what: str) -> None:
