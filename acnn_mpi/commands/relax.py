@@ -158,6 +158,7 @@ def _prepare(args, comm_size: int) -> dict:
 
     from .preflight import make_directory
 
+    relax_options(args)  # bad values are refused before anything is written
     if not os.path.exists(args.input):
         raise UserError(f"--input {args.input}: file not found")
     make_directory(args.out, "--out", what="results directory")

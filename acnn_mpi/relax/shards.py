@@ -446,8 +446,9 @@ def _read_optional(path: str, columns: Sequence[str], count: int) -> dict:
         return {name: f[name][:count] for name in columns if name in f and len(f[name]) >= count}
 
 
-def read_settings(directory: str | os.PathLike) -> Optional[dict]:
-    """The settings recorded in ``DIR/relax.json``, or None."""
+def read_settings(directory: str | os.PathLike, fix: str = "use a new directory") -> Optional[dict]:
+    """The settings recorded in ``DIR/relax.json``, or None (a damaged one: UserError ending in
+    ``fix``)."""
     from ..errors import UserError
 
     path = os.path.join(os.fspath(directory), SETTINGS_NAME)
@@ -460,7 +461,7 @@ def read_settings(directory: str | os.PathLike) -> Optional[dict]:
             raise ValueError("not a JSON object")
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise UserError(f"{path} is damaged ({error}): it records which job the results in {directory} "
-                        "belong to; put back a copy, or use a new directory") from None
+                        f"belong to; put back a copy, or {fix}") from None
     return settings
 
 
@@ -470,7 +471,8 @@ def claim(directory: str | os.PathLike, settings: dict, what: str) -> None:
     (``what`` names the directory to the user, e.g. '--out DIR')."""
     from ..errors import UserError
 
-    previous = read_settings(directory)
+    previous = read_settings(directory, f"use a new {what.split()[0]} directory" if what.startswith("--")
+                             else "move the directory away to relax its structures again")
     settings = json.loads(json.dumps(settings))  # tuples -> lists, as read back
     if previous is not None and len(finished_ids(directory)):
         changed = [f"{key} was {previous.get(key)!r}, now {settings.get(key)!r}"
