@@ -11,6 +11,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..config import load_config, resolved_yaml
     from ..errors import UserError
+    from .preflight import check_campaign
 
     comm = args.comm
     failures = []
@@ -20,6 +21,7 @@ def run(args) -> int:
         for path in args.files:
             try:
                 config = load_config(path)
+                check_campaign(config, path)
             except UserError as error:
                 failures.append(str(error))
                 continue
