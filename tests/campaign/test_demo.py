@@ -4,7 +4,8 @@ stable under EMT: L1_2 Cu3Pt, L1_0 CuPt and CuPt3, checked against the same phas
 It runs with DFT-like labels (EMT plus −1480.25 eV per Cu and +362.5 eV per Pt atom,
 tests/campaign/shifted_labeller.py), the energy zero of a real DFT code, and is checked against
 plain EMT's formation enthalpies: the campaign must not depend on the labeller's energy zero
-(test_campaign.py shows the same campaign with and without the shift gives the same hull)."""
+(test_campaign.py shows the same campaign with and without the shift gives the same hull). Its
+learning curve (model n−1 on the labels of iteration n) falls to 30 meV/atom or below."""
 
 import json
 
@@ -54,6 +55,10 @@ def test_demo_recovers_known_phases(tmp_path):
     for formula, hand_built in reference.items():
         assert formula in stable, f"{formula} not on the campaign's hull {stable}"
         assert stable[formula] <= hand_built + 2.0, (formula, stable[formula], hand_built)
+    # the learning curve (model n-1 on the labels of iteration n) falls to <= 30 meV/atom
+    history = json.loads((out / "state.json").read_text())["history"]
+    curve = [r["validation"]["energy_rmse"] for r in history if r.get("validation")]
+    assert len(curve) >= 2 and curve[-1] <= 30.0 and curve[-1] < curve[0], curve
     report = run_python(["-m", "acnn_mpi", "report", out], timeout=120)
     assert report.returncode == 0, report.stderr
     page = (out / "report" / "report.html").read_text()
