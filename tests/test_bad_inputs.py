@@ -427,7 +427,9 @@ def test_full_disk_while_labelling_is_one_line_and_resumes(capsys, tmp_path, mon
         real_commit(self)
 
     monkeypatch.setattr(FrameStore, "_commit", disk_full_on_second_commit)
-    monkeypatch.setattr(controller.Controller, "train", lambda self, k: False)  # stop after labels
+    from acnn_mpi.campaign import stages
+
+    monkeypatch.setattr(stages.Train, "work", lambda self, k, plan: stages.STOPPED)  # stop after labels
     line = assert_refused(cli(capsys, "run", config, "--output-dir", campaign), campaign / "labels.h5")
     assert "no space left" in line and "run the same command again" in line
     assert json.loads((campaign / "state.json").read_text())["stage"] == "label"

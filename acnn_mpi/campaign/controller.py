@@ -7,25 +7,25 @@ those labels (the learning curve), refines model k on all labels, and updates th
 The loop stops when the hull has not changed for ``converge_iterations`` iterations or at
 ``max_iterations``; then the top-K near-hull structures are relaxed with the labeller.
 
-The root decides and saves the state after each stage; every rank reads it from the root. A stage
-is either redone from its durable outputs (chunk files, the label store, the training checkpoint)
+Each box of Fig. 2 is a stage object (campaign/stages.py: plan on the root, work on every rank,
+commit on the root) and :meth:`Controller.run_stage` is the one place that runs them. The root
+decides and saves the state after each stage; every rank reads it from the root. A stage is either
+redone from its durable outputs (the relaxation shards, the label store, the training checkpoint)
 or skipped, so a run killed at any moment resumes with nothing finished lost or redone.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 
 from . import shutdown
 from .layout import CampaignPaths
-from .plan import ITERATION_STRIDE, Cell, plan_chunks, search_cells
+from .plan import ITERATION_STRIDE, Cell, search_cells
 from .state import CampaignState, load_state, save_state
-from .training_set import training_split, usable_labels
+from .training_set import usable_labels
 
 log = logging.getLogger(__name__)
 
@@ -57,30 +57,6 @@ def run_campaign(config, comm, *, max_iterations: int | None = None) -> int:
     return Controller(config, comm, paths, state, cells, limit).run()
 
 
-class _Progress:
-    """The root's running count of a CSP stage (the B_max rule) and its progress lines."""
-
-    def __init__(self, k: int, budget: int, committed=None):
-        committed = committed or {}
-        self.k, self.budget = k, budget
-        self.structures = sum(committed.values())
-        self.unphysical = int(committed.get("unphysical", 0))
-        self.start = self.last = time.monotonic()
-        self.first = self.structures
-
-    def on_result(self, task, counts: dict, rank: int) -> None:
-        self.structures += counts["finished"]
-        self.unphysical += counts["statuses"].get("unphysical", 0)
-        now = time.monotonic()
-        if now - self.last > 10:
-            self.last = now
-            rate = (self.structures - self.first) / max(now - self.start, 1e-9)
-            log.info("iteration %d CSP: %d/%d structures (%.1f/s, %.0f%% unphysical), ~%.0f s left",
-                     self.k, self.structures, self.budget, rate,
-                     100 * self.unphysical / max(self.structures, 1),
-                     (self.budget - self.structures) / max(rate, 1e-9))
-
-
 def _log_to_file(path: Path) -> None:
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(message)s", "%Y-%m-%d %H:%M:%S"))
@@ -100,22 +76,40 @@ class Controller:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> int:
-        stages = {"sample": self.sample, "csp": self.csp, "process": self.process,
-                  "label": self.label, "train": self.train}
+        """Fig. 2: sample → label → train, then (CSP → process → label → train) until the hull is
+        converged, then the final relaxations."""
+        from . import stages
+
+        loop = {"sample": stages.Sample(self), "csp": stages.CSP(self), "process": stages.Process(self),
+                "label": stages.Label(self), "train": stages.Train(self)}
+        final = stages.Final(self)
         while not self.state.final_done:
-            if self._stopping():
-                return self._stopped()
-            if self.state.converged:
-                finished = self.final()
-            else:
-                finished = stages[self.state.stage](self.state.iteration)
-            if not finished:
+            stage = final if self.state.converged else loop[self.state.stage]
+            if self.stopping() or not self.run_stage(stage, self.state.iteration):
                 return self._stopped()
         if self.comm.is_root:
             log.info("campaign finished: %s", self.paths.final / "hull.csv")
         return 0
 
-    def _stopping(self) -> bool:
+    def run_stage(self, stage, k: int) -> bool:
+        """plan on the root (its error raised on every rank), work on every rank, commit on the
+        root and give every rank the new state; False when stopped before the commit."""
+        from .stages import STOPPED
+
+        plan = self._on_root(lambda: stage.plan(k))
+        outcome = stage.work(k, plan)
+        if self.stopping() or outcome is STOPPED:
+            return False
+        self._commit(**(self._on_root(lambda: stage.commit(k, plan, outcome)) or {}))
+        return True
+
+    def _on_root(self, function):
+        """``function()`` on the root (its value there, None elsewhere); an error reaches every rank."""
+        box = []
+        self.comm.root_then_bcast(lambda: box.append(function()))
+        return box[0] if box else None
+
+    def stopping(self) -> bool:
         return bool(self.comm.bcast(shutdown.requested() if self.comm.is_root else None))
 
     def _stopped(self) -> int:
@@ -133,7 +127,7 @@ class Controller:
             save_state(self.paths.root, self.state)
         self.state = self.comm.bcast(self.state)
 
-    def _elemental_cells(self) -> list[Cell]:
+    def elemental_cells(self) -> list[Cell]:
         """The smallest cell of each pure element: every hull needs its corners. An element the
         search space leaves out (``include_subsystems: false``) gets a cell of the smallest
         allowed size, so that it is sampled, relaxed and labelled like the others."""
@@ -148,7 +142,7 @@ class Controller:
                 smallest[symbol] = Cell(counts=((symbol, size),), formula=symbol, units=size)
         return list(smallest.values())
 
-    def _reference_structures(self) -> list:
+    def reference_structures(self) -> list:
         """The given elemental reference structures (``references.structures``), labelled with
         the initial structures."""
         import ase.io
@@ -161,145 +155,7 @@ class Controller:
             out.append(atoms)
         return out
 
-    # -- iteration 0: random structures --------------------------------------------------------
-
-    def sample(self, k: int) -> bool:
-        from .csp_stage import generate_chunk
-
-        target = self.paths.sample()
-        if self.comm.is_root:
-            self.paths.iteration(0).mkdir(parents=True, exist_ok=True)
-        exists = self.comm.bcast(target.exists() if self.comm.is_root else None)
-        if not exists:
-            chunks = None
-            if self.comm.is_root:
-                chunks = plan_chunks(self.cells, 0, self.config.search.initial_structures,
-                                     self.config.relax.chunk_size, self.config.seed,
-                                     leading=self._elemental_cells())
-            from ..parallel.tasks import run_dynamic
-
-            done = run_dynamic(self.comm, chunks, lambda chunk: generate_chunk(self.config, chunk)[0])
-            if self.comm.is_root:
-                import ase.io
-
-                structures = [a for _, batch in sorted(done, key=lambda d: d[0].index) for a in batch]
-                structures += self._reference_structures()
-                tmp = target.with_name(target.name + ".tmp")
-                ase.io.write(tmp, structures, format="extxyz")
-                tmp.replace(target)
-                log.info("initial sampling: %d random structures in %s", len(structures), target)
-        self._commit(stage="label")
-        return True
-
-    # -- CSP stage: generate and relax with the current model ----------------------------------
-
-    def csp(self, k: int) -> bool:
-        from ..relax.service import serve
-        from .csp_stage import make_service, plan_tasks
-
-        config, search = self.config, self.config.search
-        tasks, committed = None, None
-        if self.comm.is_root:
-            self.paths.make(k)
-        plan = self.comm.root_then_bcast(lambda: plan_tasks(config, self.paths, k, plan_chunks(
-            self.cells, k, search.structures_per_iteration, config.relax.chunk_size, config.seed,
-            leading=self._elemental_cells())))
-        if self.comm.is_root:
-            tasks, committed = plan
-        progress = _Progress(k, search.structures_per_iteration, committed)
-        device = "cpu" if config.model.device == "auto" else config.model.device
-        service = make_service(config, self.paths, k, self.comm.rank, device=device)
-        summaries = serve(self.comm, tasks, service, progress.on_result,
-                          should_stop=lambda: shutdown.requested() or progress.unphysical >= search.b_max,
-                          abort=shutdown.requested, root_works=config.parallel.root_works)
-        if self._stopping():
-            return False
-        if self.comm.is_root:
-            self._record_csp(k, summaries)
-        self._commit(stage="process")
-        return True
-
-    def _record_csp(self, k: int, summaries) -> None:
-        from ..relax import shards
-
-        done = shards.read_results(self.paths.relax_dir(k))
-        record = self.state.record(k)
-        record.structures_relaxed = len(done)
-        record.unphysical = int((done.status == "unphysical").sum())
-        record.not_converged = int((done.status == "not_converged").sum())
-        record.relax_seconds += float(sum(s.busy_s for s in summaries))
-        record.relax_steps_mean = float(done.steps.mean()) if len(done) else 0.0
-        if record.unphysical >= self.config.search.b_max:
-            log.info("iteration %d: B_max = %d unphysical structures reached, CSP stage ends",
-                     k, self.config.search.b_max)
-
-    # -- processing and selection --------------------------------------------------------------
-
-    def process(self, k: int) -> bool:
-        """Dedup on every rank (sharded by composition), hull and selection on the root."""
-        from .csp_stage import read_iteration_results
-        from .processing import composition_keys, distinct_on_ranks, select_for_labelling, write_selection
-
-        config = self.config
-        results = read_iteration_results(self.paths, k, config.elements, config.pressure)
-        keys = composition_keys(results, config.elements)
-        distinct = distinct_on_ranks(self.comm, config, results, keys,
-                                     results.enthalpy / np.maximum(results.n_atoms, 1))
-        if self.comm.is_root:
-            missing = self.state.record(k - 1).missing_elements if k > 0 else []
-            if missing:
-                log.info("iteration %d: the labels' hull lacks %s; labelling %s structures again",
-                         k, ", ".join(missing), ", ".join(missing))
-            selection = select_for_labelling(config, results, k, required=missing,
-                                             labels_path=self.paths.labels, distinct=distinct)
-            write_selection(self.paths.selection(k), results, selection)
-            self.state.record(k).selected = len(selection.ids)
-            log.info("iteration %d: %d relaxed, %d distinct, %d unphysical, %d hull picks labelled "
-                     "before; selected %d for labelling (model hull: %s)", k, len(results),
-                     selection.n_distinct, selection.n_unphysical, selection.n_labelled_before,
-                     len(selection.ids), ", ".join(selection.hull_phases) or "-")
-        self._commit(stage="label")
-        return True
-
-    # -- labelling -------------------------------------------------------------------------------
-
-    def label(self, k: int) -> bool:
-        from ..label.runner import label_structures
-        from .processing import read_selection
-
-        structures = None
-        if self.comm.is_root:
-            if k == 0:
-                import ase.io
-
-                structures = [(int(a.info["structure_id"]), a)
-                              for a in ase.io.read(self.paths.sample(), ":", format="extxyz")]
-            else:
-                structures = read_selection(self.paths.selection(k))
-        summary = label_structures(self.comm, structures, self.config.labeller, str(self.paths.labels),
-                                   should_stop=shutdown.requested, source="initial" if k == 0 else
-                                   f"iteration {k}", iteration=k, root_works=self.config.parallel.root_works)
-        if k == 0 and self.config.search.seeds and not self._stopping():
-            from .seeds import label_seeds
-            label_seeds(self.comm, self.config, self.paths.labels, should_stop=shutdown.requested)
-        if self._stopping():
-            return False
-        if self.comm.is_root:
-            record = self.state.record(k)
-            record.labelled += summary.labelled
-            record.label_failures += summary.failed
-            record.label_seconds += float(sum(summary.seconds))
-            record.label_evaluations += int(summary.evaluations)
-            record.label_core_seconds += float(summary.core_seconds)
-            log.info("iteration %d labels: %s", k, summary.text().replace("\n", "; "))
-        if k > 0:
-            validation = self.comm.root_then_bcast(lambda: self._learning_curve(k))
-            if self.comm.is_root and validation:
-                self.state.record(k).validation = validation
-        self._commit(stage="train")
-        return True
-
-    def _learning_curve(self, k: int) -> dict:
+    def learning_curve(self, k: int) -> dict:
         """Errors of model k−1 on the labels of iteration k (paper Figs. 3a-c, 5a-c)."""
         from ..data.store import FrameStore
         from ..model.potential import ACNN
@@ -315,36 +171,7 @@ class Controller:
         log.info("iteration %d: model %d on the new labels: %s", k, k - 1, _errors_text(errors))
         return {key: float(value) for key, value in errors.items() if np.isscalar(value)}
 
-    # -- training and the phase diagram ----------------------------------------------------------
-
-    def train(self, k: int) -> bool:
-        from ..train.api import train_model
-
-        out = self.paths.train_dir(k)
-        order, held_out = self.comm.root_then_bcast(
-            lambda: training_split(self.paths.labels, self.config.training))
-        result = train_model(self.config, str(self.paths.labels), out, self.comm, resume=True,
-                             indices=order, valid_indices=held_out,
-                             refine_from=self.paths.model(k - 1) if k > 0 else None,
-                             continue_schedule_from=self.paths.train_dir(k - 1) if k > 0 else None,
-                             should_stop=shutdown.requested)
-        if result.stopped or self._stopping():
-            return False
-        if self.comm.is_root:
-            tmp = self.paths.model(k).with_suffix(".tmp")
-            shutil.copyfile(result.model_path, tmp)
-            tmp.replace(self.paths.model(k))
-            record = self.state.record(k)
-            valid = result.metrics.get("valid") or {}
-            record.training = {key: float(v) for key, v in valid.items() if np.isscalar(v)}
-            log.info("iteration %d: model %d trained (%d frames): %s", k, k, result.n_train,
-                     _errors_text(valid))
-            self._update_hull(k)
-        converged = self.comm.bcast(self.state.converged if self.comm.is_root else None)
-        self._commit(iteration=k + 1, stage="csp", converged=converged)
-        return True
-
-    def _update_hull(self, k: int) -> None:
+    def update_hull(self, k: int) -> None:
         """The labeller's hull after iteration k; convergence bookkeeping (root only)."""
         from .processing import hull_changed, labels_hull, write_hull_files
 
@@ -376,33 +203,7 @@ class Controller:
             log.info("iteration limit %d reached", self.max_iterations)
             self.state.converged = True
 
-    # -- final stage -----------------------------------------------------------------------------
-
-    def final(self) -> bool:
-        from ..label.runner import label_structures
-
-        structures = None
-        if self.comm.is_root:
-            structures = self._final_candidates()
-            log.info("final stage: relaxing %d near-hull structures with the labeller", len(structures))
-        relaxed = self.paths.final / "relaxed.h5"
-        summary = label_structures(
-            self.comm, structures, self.config.labeller, str(relaxed), mode="relax",
-            pressure_gpa=self.config.pressure, fmax=max(self.config.relax.fmax_ev_per_a, 0.01),
-            should_stop=shutdown.requested, source="final", iteration=self.state.iteration,
-            root_works=self.config.parallel.root_works)
-        if self._stopping():
-            return False
-        if self.comm.is_root:
-            self.state.final_relaxed += summary.labelled
-            self.state.final_failed += summary.failed
-            self.state.final_evaluations += int(summary.evaluations)
-            self.state.final_core_seconds += float(summary.core_seconds)
-            self._final_hull(relaxed)
-        self._commit(final_done=True)
-        return True
-
-    def _final_hull(self, relaxed: Path) -> None:
+    def final_hull(self, relaxed: Path) -> None:
         """The final hull: the labeller's relaxations, and the single points of the structures
         whose relaxation failed or was not asked for (root only)."""
         from .processing import RELAXED, labels_hull, write_hull_files
@@ -425,7 +226,7 @@ class Controller:
             f"{p['formula']} ({p['space_group']}, {p['source']}) {p['formation_enthalpy_meV']:.0f} meV/atom"
             for p in label_hull.phases))
 
-    def _final_candidates(self) -> list:
+    def final_candidates(self) -> list:
         """Top-K labelled structures by E_hull within the window, every composition's best first."""
         from ..data.store import FrameStore
         from .processing import labels_hull

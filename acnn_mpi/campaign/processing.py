@@ -118,8 +118,11 @@ def dedup_parts(results, keys, h_per_atom) -> list[np.ndarray]:
 
 
 def assign_groups(groups: list[np.ndarray], n_ranks: int) -> list[list[int]]:
-    """Group indices per rank: largest first to the least loaded (load ~ group size)."""
+    """Group indices per rank: largest first to the least loaded (load ~ group size). Above 4
+    ranks the root takes none (it only merges what the others find), as in run_dynamic."""
     load, out = np.zeros(n_ranks), [[] for _ in range(n_ranks)]
+    if n_ranks > 4:
+        load[0] = np.inf
     for g, rows in enumerate(groups):
         r = int(np.argmin(load))
         out[r].append(g)

@@ -387,6 +387,8 @@ def read_results(directory: str | os.PathLike, columns: Sequence[str] = (), lazy
         if data is None:
             continue
         count = len(data[keys.STRUCTURE_ID])
+        for name in (keys.STATUS, "formula") + (() if lazy else (keys.REASON,)):
+            data[name] = _categories(data[name])  # 8 bytes a row from here on
         present = _present(path, columns, count)
         data.update(_read_optional(path, present, count) if not lazy else {n: None for n in present})
         data["_shard"] = np.full(count, len(shards), dtype=np.int64)
@@ -413,6 +415,8 @@ def read_results(directory: str | os.PathLike, columns: Sequence[str] = (), lazy
     if len(keep) != len(ids):
         log.warning("%d duplicate structure id(s) in %s: kept the first shard's rows", len(ids) - len(keep),
                     directory)
+    else:
+        keep = slice(None)  # no copies
     shard_index, row = cat("_shard")[keep], cat("_row")[keep]
     names = [n for n in columns if all(n in p for p in parts)]
     if lazy:
@@ -420,10 +424,9 @@ def read_results(directory: str | os.PathLike, columns: Sequence[str] = (), lazy
         reason = ShardColumn(keys.REASON, shards, shard_index, row, text=True)
     else:
         extra = {n: cat(n)[keep] for n in names}
-        reason = _categories(cat(keys.REASON)[keep])
+        reason = cat(keys.REASON)[keep]
     return RelaxResults(
-        structure_id=ids[keep], status=_categories(cat(keys.STATUS)[keep]), reason=reason,
-        formula=_categories(cat("formula")[keep]),
+        structure_id=ids[keep], status=cat(keys.STATUS)[keep], reason=reason, formula=cat("formula")[keep],
         energy=cat("energy")[keep], enthalpy=cat("enthalpy")[keep], volume=cat("volume")[keep],
         steps=cat("steps")[keep], n_atoms=cat("n_atoms")[keep], max_force=cat("max_force")[keep],
         pressure_residual=cat("pressure_residual")[keep], pressure=cat("pressure")[keep],

@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.build import bulk
-from ase.calculators.emt import EMT
 
 from acnn_mpi.campaign.processing import select_for_labelling
 from acnn_mpi.config import load_config
@@ -15,6 +14,7 @@ from acnn_mpi.csp.fingerprints import FingerprintSettings, fingerprints
 from acnn_mpi.data.store import FrameStore
 from acnn_mpi.relax.runner import RelaxResult
 from acnn_mpi.relax.shards import ShardWriter, shard_path
+from tests.campaign.test_export import labelled
 
 TINY = Path(__file__).with_name("tiny.yaml")  # Cu-Pt, L_max 2, C_max 3
 
@@ -29,14 +29,6 @@ def result(atoms, structure_id, h_per_atom, status="converged"):
     return RelaxResult(atoms=atoms, energy=h, enthalpy=h, volume=atoms.get_volume(), steps=5, status=status,
                        reason="" if status == "converged" else "step limit", structure_id=structure_id,
                        max_force=0.01, pressure_residual=0.0)
-
-
-def labelled(atoms, structure_id):
-    atoms = atoms.copy()
-    atoms.calc = EMT()
-    atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
-    atoms.info["structure_id"] = structure_id
-    return atoms
 
 
 def test_labelled_minima_are_not_selected_again_and_failures_hide_nothing(tmp_path):
