@@ -42,9 +42,10 @@ def _mpi_lines() -> list[tuple[str, str]]:
     level_name = next((name for attr, name in _THREAD_LEVELS.items() if getattr(MPI, attr) == level),
                       str(level))
     extension = os.path.basename(MPI.__file__)
-    built = mpi4py.get_config() or {}
-    build = (f"built with {built.get('mpicc', built)}" if built
-             else "binary wheel (MPI chosen at import: MPI4PY_LIBMPI, else the first libmpi found)")
+    abi = next((name for name in ("mpich", "openmpi", "mpiabi") if f".{name}." in extension), None)
+    build = (f"binary wheel, {abi} ABI: libmpi chosen at import (MPI4PY_LIBMPI, else the first "
+             "found, the Python prefix's lib first)" if abi
+             else "built from source: libmpi fixed when it was linked")
     libraries = loaded_mpi_libraries()
     rows = [("MPI library", version),
             ("MPI standard", "%d.%d" % MPI.Get_version()),
