@@ -37,7 +37,7 @@ def _mpi_lines() -> list[tuple[str, str]]:
     import mpi4py
     from mpi4py import MPI
 
-    version = " ".join(MPI.Get_library_version().split("\n")[0].split())
+    version = " ".join(MPI.Get_library_version().split("\n")[0].split()).rstrip(", ")
     level = MPI.Query_thread()
     level_name = next((name for attr, name in _THREAD_LEVELS.items() if getattr(MPI, attr) == level),
                       str(level))

@@ -68,11 +68,14 @@ def openmpi_python(tmp_path_factory) -> Path:
     python = venv / "bin" / "python"
     if not links_open_mpi(python):
         subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True)
-        # LDSHARED without this interpreter's -L<prefix>/lib: an mpich wheel there would
-        # otherwise satisfy -lmpi before Open MPI's library does.
+        # Open MPI's lib folder first on the link line: this interpreter's -L<prefix>/lib holds
+        # the mpich wheel's libmpi.so, which would otherwise satisfy -lmpi. -O0: the build's
+        # minutes are the C compiler optimizing MPI.c; this test needs no speed.
+        libdir = run(["mpicc.openmpi", "--showme:libdirs"], timeout=60).stdout.split()[0]
         build = run([python, "-m", "pip", "install", "--ignore-installed", "--no-deps",
                      "--no-binary", "mpi4py", "--no-cache-dir", "mpi4py"],
-                    env={"MPICC": "mpicc.openmpi", "LDSHARED": "mpicc.openmpi -shared"}, timeout=3600)
+                    env={"MPICC": "mpicc.openmpi", "LDSHARED": f"mpicc.openmpi -shared -L{libdir}",
+                         "CFLAGS": "-O0"}, timeout=3600)
         if build.returncode != 0 and "No matching distribution" in build.stdout + build.stderr:
             pytest.skip("mpi4py's source distribution cannot be downloaded here")
         assert build.returncode == 0, (build.stdout + build.stderr)[-3000:]
