@@ -28,6 +28,7 @@ COMMANDS = {
     "label": ("acnn_mpi.commands.label", "label structures with DFT or an ASE calculator"),
     "hull": ("acnn_mpi.commands.hull", "convex hull, stable phases and candidates of results"),
     "report": ("acnn_mpi.commands.report", "write an HTML/Markdown report of a campaign"),
+    "export": ("acnn_mpi.commands.export", "write every structure of a campaign as an ASE db, extended XYZ or pymatgen JSON"),
 }
 
 log = logging.getLogger("acnn_mpi")

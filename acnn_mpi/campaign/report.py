@@ -40,7 +40,7 @@ def write_report(directory: str | Path, out: str | Path | None = None,
     hull = json.loads((hull_dir / "hull.json").read_text()) if hull_dir else {"stable": [], "compositions": []}
     history = sorted(state.history, key=lambda r: r.iteration)
     figures = _figures(history, hull_dir, out)
-    cifs = _stable_cifs(paths, hull_dir, hull["stable"], out / "cif")
+    cifs = _symmetrized_structures(paths, hull_dir, hull, out / "structures", symprec, ehull_window_mev)
     candidates = [c for c in hull["compositions"] if c["e_hull_meV"] <= ehull_window_mev]
     cost = _cost(paths, history)
     status = ("finished" if state.final_done else
@@ -56,9 +56,16 @@ def write_report(directory: str | Path, out: str | Path | None = None,
         md.append(f"| {p['formula']} | {p.get('space_group', '')} | {p['formation_enthalpy_meV']:.1f} | "
                   f"{p.get('atoms', '')} | {f'[cif]({cif})' if cif else ''} |")
     md += ["", f"## Candidates within {ehull_window_mev:g} meV/atom of the hull", "",
-           "| formula | E_hull (meV/atom) | formation enthalpy (meV/atom) | structure id |", "|---|---|---|---|"]
-    md += [f"| {c['formula']} | {c['e_hull_meV']:.1f} | {c['formation_enthalpy_meV']:.1f} | {c['structure_id']} |"
-           for c in candidates]
+           "| formula | E_hull (meV/atom) | formation enthalpy (meV/atom) | structure id | CIF |",
+           "|---|---|---|---|---|"]
+    for c in candidates:
+        link = f"[cif]({cifs[c['structure_id']]})" if c["structure_id"] in cifs else ""
+        md.append(f"| {c['formula']} | {c['e_hull_meV']:.1f} | {c['formation_enthalpy_meV']:.1f} | "
+                  f"{c['structure_id']} | {link} |")
+    if cifs:
+        md += ["", f"CIF links: conventional cells symmetrised with spglib at symprec = {symprec:g} Å; "
+               "structures/ also holds POSCARs, primitive/ cells and a JSON per structure (space group, "
+               "Wyckoff sites, tolerance)."]
     md += ["", "## Iterations", "",
            "| iteration | relaxed | unphysical | not converged | mean steps | selected | labelled | "
            "label failures | E RMSE of model n-1 (meV/atom) | F RMSE (meV/Å) | S RMSE (GPa) |",
@@ -115,23 +122,18 @@ def _figures(history, hull_dir, out: Path) -> list[Path]:
     return figures
 
 
-def _stable_cifs(paths: CampaignPaths, hull_dir, phases, cif_dir: Path) -> dict:
-    """CIF of each stable phase, read from the store its hull was built from."""
-    from ..data.store import FrameStore
+def _symmetrized_structures(paths: CampaignPaths, hull_dir, hull: dict, directory: Path, symprec: float,
+                            ehull_window_mev: float) -> dict:
+    """Symmetrised files of the stable phases and candidates (csp.export.export_hull_structures),
+    read from the store the hull was built from; {structure_id: link to the conventional CIF}."""
+    from ..csp.export import export_hull_structures
 
-    if not phases or hull_dir is None:
+    if not hull["stable"] or hull_dir is None:
         return {}
     store_path = paths.final / "relaxed.h5" if hull_dir == paths.final else paths.labels
-    cif_dir.mkdir(parents=True, exist_ok=True)
-    links = {}
-    with FrameStore(store_path, mode="r") as store:
-        frames = store.read([p["frame"] for p in phases])
-    for phase, atoms in zip(phases, frames):
-        name = f"{phase['formula']}_{phase['structure_id']}.cif"
-        atoms.calc = None
-        atoms.write(cif_dir / name, format="cif")
-        links[phase["structure_id"]] = f"cif/{name}"
-    return links
+    records = export_hull_structures(store_path, hull["stable"], hull["compositions"], directory,
+                                     symprec, ehull_window_mev)
+    return {sid: f"{directory.name}/{r['files'][0]}" for sid, r in records.items()}
 
 
 def _cost(paths: CampaignPaths, history) -> dict:

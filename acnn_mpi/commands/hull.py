@@ -4,9 +4,14 @@
                                     [--export-cif DIR] [--export-poscar DIR]
 
 RESULTS is an extended XYZ file (one frame per relaxed structure with ``info['enthalpy']`` in
-eV, or an energy and a pressure), or the relaxation stage's HDF5 results once that reader is
-installed (see ``acnn_mpi.csp.export.READERS``). Prints the stable phases (formula, space group,
+eV, or an energy and a pressure), or the output directory of ``python -m acnn_mpi relax`` (its HDF5
+shards; see ``acnn_mpi.csp.export.READERS``). Prints the stable phases (formula, space group,
 formation enthalpy, atoms per cell) and the distinct metastable structures within ``--ehull-max``.
+
+The exported files are symmetrised at ``--symprec`` (``acnn_mpi.csp.export.export_symmetrized``):
+``DIR/NAME.cif|.vasp`` the conventional cell, ``DIR/primitive/NAME.cif|.vasp`` the primitive cell,
+``DIR/NAME.json`` space group, Wyckoff sites, tolerance, enthalpy and E_hull, ``DIR/index.json``
+all of them; ``--as-relaxed`` writes the structures as relaxed (P1) instead.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ HELP = "convex hull, stable phases and candidates of results"
 
 def add_arguments(parser) -> None:
     parser.add_argument("results", metavar="RESULTS",
-                        help="relaxation results: extended XYZ (info['enthalpy'] eV per frame) or HDF5")
+                        help="relaxation results: extended XYZ (info['enthalpy'] eV per frame) or "
+                        "the output directory of `relax`")
     parser.add_argument("--pressure", type=float, default=None, metavar="GPa",
                         help="recompute H = E + PV at this pressure (default: the results' own)")
     parser.add_argument("--elements", default=None, metavar="A,B,...",
@@ -24,7 +30,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ehull-max", type=float, default=0.05, metavar="eV/atom",
                         help="list and export candidates up to this E_hull (default 0.05 eV/atom)")
     parser.add_argument("--symprec", type=float, default=0.1, metavar="Å",
-                        help="spglib tolerance for space groups (default 0.1 Å)")
+                        help="spglib tolerance for space groups and symmetrised files (default 0.1 Å)")
     parser.add_argument("--keep-duplicates", action="store_true",
                         help="list every structure, not one per distinct crystal")
     parser.add_argument("--max-rows", type=int, default=50, metavar="N",
@@ -33,6 +39,8 @@ def add_arguments(parser) -> None:
                         help="write stable phases and candidates as CIF files here")
     parser.add_argument("--export-poscar", default=None, metavar="DIR",
                         help="write stable phases and candidates as POSCAR (.vasp) files here")
+    parser.add_argument("--as-relaxed", action="store_true",
+                        help="export the structures as relaxed (P1), not symmetrised")
     parser.add_argument("--plot", default=None, metavar="FILE",
                         help="hull figure (.png, .svg or .pdf; no suffix: PNG and SVG)")
     parser.add_argument("--plot-max", type=float, default=0.2, metavar="eV/atom",
@@ -58,7 +66,7 @@ def run(args) -> int:
     import numpy as np
 
     from ..csp.dedup import deduplicate
-    from ..csp.export import export_structures, read_results, structure_name
+    from ..csp.export import export_structures, export_symmetrized, read_results, structure_name
     from ..csp.fingerprints import fingerprints
     from ..csp.hull import convex_hull
     from ..csp.symmetry import space_group
@@ -120,9 +128,21 @@ def run(args) -> int:
     names = [structure_name(k, hull.formula(r), groups[r][1], int(results.ids[r]))
              for k, r in enumerate(listed, start=1)]
     for directory, fmt in ((args.export_cif, "cif"), (args.export_poscar, "poscar")):
-        if directory:
-            paths = export_structures([results.load(r) for r in listed], names, directory, fmt)
-            print(f"\nwrote {len(paths)} {fmt.upper()} files to {directory}")
+        if not directory:
+            continue
+        structures = [results.load(r) for r in listed]
+        if args.as_relaxed:
+            paths = export_structures(structures, names, directory, fmt)
+            print(f"\nwrote {len(paths)} {fmt.upper()} files (as relaxed) to {directory}")
+            continue
+        extras = [{"formula": hull.formula(r), "structure_id": int(results.ids[r]),
+                   "stable": r in stable_set, "pressure_gpa": results.pressure,
+                   "enthalpy_eV": float(results.enthalpy[r]),
+                   "formation_enthalpy_meV_per_atom": round(1000 * float(hull.formation_enthalpy[r]), 3),
+                   "e_hull_meV_per_atom": round(1000 * float(hull.e_hull[r]), 3)} for r in listed]
+        export_symmetrized(structures, names, directory, args.symprec, formats=(fmt,), extras=extras)
+        print(f"\nwrote {len(listed)} symmetrised structures (symprec {args.symprec:g} Å; conventional "
+              f"and primitive/ cells, {fmt.upper()} + JSON) to {directory}")
     if args.plot:
         from ..plots.hull import plot_hull, plot_pseudo_ternary
 

@@ -9,6 +9,7 @@ import pytest
 from acnn_mpi.csp.compositions import Composition, enumerate_compositions
 from acnn_mpi.errors import UserError
 
+BEPNO = ["Be", "P", "N", "O"]
 MGCAH = dict(max_atoms_per_formula=102, per_element_bounds={"Mg": (0, 3), "Ca": (0, 3)},
              ratio_bounds=[(["H"], ["Mg", "Ca"], 16)])
 
@@ -58,6 +59,28 @@ def test_mgcah_readings():
         assert c.count("H") <= 16 * (c.count("Mg") + c.count("Ca"))
     assert {"MgCaH32", "Mg3Ca3H94"} <= formulas(all_present)  # the ratio edge is included
     assert "MgCaH33" not in formulas(with_subsystems) and "H" in formulas(with_subsystems)
+
+
+def test_bepno_readings_and_the_shipped_input():
+    # paper: joins of known compounds + "all charge neutral compositions with fewer than 32 atoms"
+    # -> 373. Be2+ P5+ N3- O2-, <= 31 atoms per formula:
+    ox = {"Be": [2], "P": [5], "N": [-3], "O": [-2]}
+    common = dict(max_atoms_per_formula=31, max_atoms_per_cell=59, oxidation_states=ox)
+    assert enumerate_compositions(BEPNO, **common).by_order() == {1: 4, 2: 4, 3: 101, 4: 308}
+    assert len(enumerate_compositions(BEPNO, include_subsystems=False, **common)) == 308
+    from pathlib import Path
+
+    from acnn_mpi.config import load_config
+    from acnn_mpi.csp.compositions import compositions_from_config
+
+    shipped = compositions_from_config(load_config(Path(__file__).parents[2] / "inputs" / "bepno.yaml"))
+    assert len(shipped) == 366 and shipped.by_order() == {1: 4, 2: 4, 3: 44, 4: 314}
+    assert shipped.notes == []  # every join composition fits a 59-atom cell
+    # the paper's three stable phases and its pseudo-ternary corners are in the space
+    assert {"BePNO2", "BeP3NO7", "BeP3N5O", "BeO", "P2O5", "P3N5", "Be", "N"} <= formulas(shipped)
+    for c in shipped:  # every composition is charge neutral with these states
+        assert 2 * c.count("Be") + 5 * c.count("P") - 3 * c.count("N") - 2 * c.count("O") == 0 \
+            or len(c.counts) == 1
 
 
 def test_charge_neutral_mg_o_is_mgo_up_to_scaling():
