@@ -184,7 +184,12 @@ class RelaxSettings(_Section):
     min_distance_fraction: float = Field(0.5, gt=0, le=1,
                                          description="unphysical below this × the pair minimum")
     volume_window: tuple[float, float] = Field((0.5, 200.0), description="Å³/atom allowed")
-    energy_floor: float = Field(-100.0, description="unphysical below this energy, eV/atom")
+    energy_floor: float = Field(
+        -10.0, lt=0, description="eV/atom: unphysical when the energy per atom relative to the "
+        "model's per-element reference energies is below this (the energy zero of the labeller "
+        "cancels). No compound is bound by more than ~4.5 eV/atom (YF₃, CaF₂, ThO₂: −4.2 to "
+        "−4.5 eV/atom); least-squares references sit up to ~2 eV/atom above the elements' ground "
+        "states; model holes fall tens to thousands of eV/atom: −10 keeps a wide margin to both")
 
 
 class SelectionSchedule(_Section):
@@ -216,6 +221,31 @@ class SearchSettings(_Section):
                                            "fingerprints alone call a duplicate")
     fingerprint_cutoff: float = Field(6.0, gt=0, description="Å, radial distribution range")
     symprec: float = Field(0.1, gt=0, description="spglib tolerance, Å")
+
+
+class ReferenceSettings(_Section):
+    """Elemental references of the hull, for elements the campaign may not label itself (a
+    fixed-composition search, an element whose DFT fails). Either is optional; the hull takes the
+    lowest enthalpy per atom of each element among its labels and these."""
+
+    structures: dict[str, str] = Field(
+        default_factory=dict, description="symbol -> structure file (any format ASE reads, one "
+        "element only), labelled with the initial structures and relaxed in the final stage; "
+        "relative paths are taken from the campaign file's folder")
+    enthalpies: dict[str, float] = Field(
+        default_factory=dict, description="symbol -> eV/atom: the element's enthalpy per atom "
+        "E/N + P·V/N at the campaign pressure, computed with the campaign's labeller and settings "
+        "(its energy zero)")
+
+    @field_validator("enthalpies")
+    @classmethod
+    def _finite(cls, values: dict[str, float]) -> dict[str, float]:
+        import math
+
+        for symbol, value in values.items():
+            if not math.isfinite(value):
+                raise ValueError(f"enthalpy of {symbol} = {value} eV/atom must be a finite number")
+        return values
 
 
 class ParallelSettings(_Section):
@@ -252,6 +282,22 @@ class CampaignConfig(_Section):
         validate_default=True,
         description="who labels structures; schema: acnn_mpi.label.settings.LabellerSettings")
     parallel: ParallelSettings = Field(default_factory=ParallelSettings)
+    references: ReferenceSettings = Field(default_factory=ReferenceSettings)
+
+    @field_validator("references")
+    @classmethod
+    def _reference_files(cls, references: ReferenceSettings, info: ValidationInfo):
+        """Structure files resolved against the campaign file's folder, read once to check them."""
+        base_dir = (info.context or {}).get("base_dir")
+        resolved = {}
+        for symbol, name in references.structures.items():
+            path = Path(name).expanduser()
+            if not path.is_absolute() and base_dir is not None:
+                path = Path(base_dir) / path
+            resolved[symbol] = str(path)
+            _check_reference_structure(symbol, path)
+        object.__setattr__(references, "structures", resolved)
+        return references
 
     @field_validator("labeller", mode="before")
     @classmethod
@@ -283,6 +329,8 @@ class CampaignConfig(_Section):
             ("compositions.per_element_bounds", comp.per_element_bounds),
             ("compositions.oxidation_states", comp.oxidation_states),
             ("generation.atomic_volumes", self.generation.atomic_volumes),
+            ("references.structures", self.references.structures),
+            ("references.enthalpies", self.references.enthalpies),
         ):
             for symbol in symbols:
                 _known_element(symbol)
@@ -336,6 +384,25 @@ class CampaignConfig(_Section):
             if iteration >= entry.from_iteration:
                 c_max, l_max = entry.c_max, entry.l_max
         return c_max, l_max
+
+
+def _check_reference_structure(symbol: str, path: Path) -> None:
+    """Raise ValueError unless ``path`` holds a periodic structure of ``symbol`` only."""
+    _known_element(symbol)
+    if not path.is_file():
+        raise ValueError(f"{symbol}: structure file {path} not found")
+    import ase.io
+
+    try:
+        atoms = ase.io.read(path)
+    except Exception as error:  # noqa: BLE001 - any reader error is a bad file
+        raise ValueError(f"{symbol}: {path} is not a structure file ASE reads ({error})") from None
+    others = sorted(set(atoms.get_chemical_symbols()) - {symbol})
+    if len(atoms) == 0 or others:
+        raise ValueError(f"{symbol}: {path} must hold {symbol} atoms only, "
+                         f"found {others or 'no atoms'}")
+    if not atoms.pbc.all() or atoms.cell.rank < 3:
+        raise ValueError(f"{symbol}: {path} must be a periodic crystal with a full cell")
 
 
 def _pair_table(raw: MinDistances, elements: list[str]) -> dict[str, float]:

@@ -34,9 +34,12 @@ class IterationRecord:
     labelled: int = 0
     label_failures: int = 0
     label_seconds: float = 0.0
+    label_evaluations: int = 0        # labeller evaluations (single points, failed attempts too)
+    label_core_seconds: float = 0.0   # core·s of those evaluations
     validation: dict[str, float] = field(default_factory=dict)   # model n-1 on labels of n
     training: dict[str, float] = field(default_factory=dict)     # final validation of model n
     hull: list[dict[str, Any]] = field(default_factory=list)      # stable phases (labeller hull)
+    missing_elements: list[str] = field(default_factory=list)     # elements the hull lacked
 
 
 @dataclass
@@ -48,6 +51,11 @@ class CampaignState:
     converged: bool = False
     final_done: bool = False
     stable_streak: int = 0
+    final_relaxed: int = 0            # final-stage relaxations by the labeller that ended with labels
+    final_failed: int = 0             # ... that failed
+    final_evaluations: int = 0        # labeller evaluations of the final stage (every ionic step)
+    final_core_seconds: float = 0.0
+    final_hull_source: str = ""       # what the final hull was built from
     history: list[IterationRecord] = field(default_factory=list)
     version: int = FORMAT_VERSION
 

@@ -15,6 +15,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..config import load_config, resolved_yaml
     from ..errors import UserError
+    from ..label.validate import validate_labeller
 
     comm = args.comm
     if args.env or not args.files:
@@ -26,6 +27,7 @@ def run(args) -> int:
         for path in args.files:
             try:
                 config = load_config(path)
+                validate_labeller(config.labeller)   # DFT command, placeholders, data directories
             except UserError as error:
                 failures.append(str(error))
                 continue

@@ -40,7 +40,8 @@ def add_arguments(parser) -> None:
                         help="unphysical below this × the pair minimum distance (0.5)")
     parser.add_argument("--volume-window", type=float, nargs=2, default=(0.5, 200.0), metavar=("MIN", "MAX"),
                         help="allowed volume per atom, Å³ (0.5 200)")
-    parser.add_argument("--energy-floor", type=float, default=None, help="unphysical below this energy, eV/atom")
+    parser.add_argument("--energy-floor", type=float, default=None, help="unphysical below this energy per atom relative to the model's "
+                        "per-element reference energies (ACNN; 0 for other models), eV/atom")
     parser.add_argument("--maxstep", type=float, default=0.2, help="largest step per coordinate row, Å (0.2)")
     parser.add_argument("--skin", type=float, default=1.0, help="Verlet skin of the neighbour lists, Å (1.0)")
     parser.add_argument("--device", default=None, help="torch device for the model (default: cpu)")

@@ -17,11 +17,13 @@ def run(args) -> int:
 
     from ..campaign.controller import run_campaign
     from ..config import load_config
+    from ..label.validate import validate_labeller
 
     comm = args.comm
 
     def read():
         config = load_config(args.campaign)
+        validate_labeller(config.labeller)   # DFT command, placeholders, data: before any work
         if args.output_dir:
             config.output_dir = os.path.abspath(args.output_dir)
         return config
