@@ -34,6 +34,26 @@ COMMANDS = {
 log = logging.getLogger("acnn_mpi")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage is one ``--help`` away)."""
+
+    def error(self, message: str):
+        if _launcher_rank() != 0:  # every rank parses the same line: one says it
+            self.exit(2)
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _launcher_rank() -> int:
+    """This process's rank as the MPI launcher set it in the environment (0 when not launched)."""
+    import os
+
+    for name in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"):
+        value = os.environ.get(name)
+        if value and value.isdigit():
+            return int(value)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--threads", type=int, default=None, metavar="N",
@@ -42,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="debug output")
     common.add_argument("--log-all-ranks", action="store_true",
                         help="let every rank log, not only the root")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m acnn_mpi",
         description="Self-optimizing crystal structure prediction with the ACNN potential, "
         "parallel over MPI. With no arguments: run the campaign in ./campaign.yaml.",
@@ -90,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    # a log line that cannot be written (a full disk) must not print a traceback; the write that
+    # matters fails next and says so in one line
+    logging.raiseExceptions = False
     comm = _startup(args)
     from .parallel.guard import run_guarded
 

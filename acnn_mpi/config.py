@@ -13,6 +13,8 @@ with one line per problem, each naming the field, the value and what is allowed.
 from __future__ import annotations
 
 import itertools
+import math
+import typing
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -23,7 +25,41 @@ from .errors import UserError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, value, info: ValidationInfo):
+        """YAML's true/false where a count or a number belongs (pydantic would take true as 1)."""
+        if _numeric_annotation(cls.model_fields[info.field_name].annotation) and _contains_bool(value):
+            raise ValueError("a boolean (true/false) where a number belongs: give a number")
+        return value
+
+
+def _leaf_types(annotation) -> set:
+    """The types an annotation is built from: list[tuple[int, int]] -> {list, tuple, int}."""
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    leaves = {origin if origin is not None else annotation}
+    for arg in args:
+        leaves |= _leaf_types(arg)
+    return leaves
+
+
+def _numeric_annotation(annotation) -> bool:
+    """True for fields of numbers (int, float, lists/tuples/dicts of them) that take no booleans."""
+    leaves = _leaf_types(annotation)
+    return bool(leaves & {int, float}) and not leaves & {bool, Any}
+
+
+def _contains_bool(value) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, dict):
+        return any(_contains_bool(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_contains_bool(v) for v in value)
+    return False
 
 
 def _known_element(symbol: str) -> str:
@@ -477,23 +513,92 @@ def config_from_dict(data: dict, source: str = "campaign", base_dir: str | None 
 
 def load_config(path: str | Path) -> CampaignConfig:
     """Read and validate a campaign YAML file; ``output_dir`` is resolved relative to the file."""
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"campaign file {path} not found: create it (see inputs/demo.yaml for an example)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{path}:{where} is not valid YAML ({getattr(error, 'problem', error)})") from None
+    data = read_yaml_file(path, what="campaign file")
+    refuse_non_finite(data, str(path))
     config = config_from_dict(data if data is not None else {}, source=str(path),
                               base_dir=str(path.parent.resolve()))
     output = Path(config.output_dir)
     if not output.is_absolute():
         config.output_dir = str((path.parent / output).resolve())
     return config
+
+
+def read_yaml_file(path: Path, what: str = "campaign file") -> Any:
+    """The YAML document in ``path`` (UTF-8 text, no repeated keys) or a one-line UserError."""
+    import yaml
+
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a directory, not a YAML file: give the file inside it "
+                        f"(e.g. {path / 'campaign.yaml'})")
+    if not path.is_file():
+        raise UserError(f"{what} {path} not found: create it (see inputs/demo.yaml for an example)")
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise UserError(f"{what} {path}: cannot read it ({error.strerror}); check its permissions") from None
+    if b"\0" in raw:
+        raise UserError(f"{what} {path} is a binary file, not YAML text: give the campaign's .yaml file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        raise UserError(f"{what} {path}: line {line} is not UTF-8 text (byte 0x{raw[error.start]:02x}): "
+                        "save the file as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = getattr(error, "problem", None) or getattr(error, "reason", None) or str(error)
+        raise UserError(f"{path}:{where} not valid YAML: {problem}") from None
+
+
+def _unique_key_loader():
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        """SafeLoader that refuses a key given twice in one mapping (YAML lets the last one win)."""
+
+        def construct_mapping(self, node, deep=False):
+            first_line = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = key in first_line
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} is given twice (first on line "
+                        f"{first_line[key] + 1}); keep one", key_node.start_mark)
+                first_line[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
+def refuse_non_finite(data: Any, source: str) -> None:
+    """A UserError naming every NaN or infinite number in a YAML document read from ``source``."""
+    problems = [f"{where} = {value}: must be a finite number" for where, value in non_finite_entries(data)]
+    if problems:
+        raise UserError(f"{source}: " + "; ".join(problems))
+
+
+def non_finite_entries(data: Any, where: str = "") -> list[tuple[str, float]]:
+    """(dotted location, value) of every NaN or infinite number in a YAML document."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return [(where or "(top level)", data)]
+    found = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found += non_finite_entries(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(data, (list, tuple)):
+        for index, value in enumerate(data):
+            found += non_finite_entries(value, f"{where}[{index}]")
+    return found
 
 
 def resolved_yaml(config: CampaignConfig) -> str:

@@ -1,5 +1,8 @@
 """The command line: help for every subcommand, `check` on good and bad files, exit codes."""
 
+import os
+import sys
+
 import pytest
 
 from acnn_mpi.cli import COMMANDS
@@ -16,7 +19,11 @@ def test_every_subcommand_has_help(acnn):
 
 
 def test_check_shipped_inputs(acnn):
-    result = acnn(["check", "inputs/demo.yaml", "inputs/mgcah_300gpa.yaml", "inputs/bepno.yaml"])
+    # the DFT templates run `mpirun -n 64 vasp_std`: check wants mpirun on PATH (the MPI beside
+    # this Python provides one)
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    result = acnn(["check", "inputs/demo.yaml", "inputs/mgcah_300gpa.yaml", "inputs/bepno.yaml"],
+                  env={"PATH": path})
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("valid; resolved settings") == 3
     assert "r_cut_radial: 6.5" in result.stdout  # Be-P-N-O cutoff resolved

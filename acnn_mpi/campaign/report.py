@@ -176,7 +176,9 @@ def _cost(paths: CampaignPaths, state, history) -> dict:
     single = sum(r.label_evaluations for r in history)
     core_seconds = sum(r.label_core_seconds for r in history) + state.final_core_seconds
     if single == 0:
-        failures_file = paths.labels.with_name(paths.labels.name + ".failures.jsonl")
+        from ..label.sink import default_failures_path
+
+        failures_file = Path(default_failures_path(str(paths.labels)))
         failures = sum(1 for _ in open(failures_file)) if failures_file.exists() else 0
         single = frames(paths.labels) + failures
         core_seconds = sum(r.label_seconds for r in history)

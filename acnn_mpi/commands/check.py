@@ -15,7 +15,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..config import load_config, resolved_yaml
     from ..errors import UserError
-    from ..label.validate import validate_labeller
+    from .preflight import check_campaign
 
     comm = args.comm
     if args.env or not args.files:
@@ -27,7 +27,7 @@ def run(args) -> int:
         for path in args.files:
             try:
                 config = load_config(path)
-                validate_labeller(config.labeller)   # DFT command, placeholders, data directories
+                check_campaign(config, path)
             except UserError as error:
                 failures.append(str(error))
                 continue
