@@ -74,7 +74,9 @@ def _missing_programs(template: str, env: dict) -> list[str]:
     path = env.get("PATH", os.defpath)
 
     def found(word):
-        return shutil.which(word, path=path) is not None or (os.sep in word and os.path.exists(word))
+        if os.sep in word and not os.path.isabs(word):
+            return True   # relative to the calculation directory (copy_files): the run will tell
+        return shutil.which(word, path=path) is not None or (os.path.isabs(word) and os.path.exists(word))
 
     program = words[0]
     if not found(program):

@@ -24,6 +24,8 @@ def test_a_good_command_passes():
     (command("no_such_dft_code_xyz -i {input}"),
      "labeller.command: 'no_such_dft_code_xyz' is not found on PATH"),
     (command(f"env OMP_NUM_THREADS=2 {PY} -c pass"), None),
+    (command("./driver.sh {input} {output}", copy_files=[]), None),      # copied into each directory
+    (command("/no/such/dir/vasp_std"), "'/no/such/dir/vasp_std' is not found on PATH"),
     (command("mpirun -n {cores} no_such_vasp_xyz"),
      r"the program started by mpirun \(no_such_vasp_xyz\) is not found on PATH"),
     (command(f"{PY} run.py {{inptu}} {{output}}"), "labeller.command = .*unknown placeholder\\(s\\) \\{inptu\\}"),
