@@ -9,19 +9,24 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    import sys
+
     from ..config import load_config, resolved_yaml
     from ..errors import UserError
-    from ..label.validate import validate_labeller
+    from ..label.validate import machine_problems, validate_labeller
 
     comm = args.comm
     failures = []
+    warnings = []   # what this machine lacks for the labeller (DFT program, data)
 
     def check_all():
         texts = []
         for path in args.files:
             try:
                 config = load_config(path)
-                validate_labeller(config.labeller)   # DFT command, placeholders, data directories
+                validate_labeller(config.labeller, machine=False)   # placeholders
+                warnings.extend(f"warning: {path}: {problem} (`run` stops on it)"
+                                for problem in machine_problems(config.labeller))
             except UserError as error:
                 failures.append(str(error))
                 continue
@@ -30,6 +35,8 @@ def run(args) -> int:
 
     results, problems = comm.root_then_bcast(check_all)
     if comm.is_root:
+        for warning in warnings:
+            print(warning, file=sys.stderr)
         for path, config in results:
             if args.quiet:
                 print(f"{path}: ok")

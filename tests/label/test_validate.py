@@ -59,11 +59,21 @@ def test_missing_pseudopotential_file(tmp_path):
         validate_labeller(settings)
 
 
-def test_check_command_exits_2_with_the_setting_named(acnn, tmp_path):
+def test_check_stops_on_a_placeholder_and_warns_about_the_machine(acnn, tmp_path):
     config = tmp_path / "campaign.yaml"
-    config.write_text("elements: [Si]\nlabeller:\n  kind: command\n  command: 'no_such_dft_code_xyz {input}'\n"
+    config.write_text("elements: [Si]\nlabeller:\n  kind: command\n  command: 'no_such_dft_code_xyz {inptu}'\n"
                       "  input_format: extxyz\n")
     result = acnn(["check", str(config)], timeout=60)
-    assert result.returncode == 2
-    assert "'no_such_dft_code_xyz' is not found on PATH" in result.stderr
+    assert result.returncode == 2 and "unknown placeholder(s) {inptu}" in result.stderr
     assert "Traceback" not in result.stderr
+    # a program missing here is a warning for `check` (login node) ...
+    config.write_text(config.read_text().replace("{inptu}", "{input}"))
+    result = acnn(["check", "-q", str(config)], timeout=60)
+    assert result.returncode == 0 and "ok" in result.stdout
+    assert "warning:" in result.stderr and "'no_such_dft_code_xyz' is not found on PATH" in result.stderr
+    # ... and stops `run` before any work, in one line, exit 2
+    result = acnn(["run", str(config), "--output-dir", str(tmp_path / "out")], timeout=60)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "'no_such_dft_code_xyz' is not found on PATH" in errors[0]
+    assert not (tmp_path / "out" / "iter_000").exists()
