@@ -17,7 +17,7 @@ from acnn_mpi.units import ev_per_a3_to_gpa
 
 PY = sys.executable
 
-from .test_command import vasp_setup as fake_vasp  # noqa: F401 - fixture: POTCARs, fake VASP
+from tests.label.test_command import vasp_setup as fake_vasp  # noqa: F401 - fixture: POTCARs, fake VASP
 
 
 def cu_au():
