@@ -13,6 +13,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+
     from ..config import load_config, resolved_yaml
     from ..errors import UserError
     from .preflight import check_campaign
