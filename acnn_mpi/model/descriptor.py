@@ -325,7 +325,30 @@ def xy_selection(l_max: int, dtype=torch.float64, device=None) -> torch.Tensor:
     return select
 
 
-def _harmonics_forward(unit, z_coeff, select, l_max: int):
+def _matmul(a: torch.Tensor, b: torch.Tensor, pointwise: bool) -> torch.Tensor:
+    """a (..., K) @ b (K, J). ``pointwise``: as a broadcast sum, which torch.compile fuses with the
+    operations around it (for small K and J), where eager mode would materialize (..., K, J)."""
+    return (a.unsqueeze(-1) * b).sum(-2) if pointwise else a @ b
+
+
+def _mix(values: torch.Tensor, mixing: torch.Tensor, pick: torch.Tensor, transpose: bool,
+         pointwise: bool) -> torch.Tensor:
+    """values (E, n_a) times the neighbour's element block W[Z_j] (or its transpose) of mixing
+    (n_a, S·n_a): one matmul to all S blocks and a gather, or (``pointwise``) a per-edge gather of
+    W[Z_j] that torch.compile fuses."""
+    n_a = values.shape[1]
+    S = mixing.shape[1] // n_a
+    blocks = mixing.view(n_a, S, n_a)                                          # [n, z, c]
+    if pointwise:
+        per_element = blocks.permute(1, 0, 2)                                  # [z, n, c]
+        w = per_element.index_select(0, torch.div(pick[:, 0], n_a, rounding_mode="floor"))
+        return (values[:, None, :] * w).sum(2) if transpose else (values[:, :, None] * w).sum(1)
+    if transpose:
+        return torch.gather(values @ blocks.permute(2, 1, 0).reshape(n_a, S * n_a), 1, pick)
+    return torch.gather(values @ mixing, 1, pick)
+
+
+def _harmonics_forward(unit, z_coeff, select, l_max: int, pointwise: bool = False):
     """Y (E, n_lm) = (z powers @ z_coeff) · (xy @ select) of unit (E, 3), and what the backward needs."""
     x, y, z = unit.unbind(1)
     powers = [torch.ones_like(z)]
@@ -335,18 +358,19 @@ def _harmonics_forward(unit, z_coeff, select, l_max: int):
         re.append(re[-1] * x - im[-1] * y)
         im.append(re[-2] * y + im[-1] * x)
     powers, re, im = torch.stack(powers, 1), torch.stack(re, 1), torch.stack(im, 1)
-    z_part = powers @ z_coeff
-    xy = torch.cat([im[:, 1:].flip(1), re], dim=1) @ select
+    z_part = _matmul(powers, z_coeff, pointwise)
+    xy = _matmul(torch.cat([im[:, 1:].flip(1), re], dim=1), select, pointwise)
     return z_part * xy, powers, re, im, z_part, xy
 
 
-def _harmonics_backward(grad_y, z_coeff, select, l_max: int, powers, re, im, z_part, xy):
+def _harmonics_backward(grad_y, z_coeff, select, l_max: int, powers, re, im, z_part, xy,
+                        pointwise: bool = False):
     """dL/d unit (E, 3) from dL/dY (E, n_lm), the unit vector taken as free. With
     P + iQ = (x + iy)^m: ∂P_m/∂x = m P_{m−1}, ∂Q_m/∂x = m Q_{m−1}, ∂P_m/∂y = −m Q_{m−1},
     ∂Q_m/∂y = m P_{m−1}."""
     L = l_max
-    d_zpart = (grad_y * xy) @ z_coeff.T                                        # (E, L+1)
-    d_xy = (grad_y * z_part) @ select.T                                        # (E, 2L+1)
+    d_zpart = _matmul(grad_y * xy, z_coeff.T, pointwise)                      # (E, L+1)
+    d_xy = _matmul(grad_y * z_part, select.T, pointwise)                       # (E, 2L+1)
     m = torch.arange(1, L + 1, dtype=grad_y.dtype, device=grad_y.device)
     dz = (d_zpart[:, 1:] * powers[:, :L] * m).sum(1)
     d_re, d_im = d_xy[:, L + 1:], d_xy[:, :L].flip(1)                           # m = 1..L
@@ -357,7 +381,8 @@ def _harmonics_backward(grad_y, z_coeff, select, l_max: int, powers, re, im, z_p
 
 
 def _fused_forward(vectors, vectors_a, mixing, element, pick, z_coeff, select, sum_over_m,
-                   r_cut: float, r_cut_a: float, n_radial: int, n_angular: int, l_max: int):
+                   r_cut: float, r_cut_a: float, n_radial: int, n_angular: int, l_max: int,
+                   pointwise: bool = False):
     """Φ⁽¹⁾ (N, S, n_r), Φ⁽²⁾ (N, n_a, l_max+1) and the tensors the backward needs, from the
     radial and angular tables (N, M, 3), (N, M_a, 3); the same operations as the default path."""
     n_atoms, width, _ = vectors.shape
@@ -367,9 +392,9 @@ def _fused_forward(vectors, vectors_a, mixing, element, pick, z_coeff, select, s
     radial = torch.bmm(element.transpose(1, 2), g.view(n_atoms, width, -1))
     r_a = torch.linalg.vector_norm(vectors_a, dim=2).view(-1)
     g_a, cos_p1_a, phi_a, h_a = _basis_forward(r_a, r_cut_a, n_angular)
-    mixed = torch.gather(g_a @ mixing, 1, pick).view(n_atoms, width_a, n_angular)
+    mixed = _mix(g_a, mixing, pick, False, pointwise).view(n_atoms, width_a, n_angular)
     unit = vectors_a.view(-1, 3) / r_a[:, None]
-    y, powers, re, im, z_part, xy = _harmonics_forward(unit, z_coeff, select, l_max)
+    y, powers, re, im, z_part, xy = _harmonics_forward(unit, z_coeff, select, l_max, pointwise)
     y = y.view(n_atoms, width_a, -1)
     density = torch.bmm(mixed.transpose(1, 2), y)                              # (N, n_a, n_lm)
     angular = (density * density) @ sum_over_m
@@ -379,7 +404,8 @@ def _fused_forward(vectors, vectors_a, mixing, element, pick, z_coeff, select, s
 
 
 def _fused_backward(grad_radial, grad_angular, vectors, mixing, element, pick, z_coeff, select,
-                    sum_over_m, saved, r_cut: float, r_cut_a: float, l_max: int, need_mixing: bool):
+                    sum_over_m, saved, r_cut: float, r_cut_a: float, l_max: int, need_mixing: bool,
+                    pointwise: bool = False):
     """dL/d(radial table) (N, M, 3), dL/d(angular table) (N, M_a, 3) and dL/d mixing (or None)
     from dL/dΦ⁽¹⁾ (N, S, n_r) and dL/dΦ⁽²⁾ (N, n_a, l_max+1)."""
     (r, cos_p1, phi, h, r_a, cos_p1_a, phi_a, h_a, g_a, mixed, unit, y, powers, re, im,
@@ -392,11 +418,10 @@ def _fused_backward(grad_radial, grad_angular, vectors, mixing, element, pick, z
     grad_density = 2.0 * density * (grad_angular @ sum_over_m.T)               # (N, n_a, n_lm)
     grad_mixed = torch.bmm(y, grad_density.transpose(1, 2)).view(-1, n_a)      # (N·M_a, n_a)
     grad_y = torch.bmm(mixed, grad_density).view(n_atoms * width_a, -1)
-    # back through g̃ = g W[Z_j]: dL/dg = dL/dg̃ W[Z_j]ᵀ, as one matmul to all blocks and a gather
-    blocks = mixing.view(n_a, S, n_a).permute(2, 1, 0).reshape(n_a, S * n_a)
-    grad_g_a = torch.gather(grad_mixed @ blocks, 1, pick)
+    # back through g̃ = g W[Z_j]: dL/dg = dL/dg̃ W[Z_j]ᵀ
+    grad_g_a = _mix(grad_mixed, mixing, pick, True, pointwise)
     grad_r_a = _basis_backward(grad_g_a, r_a, r_cut_a, cos_p1_a, phi_a, h_a)
-    grad_unit = _harmonics_backward(grad_y, z_coeff, select, l_max, powers, re, im, z_part, xy)
+    grad_unit = _harmonics_backward(grad_y, z_coeff, select, l_max, powers, re, im, z_part, xy, pointwise)
     # v = r·unit: dL/dv = (dL/du − (dL/du·u) u)/r + dL/dr u
     radial_part = grad_r_a - (grad_unit * unit).sum(1) / r_a
     grad_v_a = (grad_unit / r_a[:, None] + radial_part[:, None] * unit).view(n_atoms, width_a, 3)
@@ -407,7 +432,7 @@ def _fused_backward(grad_radial, grad_angular, vectors, mixing, element, pick, z
     return grad_v, grad_v_a, grad_mixing
 
 
-_KERNELS = {"forward": _fused_forward, "backward": _fused_backward}
+_KERNELS = {"forward": _fused_forward, "backward": _fused_backward, "pointwise": False}
 
 
 def compile_fused_kernels(enabled: bool = True) -> None:
@@ -418,8 +443,9 @@ def compile_fused_kernels(enabled: bool = True) -> None:
     if enabled:
         _KERNELS["forward"] = torch.compile(_fused_forward, dynamic=True)
         _KERNELS["backward"] = torch.compile(_fused_backward, dynamic=True)
+        _KERNELS["pointwise"] = True
     else:
-        _KERNELS.update(forward=_fused_forward, backward=_fused_backward)
+        _KERNELS.update(forward=_fused_forward, backward=_fused_backward, pointwise=False)
 
 
 class _FusedFeatures(torch.autograd.Function):
@@ -432,7 +458,7 @@ class _FusedFeatures(torch.autograd.Function):
         constants = d._fused_constants(vectors.dtype, vectors.device)
         radial, angular, saved = _KERNELS["forward"](
             vectors, vectors_a, mixing, element, pick, *constants, d.r_cut_radial, d.r_cut_angular,
-            d.n_radial, d.n_angular, d.l_max)
+            d.n_radial, d.n_angular, d.l_max, _KERNELS["pointwise"])
         ctx.descriptor, ctx.constants, ctx.n_saved = d, constants, len(saved)
         ctx.save_for_backward(vectors, mixing, element, pick, *saved)
         n_atoms = vectors.shape[0]
@@ -451,5 +477,6 @@ class _FusedFeatures(torch.autograd.Function):
         grad_v, grad_v_a, grad_mixing = _KERNELS["backward"](
             grad_radial.reshape(n_atoms, S, -1).contiguous(),
             grad_angular.reshape(n_atoms, d.n_angular, -1).contiguous(), vectors, mixing, element, pick,
-            *ctx.constants, tuple(saved), d.r_cut_radial, d.r_cut_angular, d.l_max, ctx.needs_input_grad[2])
+            *ctx.constants, tuple(saved), d.r_cut_radial, d.r_cut_angular, d.l_max, ctx.needs_input_grad[2],
+            _KERNELS["pointwise"])
         return grad_v, grad_v_a, grad_mixing, None, None, None

@@ -1,0 +1,85 @@
+"""ACNN (or any acnn_mpi atomic-energy model) as a TorchSim model (``torch-sim-atomistic``).
+
+Optional: install with ``pip install acnn_mpi[bench]``. The wrapper makes a model usable with
+TorchSim's batched optimizers and integrators::
+
+    import torch_sim as ts
+    from acnn_mpi.model.torchsim import TorchSimModel
+
+    ts_model = TorchSimModel(ACNN.load("model.pt"))
+    state = ts.initialize_state(atoms_list, ts_model.device, ts_model.dtype)
+    init, update = ts.optimizers.frechet_cell_fire(ts_model, scalar_pressure=p_ev_per_a3)
+
+Energies, forces and stress come from :func:`acnn_mpi.model.forces.evaluate` (one batched call,
+exact derivatives, stress in ASE's sign convention as TorchSim expects), in the model's dtype.
+TorchSim's cell is column vectors; acnn_mpi's is rows: the wrapper converts.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..state import Batch
+from .forces import evaluate
+
+try:  # TorchSim is an optional dependency
+    from torch_sim.models.interface import ModelInterface as _Base
+
+    HAVE_TORCH_SIM = True
+except ImportError:  # pragma: no cover - exercised only without the extra
+    _Base = torch.nn.Module
+    HAVE_TORCH_SIM = False
+
+
+def _model_dtype(model: torch.nn.Module) -> torch.dtype:
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return torch.float64
+
+
+class TorchSimModel(_Base):
+    """A TorchSim ``ModelInterface`` around an acnn_mpi atomic-energy model.
+
+    Args:
+        model: a module with ``cutoff`` (Å) and ``atomic_energies(batch, edges)`` (eV), e.g. ACNN.
+        compute_stress: also return the stress (B, 3, 3) eV/Å³ (needed for cell relaxation).
+
+    Attributes:
+        n_calls: forward calls so far; ``n_structure_evaluations``: structures evaluated so far
+            (the sum of the batch sizes), for counting model evaluations per structure.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, compute_stress: bool = True):
+        if not HAVE_TORCH_SIM:
+            raise ImportError("TorchSimModel needs torch-sim-atomistic: pip install 'acnn_mpi[bench]'")
+        super().__init__()
+        self.model = model
+        params = list(model.parameters()) + list(model.buffers())
+        self._device = params[0].device if params else torch.device("cpu")
+        self._dtype = _model_dtype(model)
+        self._compute_stress = bool(compute_stress)
+        self._compute_forces = True
+        self.n_calls = 0
+        self.n_structure_evaluations = 0
+
+    def forward(self, state, **kwargs) -> dict[str, torch.Tensor]:
+        """``state``: a TorchSim ``SimState`` (or its dict). Returns ``energy`` (B,) eV,
+        ``forces`` (N, 3) eV/Å and, with ``compute_stress``, ``stress`` (B, 3, 3) eV/Å³."""
+        if isinstance(state, dict):
+            from torch_sim.state import SimState
+
+            state = SimState(**state)
+        n_systems = int(state.n_systems)
+        pbc = torch.as_tensor(state.pbc, device=state.positions.device)
+        pbc = pbc.expand(n_systems, 3) if pbc.dim() < 2 else pbc
+        batch = Batch(positions=state.positions.to(self._dtype), numbers=state.atomic_numbers.long(),
+                      cell=state.row_vector_cell.to(self._dtype), pbc=pbc.bool(),
+                      system_idx=state.system_idx.long())
+        out = evaluate(self.model, batch, compute_forces=True, compute_stress=self._compute_stress)
+        self.n_calls += 1
+        self.n_structure_evaluations += n_systems
+        result = {"energy": out.energy.detach(), "forces": out.forces.detach()}
+        if self._compute_stress:
+            result["stress"] = out.stress.detach()
+        return result
