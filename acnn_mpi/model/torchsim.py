@@ -76,10 +76,35 @@ class TorchSimModel(_Base):
         batch = Batch(positions=state.positions.to(self._dtype), numbers=state.atomic_numbers.long(),
                       cell=state.row_vector_cell.to(self._dtype), pbc=pbc.bool(),
                       system_idx=state.system_idx.long())
-        out = evaluate(self.model, batch, compute_forces=True, compute_stress=self._compute_stress)
         self.n_calls += 1
         self.n_structure_evaluations += n_systems
-        result = {"energy": out.energy.detach(), "forces": out.forces.detach()}
+        finite = torch.isfinite(batch.cell).flatten(1).all(1)
+        bad_atoms = (~torch.isfinite(batch.positions).all(1)).long()
+        finite = finite & (torch.zeros_like(batch.n_atoms).index_add(0, batch.system_idx, bad_atoms) == 0)
+        if bool(finite.all()):
+            out = evaluate(self.model, batch, compute_forces=True, compute_stress=self._compute_stress)
+            energy, forces, stress = out.energy, out.forces, out.stress
+        else:  # a diverged structure gets NaN; the others are evaluated
+            energy, forces, stress = self._evaluate_finite(batch, finite)
+        result = {"energy": energy.detach(), "forces": forces.detach()}
         if self._compute_stress:
-            result["stress"] = out.stress.detach()
+            result["stress"] = stress.detach()
         return result
+
+    def _evaluate_finite(self, batch: Batch, finite: torch.Tensor):
+        nan = float("nan")
+        kw = dict(dtype=self._dtype, device=batch.positions.device)
+        energy = torch.full((batch.n_systems,), nan, **kw)
+        forces = torch.full_like(batch.positions, nan)
+        stress = torch.full((batch.n_systems, 3, 3), nan, **kw)
+        keep = torch.nonzero(finite).flatten()
+        if keep.numel():
+            atoms = finite[batch.system_idx]
+            local = torch.cumsum(finite.long(), 0) - 1
+            sub = Batch(positions=batch.positions[atoms], numbers=batch.numbers[atoms], cell=batch.cell[keep],
+                        pbc=batch.pbc[keep], system_idx=local[batch.system_idx[atoms]])
+            out = evaluate(self.model, sub, compute_forces=True, compute_stress=self._compute_stress)
+            energy[keep], forces[atoms] = out.energy, out.forces
+            if self._compute_stress:
+                stress[keep] = out.stress
+        return energy, forces, stress

@@ -43,3 +43,17 @@ def test_torchsim_fire_lowers_the_enthalpy(make_model, crystal):
         state = update(state)
     assert bool((enthalpy(state) < start - 1e-4).all())
     assert wrapped.n_structure_evaluations == 2 * 31
+
+
+def test_diverged_structure_gets_nan_and_the_rest_are_evaluated(make_model, crystal):
+    model = make_model()
+    structures = [crystal(["Mg", "H", "H"], volume_per_atom=8.0) for _ in range(3)]
+    wrapped = TorchSimModel(model)
+    state = ts.initialize_state(structures, wrapped.device, wrapped.dtype)
+    reference = wrapped(state)
+    state.positions[3] = float("nan")  # an atom of the second structure
+    out = wrapped(state)
+    assert bool(torch.isnan(out["energy"][1])) and bool(torch.isnan(out["forces"][3:6]).all())
+    keep = torch.tensor([0, 2])
+    assert torch.allclose(out["energy"][keep], reference["energy"][keep], rtol=0, atol=1e-12)
+    assert torch.allclose(out["forces"][6:], reference["forces"][6:], rtol=0, atol=1e-12)
