@@ -149,13 +149,23 @@ class DescriptorOutput:
         radial: (N, S·n_r) Φ⁽¹⁾ resolved by neighbour element (column z·n_r + n).
         angular: (N, n_a·(l_max+1)) Φ⁽²⁾ (column c·(l_max+1) + l).
         neighbour: (N, M) neighbours within the radial cutoff (padded, see :class:`NeighbourTable`).
-        cutoff: (N, M) f_c(r_ij) with the radial cutoff, 0 on padding.
+        vectors: (N, M, 3) their vectors r_ij, Å (differentiable).
+        r_cut: the radial cutoff, Å.
     """
 
     radial: torch.Tensor
     angular: torch.Tensor
     neighbour: torch.Tensor
-    cutoff: torch.Tensor
+    vectors: torch.Tensor
+    r_cut: float
+
+    @property
+    def cutoff(self) -> torch.Tensor:
+        """(N, M) f_c(r_ij) with the radial cutoff, 0 on padding (computed on first use: only
+        attention needs it)."""
+        if not hasattr(self, "_cutoff"):
+            self._cutoff = cosine_cutoff(torch.linalg.vector_norm(self.vectors, dim=2), self.r_cut)
+        return self._cutoff
 
 
 class ACNNDescriptor(torch.nn.Module):
@@ -225,13 +235,14 @@ class ACNNDescriptor(torch.nn.Module):
         element = torch.nn.functional.one_hot(z, S).to(vectors.dtype).view(n_atoms, width, S)
         # the neighbour's element picks its mixing block: g̃ = g W[Z_j], W[z] = columns z·n_a…
         pick = z_a[:, None] * n_a + torch.arange(n_a, device=z_a.device)
-        fc = cosine_cutoff(torch.linalg.vector_norm(table.vectors, dim=2), self.r_cut_radial)
-        if _fused_enabled():
-            radial, angular = _FusedFeatures.apply(table.vectors, table_a.vectors, self.angular_mixing,
-                                                   element, pick, self)
+        fused, parameter_gradients = _fused_state()
+        if fused:
+            mixing = self.angular_mixing if parameter_gradients else self.angular_mixing.detach()
+            radial, angular = _FusedFeatures.apply(table.vectors, table_a.vectors, mixing, element, pick, self)
         else:
             radial, angular = self._features(table.vectors, table_a.vectors, element, pick)
-        return DescriptorOutput(radial=radial, angular=angular, neighbour=table.neighbour, cutoff=fc)
+        return DescriptorOutput(radial=radial, angular=angular, neighbour=table.neighbour,
+                                vectors=table.vectors, r_cut=self.r_cut_radial)
 
     def _features(self, vectors: torch.Tensor, vectors_a: torch.Tensor, element: torch.Tensor,
                   pick: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -272,22 +283,24 @@ _FIRST_ONLY = threading.local()
 
 
 @contextmanager
-def first_derivatives_only(enabled: bool = True):
+def first_derivatives_only(enabled: bool = True, parameter_gradients: bool = True):
     """Within this context :class:`ACNNDescriptor` uses its fused path: the same features, with a
     hand-written backward that needs about half the passes over the (N, M, basis) tables of
     autograd's. Its backward cannot itself be differentiated (no ``create_graph``): training on
-    forces uses the default path. :func:`acnn_mpi.model.forces.evaluate` enters it whenever
-    ``create_graph`` is False."""
-    previous = getattr(_FIRST_ONLY, "enabled", False)
-    _FIRST_ONLY.enabled = bool(enabled)
+    forces uses the default path. ``parameter_gradients=False``: the caller will not ask for
+    gradients of the model's parameters (forces and stress only), so the backward skips them.
+    :func:`acnn_mpi.model.forces.evaluate` enters it whenever ``create_graph`` is False."""
+    previous = getattr(_FIRST_ONLY, "state", (False, True))
+    _FIRST_ONLY.state = (bool(enabled), bool(parameter_gradients))
     try:
         yield
     finally:
-        _FIRST_ONLY.enabled = previous
+        _FIRST_ONLY.state = previous
 
 
-def _fused_enabled() -> bool:
-    return getattr(_FIRST_ONLY, "enabled", False)
+def _fused_state() -> tuple[bool, bool]:
+    """(fused path on, parameter gradients wanted)."""
+    return getattr(_FIRST_ONLY, "state", (False, True))
 
 
 def _basis_forward(r: torch.Tensor, r_cut: float, n_basis: int):

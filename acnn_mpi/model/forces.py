@@ -105,8 +105,9 @@ def evaluate(
         inputs.append(strain)
     else:
         positions_used, cell_used = positions, cell
-    # without create_graph the derivatives are never differentiated again: fused backward
-    with first_derivatives_only(not create_graph):
+    # without create_graph the derivatives are never differentiated again: fused backward; and
+    # when they are taken here, the graph is spent by them (no parameter gradients later)
+    with first_derivatives_only(not create_graph, parameter_gradients=create_graph or not inputs):
         atomic = model.atomic_energies(batch.with_geometry(positions_used, cell_used), edges)
     energy = torch.zeros(batch.n_systems, dtype=atomic.dtype, device=atomic.device)
     energy = energy.index_add(0, batch.system_idx, atomic)
