@@ -291,7 +291,7 @@ def first_derivatives_only(enabled: bool = True, parameter_gradients: bool = Tru
     gradients of the model's parameters (forces and stress only), so the backward skips them.
     :func:`acnn_mpi.model.forces.evaluate` enters it whenever ``create_graph`` is False."""
     previous = getattr(_FIRST_ONLY, "state", (False, True))
-    _FIRST_ONLY.state = (bool(enabled), bool(parameter_gradients))
+    _FIRST_ONLY.state = (bool(enabled) and _KERNELS["enabled"], bool(parameter_gradients))
     try:
         yield
     finally:
@@ -445,7 +445,13 @@ def _fused_backward(grad_radial, grad_angular, vectors, mixing, element, pick, z
     return grad_v, grad_v_a, grad_mixing
 
 
-_KERNELS = {"forward": _fused_forward, "backward": _fused_backward, "pointwise": False}
+_KERNELS = {"forward": _fused_forward, "backward": _fused_backward, "pointwise": False, "enabled": True}
+
+
+def use_fused_path(enabled: bool = True) -> None:
+    """Process-wide switch of the fused path (on by default; off: autograd everywhere, for
+    benchmarks and checks)."""
+    _KERNELS["enabled"] = bool(enabled)
 
 
 def compile_fused_kernels(enabled: bool = True) -> None:

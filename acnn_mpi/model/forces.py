@@ -21,6 +21,7 @@ from ..state import Batch
 from .descriptor import first_derivatives_only
 
 _ALLOCATOR = {"tuned": False}
+TUNE_ALLOCATOR = True  # evaluate() calls keep_freed_memory() once (False: leave malloc alone)
 
 
 def keep_freed_memory(enabled: bool = True) -> bool:
@@ -86,7 +87,7 @@ def evaluate(
         create_graph: keep the graph of the derivatives (training on forces and virials).
         edges: a neighbour list for ``batch`` within ``model.cutoff``; built here when None.
     """
-    if not _ALLOCATOR["tuned"]:
+    if TUNE_ALLOCATOR and not _ALLOCATOR["tuned"]:
         keep_freed_memory()
     if edges is None:
         edges = neighbor_list(batch, model.cutoff)
