@@ -19,7 +19,7 @@ Reported per method: fraction of structures reaching the lowest minimum found by
 torch thread), the ratio to ours.
 
     python scripts/bench_peers.py                 # 16 structures (~10 min on one loaded core)
-    python scripts/bench_peers.py --n 8 --skip-ase
+    python scripts/bench_peers.py --n 8 --atoms 8,16 --ase LBFGS --fire ase_fire,vv_fire
 """
 
 from __future__ import annotations
@@ -113,7 +113,10 @@ def main(argv=None) -> int:
     parser.add_argument("--max-steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-ase", action="store_true")
+    parser.add_argument("--fire", default="ase_fire", help="TorchSim FIRE flavours, comma-separated "
+                        "(ase_fire, vv_fire)")
+    parser.add_argument("--ase", default="LBFGS,FIRE", help="ASE optimizers to run one at a time "
+                        "(LBFGS, FIRE; empty: none)")
     args = parser.parse_args(argv)
     print(f"machine: {machine_line(f'torch {torch.__version__}', '1 torch thread')}")
     torch.manual_seed(args.seed)
@@ -124,16 +127,15 @@ def main(argv=None) -> int:
           f"({args.dtype}, random weights + repulsion); fmax {args.fmax} eV/Å, stress {args.stress_tol} GPa, "
           f"ΔH {args.dh_tol} eV/atom (ours)")
     runs = {"ours: batched BFGS (relax_structures)": ours(structures, model, args)}
-    for flavor in ("ase_fire", "vv_fire"):
+    for flavor in [f for f in args.fire.split(",") if f]:
         runs[f"TorchSim frechet_cell_fire ({flavor}), batched"] = torchsim(structures, model, args, flavor)
     import torch_sim as ts
 
     if not any("bfgs" in name.lower() for name in dir(ts.optimizers)):
         print("TorchSim (L-)BFGS: not in the installed torch-sim (version "
               f"{_version('torch-sim-atomistic')}); not measured")
-    if not args.skip_ase:
-        for name in ("LBFGS", "FIRE"):
-            runs[f"ASE {name} + FrechetCellFilter, one at a time"] = ase_relax(structures, model, args, name)
+    for name in [a for a in args.ase.split(",") if a]:
+        runs[f"ASE {name} + FrechetCellFilter, one at a time"] = ase_relax(structures, model, args, name)
     enthalpies = np.array([run["enthalpy"] for run in runs.values()])
     lowest = enthalpies.min(0)
     base = runs["ours: batched BFGS (relax_structures)"]
