@@ -237,14 +237,14 @@ def main(argv=None) -> int:
           "'model': without the neighbour list; 'nl': neighbour-list share of the CPU time; MFLOP: matmul\n"
           "FLOPs per atom-step (FlopCounterMode, forward + backward); GFLOP/s and 'of mm': the model's\n"
           "matmul FLOP rate per CPU second, and as a fraction of the plain matmul rate above\n")
-    print(f"{'system':17s} {'attn':>4s} {'batch':>5s} {'atoms':>6s} {'nbrs':>6s} {'cpu/s':>9s} "
-          f"{'wall/s':>9s} {'model':>9s} {'nl':>7s} {'MFLOP':>7s} {'GFLOP/s':>7s} {'of mm':>7s}")
     rng = np.random.default_rng(args.seed)
     if args.levers:
         levers(args.repeats, rng, batch_sizes)
         print(f"\ntotal benchmark time {time.perf_counter() - start:.0f} s; load average now "
               f"{os.getloadavg()[0]:.1f}")
         return 0
+    print(f"{'system':17s} {'attn':>4s} {'batch':>5s} {'atoms':>6s} {'nbrs':>6s} {'cpu/s':>9s} "
+          f"{'wall/s':>9s} {'model':>9s} {'nl':>7s} {'MFLOP':>7s} {'GFLOP/s':>7s} {'of mm':>7s}")
     for key in args.cases:
         run_case(key, batch_sizes, attention, args.repeats, rng, peak, args.dtype)
     print(f"\ntotal benchmark time {time.perf_counter() - start:.0f} s; load average now "

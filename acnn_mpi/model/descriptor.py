@@ -22,6 +22,7 @@ import math
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -148,15 +149,16 @@ class DescriptorOutput:
     Attributes:
         radial: (N, S·n_r) Φ⁽¹⁾ resolved by neighbour element (column z·n_r + n).
         angular: (N, n_a·(l_max+1)) Φ⁽²⁾ (column c·(l_max+1) + l).
-        neighbour: (N, M) neighbours within the radial cutoff (padded, see :class:`NeighbourTable`).
-        vectors: (N, M, 3) their vectors r_ij, Å (differentiable).
+        neighbour: (N, M) neighbours within the radial cutoff (padded, see :class:`NeighbourTable`),
+            None when the descriptor was not asked for the table.
+        vectors: (N, M, 3) their vectors r_ij, Å (differentiable), or None as ``neighbour``.
         r_cut: the radial cutoff, Å.
     """
 
     radial: torch.Tensor
     angular: torch.Tensor
-    neighbour: torch.Tensor
-    vectors: torch.Tensor
+    neighbour: Optional[torch.Tensor]
+    vectors: Optional[torch.Tensor]
     r_cut: float
 
     @property
@@ -211,25 +213,82 @@ class ACNNDescriptor(torch.nn.Module):
             vectors, centre, neighbour = vectors.index_select(0, keep), centre[keep], neighbour[keep]
         return neighbour_table(vectors, centre, neighbour, n_atoms, r_cut)
 
-    def forward(self, vectors: torch.Tensor, index: torch.Tensor, species: torch.Tensor) -> DescriptorOutput:
+    def forward(self, vectors: torch.Tensor, index: torch.Tensor, species: torch.Tensor,
+                neighbour_table: bool = True) -> DescriptorOutput:
         """vectors (E, 3) r_ij in Å; index (2, E) [centre i, neighbour j]; species (N,) element
         index 0..S−1 of each atom. Edges beyond the cutoffs are ignored; any edge order works
         (edges sorted by centre, as :func:`acnn_mpi.neighbors.neighbor_list` gives them, skip a sort).
+
+        ``neighbour_table=False`` (no attention): the output carries no neighbour table, and atoms
+        are processed in buckets of similar neighbour counts, each padded to its own width
+        (:meth:`_buckets`), so that a few dense structures do not pad the whole batch.
         """
         n_atoms = species.shape[0]
-        S, n_a = self.n_elements, self.n_angular
         centre, neighbour = index[0], index[1]
         if centre.numel() > 1 and not bool((centre[1:] >= centre[:-1]).all()):
             order = torch.argsort(centre, stable=True)
             vectors, centre, neighbour = vectors.index_select(0, order), centre[order], neighbour[order]
         r_plain = torch.linalg.vector_norm(vectors.detach(), dim=1)
+        edges = (vectors, centre, neighbour, r_plain)
+        if neighbour_table:
+            radial, angular, table = self._bucket_features(edges, species, None)
+            return DescriptorOutput(radial=radial, angular=angular, neighbour=table.neighbour,
+                                    vectors=table.vectors, r_cut=self.r_cut_radial)
+        counts = torch.bincount(centre[r_plain < self.r_cut_radial], minlength=n_atoms)
+        buckets = self._buckets(counts)
+        if len(buckets) == 1:
+            radial, angular, _ = self._bucket_features(edges, species, None)
+        else:
+            parts = [self._bucket_features(edges, species, atoms) for atoms in buckets]
+            inverse = torch.empty(n_atoms, dtype=torch.long, device=species.device)
+            inverse[torch.cat(buckets)] = torch.arange(n_atoms, device=species.device)
+            radial = torch.cat([p[0] for p in parts]).index_select(0, inverse)
+            angular = torch.cat([p[1] for p in parts]).index_select(0, inverse)
+        return DescriptorOutput(radial=radial, angular=angular, neighbour=None, vectors=None,
+                                r_cut=self.r_cut_radial)
 
+    # one more bucket costs about as much as this many padded table entries (a fused call's
+    # fixed work: ~100 small operations)
+    BUCKET_COST_ENTRIES = 4096
+
+    def _buckets(self, counts: torch.Tensor, max_buckets: int = 4) -> list[torch.Tensor]:
+        """Atoms grouped by radial neighbour count (ascending atom indices within a group): the
+        number of equal-size groups of the sorted counts (1..max_buckets) that minimizes the
+        padded entries Σ n_b · max_b plus :attr:`BUCKET_COST_ENTRIES` per extra group."""
+        n_atoms = counts.shape[0]
+        if n_atoms < 2:
+            return [torch.arange(n_atoms, device=counts.device)]
+        sorted_counts, order = torch.sort(counts)
+        best, best_k = None, 1
+        for k in range(1, max_buckets + 1):
+            bounds = [n_atoms * b // k for b in range(k + 1)]
+            cost = sum((hi - lo) * int(sorted_counts[hi - 1]) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo)
+            cost += (k - 1) * self.BUCKET_COST_ENTRIES
+            if best is None or cost < best:
+                best, best_k = cost, k
+        bounds = [n_atoms * b // best_k for b in range(best_k + 1)]
+        return [torch.sort(order[lo:hi])[0] for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+
+    def _bucket_features(self, edges, species: torch.Tensor, atoms: torch.Tensor | None):
+        """(Φ⁽¹⁾, Φ⁽²⁾, radial table) of the atoms ``atoms`` (ascending global indices; None: all)
+        from the centre-sorted ``edges`` = (vectors, centre, neighbour, |vectors|)."""
+        vectors, centre, neighbour, r_plain = edges
+        S, n_a = self.n_elements, self.n_angular
+        if atoms is None:
+            n_atoms = species.shape[0]
+        else:
+            n_atoms = atoms.shape[0]
+            local = torch.full((species.shape[0],), -1, dtype=torch.long, device=species.device)
+            local[atoms] = torch.arange(n_atoms, device=species.device)
+            mine = torch.nonzero(local.index_select(0, centre) >= 0).squeeze(1)
+            vectors, neighbour, r_plain = vectors.index_select(0, mine), neighbour[mine], r_plain[mine]
+            centre = local.index_select(0, centre[mine])
         table = self._table(vectors, centre, neighbour, r_plain, self.r_cut_radial, n_atoms)
         if self.r_cut_angular != self.r_cut_radial:
             table_a = self._table(vectors, centre, neighbour, r_plain, self.r_cut_angular, n_atoms)
         else:
             table_a = table
-        width, width_a = table.neighbour.shape[1], table_a.neighbour.shape[1]
+        width = table.neighbour.shape[1]
         z = species.index_select(0, table.neighbour.view(-1))
         z_a = z if table_a is table else species.index_select(0, table_a.neighbour.view(-1))
         element = torch.nn.functional.one_hot(z, S).to(vectors.dtype).view(n_atoms, width, S)
@@ -241,8 +300,7 @@ class ACNNDescriptor(torch.nn.Module):
             radial, angular = _FusedFeatures.apply(table.vectors, table_a.vectors, mixing, element, pick, self)
         else:
             radial, angular = self._features(table.vectors, table_a.vectors, element, pick)
-        return DescriptorOutput(radial=radial, angular=angular, neighbour=table.neighbour,
-                                vectors=table.vectors, r_cut=self.r_cut_radial)
+        return radial, angular, table
 
     def _features(self, vectors: torch.Tensor, vectors_a: torch.Tensor, element: torch.Tensor,
                   pick: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

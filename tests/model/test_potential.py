@@ -331,3 +331,23 @@ def test_compiled_fused_kernels_equal_eager(make_model, crystal):
         compile_fused_kernels(False)
     assert torch.allclose(compiled.forces, eager.forces, rtol=0, atol=1e-12)
     assert torch.allclose(compiled.stress, eager.stress, rtol=0, atol=1e-13)
+
+
+def test_bucketed_neighbour_tables_change_nothing(make_model, crystal):
+    """Atoms processed in buckets of similar neighbour counts (each padded to its own width) give
+    the single-table energies, forces and stress."""
+    model = make_model()
+    structures = [crystal(["Mg", "Ca"] + ["H"] * 6, volume_per_atom=5.0),
+                  crystal(["Ca", "H", "H"], volume_per_atom=14.0),
+                  crystal(["Mg"] * 2 + ["H"] * 4, volume_per_atom=9.0)]
+    batch = Batch.from_atoms(structures, dtype=torch.float64)
+    edges = neighbor_list(batch, model.cutoff)
+    counts = torch.bincount(edges.index[0], minlength=batch.positions.shape[0])
+    model.descriptor.BUCKET_COST_ENTRIES = 10 ** 12
+    single = evaluate(model, batch, edges=edges)
+    model.descriptor.BUCKET_COST_ENTRIES = 0
+    assert len(model.descriptor._buckets(counts)) > 1
+    bucketed = evaluate(model, batch, edges=edges)
+    assert torch.allclose(bucketed.energy, single.energy, rtol=0, atol=1e-12)
+    assert torch.allclose(bucketed.forces, single.forces, rtol=0, atol=1e-12)
+    assert torch.allclose(bucketed.stress, single.stress, rtol=0, atol=1e-13)
