@@ -127,7 +127,8 @@ def run_case(key, batch_sizes, attention, repeats, rng, peak, dtype):
 
 def levers(repeats, rng, batch_sizes):
     """Each speed lever's effect, in one process (case (a), no attention), in the order they were
-    added: autograd reference → fused backward → allocator tuning → torch.compile of the kernels."""
+    added: autograd reference → fused backward → allocator tuning → bucketed tables →
+    torch.compile of the kernels."""
     from acnn_mpi.model import descriptor, forces
 
     case = CASES["a"]
@@ -137,6 +138,8 @@ def levers(repeats, rng, batch_sizes):
                                      r_cut_angular=case["r_cut"][1]))
     model.fit_descriptor_statistics(Batch.from_atoms(structures[:8], dtype=model.dtype))
     forces.TUNE_ALLOCATOR = False  # measured as its own lever below
+    default_bucket_cost = model.descriptor.BUCKET_COST_ENTRIES
+    model.descriptor.BUCKET_COST_ENTRIES = 10 ** 15  # one table, as before
 
     def setup(name):
         if name == "autograd (reference)":
@@ -145,6 +148,8 @@ def levers(repeats, rng, batch_sizes):
             descriptor.use_fused_path(True)
         elif name == "+ malloc keeps freed memory":
             forces.keep_freed_memory(True)
+        elif name == "+ bucketed neighbour tables":
+            model.descriptor.BUCKET_COST_ENTRIES = default_bucket_cost
         else:
             start = time.process_time()
             descriptor.compile_fused_kernels(True)
@@ -157,7 +162,7 @@ def levers(repeats, rng, batch_sizes):
           f"{'vs ref':>7s}")
     reference = {}
     for name in ("autograd (reference)", "+ fused first-derivative backward", "+ malloc keeps freed memory",
-                 "+ torch.compile of the fused kernels"):
+                 "+ bucketed neighbour tables", "+ torch.compile of the fused kernels"):
         setup(name)
         for size in batch_sizes:
             batch = Batch.from_atoms(structures[:size], dtype=model.dtype)
