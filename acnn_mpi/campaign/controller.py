@@ -46,7 +46,7 @@ def run_campaign(config, comm, *, max_iterations: int | None = None) -> int:
         paths.make()
         _log_to_file(paths.log)
     comm.barrier()
-    shutdown.install()
+    shutdown.install(margin_s=config.parallel.walltime_margin_s, comm=comm)
     state = comm.root_then_bcast(lambda: load_state(paths.root))
     cells = comm.root_then_bcast(lambda: search_cells(compositions_from_config(config)))
     limit = config.search.max_iterations if max_iterations is None else max_iterations

@@ -117,7 +117,9 @@ class CSP(Stage):
         search = self.config.search
         tasks, committed = plan if plan is not None else (None, None)
         progress = _Progress(k, search.structures_per_iteration, committed)
-        device = "cpu" if self.config.model.device == "auto" else self.config.model.device
+        from ..parallel.devices import select_device
+
+        device = select_device(self.config.model.device, self.comm, self.config.parallel.ranks_per_gpu)
         service = make_service(self.config, self.paths, k, self.comm.rank, device=device)
         return serve(self.comm, tasks, service, progress.on_result,
                      should_stop=lambda: shutdown.requested() or progress.unphysical >= search.b_max,

@@ -191,7 +191,7 @@ class ACNN(torch.nn.Module):
         """
         species = self.species_index(batch.numbers)
         vectors = edges.vectors(batch.positions, batch.cell, batch.system_idx).to(self.dtype)
-        features = self.descriptor(vectors, edges.index, species)
+        features = self.descriptor(vectors, edges.index, species, neighbour_table=bool(len(self.attention)))
         x = self.embedding(features.radial, features.angular, species)
         if len(self.attention):
             layout = PairLayout.build(batch.system_idx, features.neighbour, batch.n_systems)
@@ -238,7 +238,7 @@ class ACNN(torch.nn.Module):
             edges = neighbor_list(batch, self.cutoff)
         species = self.species_index(batch.numbers)
         vectors = edges.vectors(batch.positions, batch.cell, batch.system_idx)
-        features = self.descriptor(vectors, edges.index, species)
+        features = self.descriptor(vectors, edges.index, species, neighbour_table=False)
         emb = self.embedding
         for values, shift, scale in ((features.radial, emb.radial_shift, emb.radial_scale),
                                      (features.angular, emb.angular_shift, emb.angular_scale)):

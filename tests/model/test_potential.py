@@ -285,3 +285,69 @@ def test_atoms_without_neighbours(model):
     assert float(out.forces[1, 0]) == pytest.approx(-float(out.forces[2, 0]), rel=1e-12)
     assert abs(float(out.forces[1, 0])) > 1e-5
     assert torch.isfinite(out.energy).all()
+
+
+@pytest.mark.parametrize("attention_layers", [0, 1])
+@pytest.mark.parametrize("same_cutoffs", [False, True], ids=["two-cutoffs", "one-cutoff"])
+def test_fused_backward_equals_autograd(make_model, crystal, attention_layers, same_cutoffs):
+    """The hand-written first-derivative path (used whenever create_graph is False) gives the
+    autograd path's energy, forces, stress and angular-mixing gradient."""
+    from acnn_mpi.model.descriptor import first_derivatives_only
+
+    overrides = {"r_cut_angular": 4.0} if same_cutoffs else {}
+    model = make_model(attention_layers=attention_layers, **overrides)
+    structures = [crystal(["Mg", "Ca"] + ["H"] * 6, volume_per_atom=7.0),
+                  crystal(["Ca"] * 2 + ["H"] * 3, volume_per_atom=9.0)]
+    batch = Batch.from_atoms(structures, dtype=torch.float64)
+    fused = evaluate(model, batch)
+    reference = evaluate(model, batch, create_graph=True)
+    assert torch.allclose(fused.energy, reference.energy.detach(), rtol=0, atol=1e-12)
+    assert torch.allclose(fused.forces, reference.forces.detach(), rtol=0, atol=1e-12)
+    assert torch.allclose(fused.stress, reference.stress.detach(), rtol=0, atol=1e-13)
+    assert float(reference.forces.detach().abs().max()) > 1e-3
+    grads = []
+    for enabled in (True, False):
+        model.zero_grad()
+        with first_derivatives_only(enabled):
+            energy = model.atomic_energies(batch, neighbor_list(batch, model.cutoff)).sum()
+        energy.backward()
+        grads.append(model.descriptor.angular_mixing.grad.clone())
+    assert float(grads[1].abs().max()) > 1e-6
+    assert torch.allclose(grads[0], grads[1], rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.slow
+def test_compiled_fused_kernels_equal_eager(make_model, crystal):
+    """torch.compile of the fused kernels (inductor; ~20 s to compile) changes nothing but speed."""
+    from acnn_mpi.model.descriptor import compile_fused_kernels
+
+    model = make_model()
+    batch = Batch.from_atoms([crystal(["Mg", "Ca"] + ["H"] * 6, volume_per_atom=7.0)])
+    eager = evaluate(model, batch)
+    compile_fused_kernels(True)
+    try:
+        compiled = evaluate(model, batch)
+    finally:
+        compile_fused_kernels(False)
+    assert torch.allclose(compiled.forces, eager.forces, rtol=0, atol=1e-12)
+    assert torch.allclose(compiled.stress, eager.stress, rtol=0, atol=1e-13)
+
+
+def test_bucketed_neighbour_tables_change_nothing(make_model, crystal):
+    """Atoms processed in buckets of similar neighbour counts (each padded to its own width) give
+    the single-table energies, forces and stress."""
+    model = make_model()
+    structures = [crystal(["Mg", "Ca"] + ["H"] * 6, volume_per_atom=5.0),
+                  crystal(["Ca", "H", "H"], volume_per_atom=14.0),
+                  crystal(["Mg"] * 2 + ["H"] * 4, volume_per_atom=9.0)]
+    batch = Batch.from_atoms(structures, dtype=torch.float64)
+    edges = neighbor_list(batch, model.cutoff)
+    counts = torch.bincount(edges.index[0], minlength=batch.positions.shape[0])
+    model.descriptor.BUCKET_COST_ENTRIES = 10 ** 12
+    single = evaluate(model, batch, edges=edges)
+    model.descriptor.BUCKET_COST_ENTRIES = 0
+    assert len(model.descriptor._buckets(counts)) > 1
+    bucketed = evaluate(model, batch, edges=edges)
+    assert torch.allclose(bucketed.energy, single.energy, rtol=0, atol=1e-12)
+    assert torch.allclose(bucketed.forces, single.forces, rtol=0, atol=1e-12)
+    assert torch.allclose(bucketed.stress, single.stress, rtol=0, atol=1e-13)
