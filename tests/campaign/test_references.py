@@ -130,8 +130,10 @@ def test_elements_outside_the_search_space_are_sampled_and_given_structures_labe
     paths = CampaignPaths(Path(config.output_dir))
     paths.make()
     controller = Controller(config, Comm(None), paths, CampaignState(), cells, 2)
-    assert [(c.formula, c.n_atoms) for c in controller._elemental_cells()] == [("Cu", 1), ("Pt", 1)]
-    controller.sample(0)
+    assert [(c.formula, c.n_atoms) for c in controller.elemental_cells()] == [("Cu", 1), ("Pt", 1)]
+    from acnn_mpi.campaign.stages import Sample
+
+    assert controller.run_stage(Sample(controller), 0) and controller.state.stage == "label"
     import ase.io
 
     sample = ase.io.read(paths.sample(), ":")
