@@ -57,7 +57,8 @@ def _launcher_rank() -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="torch/BLAS threads per rank (default: 1 under MPI, else all cores)")
+                        help="torch/BLAS threads per rank (default: the cores of the node divided among "
+                        "its ranks; 1 when ranks fill the node)")
     common.add_argument("-v", "--verbose", action="store_true", help="debug output")
     common.add_argument("--log-all-ranks", action="store_true",
                         help="let every rank log, not only the root")
@@ -85,17 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _startup(args) -> "object":
     """Threads and logging before any heavy import; returns the communicator."""
-    from .parallel.comm import get_world, launcher_size
     from .parallel.logs import setup_logging
-    from .parallel.threads import choose_threads, set_thread_environment
+    from .parallel.startup import log_startup, start
 
-    threads = choose_threads(args.threads, launcher_size())
-    set_thread_environment(threads)
-    comm = get_world()
+    startup = start(args.threads)
+    comm = startup.comm
     setup_logging(comm.rank, comm.size, verbose=args.verbose, all_ranks=args.log_all_ranks)
-    args.threads = threads
+    args.threads = startup.threads
     args.comm = comm
-    log.info("acnn_mpi %s: %d rank(s), %d torch/BLAS thread(s) per rank", __version__, comm.size, threads)
+    log_startup(startup, __version__)
     return comm
 
 

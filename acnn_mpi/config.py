@@ -318,9 +318,18 @@ class ReferenceSettings(_Section):
 
 
 class ParallelSettings(_Section):
-    threads_per_rank: Optional[int] = Field(None, ge=1, description="default: 1 under MPI, else all")
+    """Ranks, threads, GPUs and the batch job's walltime (README 'Running on a supercomputer')."""
+
+    threads_per_rank: Optional[int] = Field(None, ge=1, description="default: the node's cores "
+                                            "divided among its ranks (1 when ranks fill the node)")
     root_works: Optional[bool] = Field(None, description="root also relaxes (default: ≤ 4 ranks)")
     grace_seconds: float = Field(60.0, gt=0, description="time to wind down after SIGTERM/SIGUSR1")
+    ranks_per_gpu: Optional[int] = Field(
+        None, ge=1, description="with model.device auto/cuda: this many neighbouring ranks of a "
+        "node share each GPU; default: local rank mod GPUs (round robin)")
+    walltime_margin_s: float = Field(
+        900.0, ge=0, description="s: stop cleanly (state saved, exit 3) this long before the batch "
+        "job's end (Slurm/PBS, read automatically); 0 = only on a signal")
 
 
 class CampaignConfig(_Section):

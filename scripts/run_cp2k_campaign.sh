@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Run the real-DFT campaign inputs/sige_cp2k.yaml (CP2K) end to end, then print its hull, label
-# count, DFT time and wall time.   Usage: scripts/run_cp2k_campaign.sh [OUTPUT_DIR] [RANKS]
+# count, DFT time and wall time.
+# Usage: scripts/run_cp2k_campaign.sh [OUTPUT_DIR] [RANKS] [CAMPAIGN.yaml (default inputs/sige_cp2k.yaml)]
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$repo/../sige_cp2k_campaign}"
 ranks="${2:-2}"
+campaign="${3:-$repo/inputs/sige_cp2k.yaml}"
 command -v cp2k >/dev/null || { echo "CP2K not found (apt-get install cp2k cp2k-data)" >&2; exit 2; }
 mpiexec="$(dirname "$(command -v python)")/mpiexec"
 [ -x "$mpiexec" ] || mpiexec=mpiexec
 start=$(date +%s)
-"$mpiexec" -n "$ranks" python -m acnn_mpi run "$repo/inputs/sige_cp2k.yaml" --output-dir "$out"
+"$mpiexec" -n "$ranks" python -m acnn_mpi run "$campaign" --output-dir "$out"
 wall=$(( $(date +%s) - start ))
 python - "$out" "$wall" <<'PY'
 import json, sys

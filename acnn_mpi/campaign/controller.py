@@ -46,7 +46,7 @@ def run_campaign(config, comm, *, max_iterations: int | None = None) -> int:
         paths.make()
         _log_to_file(paths.log)
     comm.barrier()
-    shutdown.install()
+    shutdown.install(margin_s=config.parallel.walltime_margin_s, comm=comm)
     state = comm.root_then_bcast(lambda: load_state(paths.root))
     cells = comm.root_then_bcast(lambda: search_cells(compositions_from_config(config)))
     limit = config.search.max_iterations if max_iterations is None else max_iterations
@@ -200,7 +200,8 @@ class Controller:
         def should_stop():
             return shutdown.requested() or totals["unphysical"] >= search.b_max
 
-        device = "cpu" if config.model.device == "auto" else config.model.device
+        from ..parallel.devices import select_device
+        device = select_device(config.model.device, self.comm, config.parallel.ranks_per_gpu)
         worker = CSPWorker(config, self.paths, self.paths.model(k - 1), device=device)
         run_dynamic(self.comm, chunks, worker, on_result, root_works=config.parallel.root_works,
                     should_stop=should_stop)

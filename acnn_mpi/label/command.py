@@ -336,6 +336,9 @@ class CommandLabeller(Labeller):
                                       results.get("free_energy", results.get("energy")),
                                       None if results.get("forces") is None else results["forces"][order],
                                       None if stress is None else voigt_6_to_full_3x3_stress(stress)))
-        converged = (vasp_relax_converged(text) if fmt.startswith("vasp")
-                     else espresso_relax_converged(text))
+        if fmt.startswith("vasp"):
+            with open(path, errors="replace") as f:
+                converged = vasp_relax_converged(f.read())
+        else:
+            converged = espresso_relax_converged(text)
         return frames, len(frames), converged

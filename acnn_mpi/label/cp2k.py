@@ -63,6 +63,10 @@ def cp2k_input_template(settings: LabellerSettings, atoms, *, standalone: bool,
     if not _has_keyword(root, "FORCE_EVAL/DFT/MGRID", "REL_CUTOFF"):
         root.add_keyword("FORCE_EVAL/DFT/MGRID", f"REL_CUTOFF [Ry] {settings.rel_cutoff:g}")
     mesh = kpoint_mesh(atoms.cell.array, settings.kpoint_spacing, atoms.pbc)
+    if settings.gamma_centered:
+        # CP2K's MONKHORST-PACK meshes contain Γ only for odd counts; even ones are shifted and
+        # break the cell's symmetry (CELL_OPT shears diamond to R-3m on a shifted 2×2×2 mesh)
+        mesh = tuple(n + 1 if n > 1 and n % 2 == 0 else n for n in mesh)
     if mesh != (1, 1, 1) and _find_section(root, "FORCE_EVAL/DFT/KPOINTS") is None:
         root.add_keyword("FORCE_EVAL/DFT/KPOINTS", "SCHEME MONKHORST-PACK %d %d %d" % mesh)
     if settings.smearing_temperature is not None and _find_section(root, "FORCE_EVAL/DFT/SCF/SMEAR") is None:

@@ -38,7 +38,7 @@ class LabellerSettings:
     log_tail_lines: int = 40           # lines of output kept with a failure
     require_stress: bool = True        # a label without stress is a failure
     kpoint_spacing: float = 0.03       # 2π × this, Å⁻¹ (paper: 0.03 for SCF); cp2k/command
-    gamma_centered: bool = True        # k-point mesh centred at Γ (cp2k/command)
+    gamma_centered: bool = True        # k-point mesh centred at Γ (cp2k: even counts raised to odd)
     # DFT job layout (external kinds): concurrent calculations and their cores (label/layout.py)
     jobs_per_node: Optional[int] = None    # calculations at once per node (default 1, or by cores_per_job)
     cores_per_job: Optional[int] = None    # {cores} of each (default: the node's cores / jobs_per_node)

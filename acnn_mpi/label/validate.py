@@ -2,8 +2,9 @@
 
 :func:`validate_labeller` raises :class:`~acnn_mpi.errors.UserError` with one line naming the
 setting when the DFT command is not on PATH, the command template (or an ``env`` value) uses a
-placeholder that does not exist, or a pseudopotential/basis directory or file is missing. The
-``check`` and ``run`` commands call it on the root; labelling itself calls it too.
+placeholder that does not exist, or a pseudopotential/basis directory or file is missing. ``run``
+and labelling call it before any work; ``check`` stops on the settings and warns about what this
+machine lacks (a campaign file is often checked on a login node before the job loads its codes).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ LAUNCHERS = {"mpirun", "mpiexec", "mpiexec.hydra", "srun", "aprun", "jsrun", "ib
 CP2K_DATA_DIRS = ("/usr/share/cp2k", "/usr/share/cp2k/data", "/usr/local/share/cp2k/data")
 
 
-def validate_labeller(settings: Any, *, base_dir: Optional[str] = None) -> LabellerSettings:
-    """Validate ``settings`` (mapping, pydantic section or LabellerSettings) against this machine;
-    returns the LabellerSettings. Raises UserError (one line naming the setting)."""
+def validate_labeller(settings: Any, *, base_dir: Optional[str] = None,
+                      machine: bool = True) -> LabellerSettings:
+    """Validate ``settings`` (mapping, pydantic section or LabellerSettings), and with ``machine``
+    against this machine (:func:`machine_problems`); returns the LabellerSettings. Raises
+    UserError (one line naming the setting)."""
     s = settings_from_dict(settings, base_dir=base_dir)
     problems = []
     for where, template in [("labeller.command", s.command)] + [
@@ -34,6 +37,17 @@ def validate_labeller(settings: Any, *, base_dir: Optional[str] = None) -> Label
         problem = check_template(template, where)
         if problem:
             problems.append(problem)
+    if machine:
+        problems += machine_problems(s)
+    if problems:
+        raise UserError("; ".join(problems))
+    return s
+
+
+def machine_problems(settings: Any) -> list[str]:
+    """What this machine lacks for the labeller: its program on PATH, CP2K/VASP/QE data."""
+    s = settings_from_dict(settings)
+    problems: list[str] = []
     env = dict(os.environ)
     env.update({str(k): str(v) for k, v in s.env.items()})
     if s.kind == "command" and s.command:
@@ -53,9 +67,7 @@ def validate_labeller(settings: Any, *, base_dir: Optional[str] = None) -> Label
         problems += _vasp_problems(s, env)
     if s.kind == "command" and s.input_format == "espresso-in":
         problems += _espresso_problems(s, env)
-    if problems:
-        raise UserError("; ".join(problems))
-    return s
+    return problems
 
 
 def _missing_programs(template: str, env: dict) -> list[str]:
@@ -74,7 +86,9 @@ def _missing_programs(template: str, env: dict) -> list[str]:
     path = env.get("PATH", os.defpath)
 
     def found(word):
-        return shutil.which(word, path=path) is not None or (os.sep in word and os.path.exists(word))
+        if os.sep in word and not os.path.isabs(word):
+            return True   # relative to the calculation directory (copy_files): the run will tell
+        return shutil.which(word, path=path) is not None or (os.path.isabs(word) and os.path.exists(word))
 
     program = words[0]
     if not found(program):

@@ -6,7 +6,7 @@ import pytest
 from acnn_mpi.label.runner import label_structures
 from acnn_mpi.parallel.comm import Comm
 
-from .test_labellers import cu_pt, scripted
+from tests.label.test_labellers import cu_pt, scripted
 
 
 def test_single_point_retries_count_every_attempt():

@@ -81,8 +81,8 @@ def test_cp2k_scf_not_converged_is_a_failure(tmp_path):
 
 
 def test_cp2k_kpoints_smearing_and_stress_against_energy_differences(tmp_path):
-    # 2π × 0.2 Å⁻¹ gives a 2×2×2 Monkhorst-Pack mesh for this cell; Fermi-Dirac smearing on
-    labeller = make_labeller(dict(kind="cp2k", workdir=str(tmp_path), keep_files="all",
+    # 2π × 0.2 Å⁻¹ gives a (shifted) 2×2×2 Monkhorst-Pack mesh for this cell; Fermi-Dirac smearing on
+    labeller = make_labeller(dict(kind="cp2k", workdir=str(tmp_path), keep_files="all", gamma_centered=False,
                                   **dict(SMALL, kpoint_spacing=0.2, smearing_temperature=1000.0)))
     atoms = silicon()
     result = labeller.label(atoms, name="k")

@@ -11,7 +11,7 @@ import pytest
 from acnn_mpi.label.layout import JobSlot, fill_template, plan_jobs
 from acnn_mpi.label.settings import settings_from_dict
 
-from .test_label_cli import write_structures
+from tests.label.test_label_cli import write_structures
 
 PY = sys.executable
 

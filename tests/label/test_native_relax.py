@@ -17,7 +17,7 @@ from acnn_mpi.units import ev_per_a3_to_gpa
 
 PY = sys.executable
 
-from .test_command import vasp_setup as fake_vasp  # noqa: F401 - fixture: POTCARs, fake VASP
+from tests.label.test_command import vasp_setup as fake_vasp  # noqa: F401 - fixture: POTCARs, fake VASP
 
 
 def cu_au():
@@ -95,3 +95,14 @@ def test_cp2k_cell_opt_input(tmp_path):
     assert "RUN_TYPE ENERGY\n" not in text and "ENERGY_FORCE" not in text
     cell = atoms.cell.array
     assert cell[0, 1] == cell[0, 2] == cell[1, 2] == 0.0      # CP2K's orientation: no silent rotation
+
+
+def test_cp2k_meshes_centred_at_gamma_are_odd():
+    from acnn_mpi.label.cp2k import cp2k_input_template
+    from acnn_mpi.label.settings import settings_from_dict
+
+    atoms = bulk("Si", "diamond", a=5.43)            # 2π × 0.2 Å⁻¹: 2 points per direction
+    centred = settings_from_dict(dict(kind="cp2k", kpoint_spacing=0.2))
+    shifted = settings_from_dict(dict(kind="cp2k", kpoint_spacing=0.2, gamma_centered=False))
+    assert "MONKHORST-PACK 3 3 3" in cp2k_input_template(centred, atoms, standalone=True)
+    assert "MONKHORST-PACK 2 2 2" in cp2k_input_template(shifted, atoms, standalone=True)

@@ -24,6 +24,8 @@ def test_a_good_command_passes():
     (command("no_such_dft_code_xyz -i {input}"),
      "labeller.command: 'no_such_dft_code_xyz' is not found on PATH"),
     (command(f"env OMP_NUM_THREADS=2 {PY} -c pass"), None),
+    (command("./driver.sh {input} {output}", copy_files=[]), None),      # copied into each directory
+    (command("/no/such/dir/vasp_std"), "'/no/such/dir/vasp_std' is not found on PATH"),
     (command("mpirun -n {cores} no_such_vasp_xyz"),
      r"the program started by mpirun \(no_such_vasp_xyz\) is not found on PATH"),
     (command(f"{PY} run.py {{inptu}} {{output}}"), "labeller.command = .*unknown placeholder\\(s\\) \\{inptu\\}"),
@@ -57,11 +59,20 @@ def test_missing_pseudopotential_file(tmp_path):
         validate_labeller(settings)
 
 
-def test_check_command_exits_2_with_the_setting_named(acnn, tmp_path):
+def test_check_and_run_stop_on_a_placeholder_and_a_missing_program(acnn, tmp_path):
     config = tmp_path / "campaign.yaml"
-    config.write_text("elements: [Si]\nlabeller:\n  kind: command\n  command: 'no_such_dft_code_xyz {input}'\n"
+    config.write_text("elements: [Si]\nlabeller:\n  kind: command\n  command: 'no_such_dft_code_xyz {inptu}'\n"
                       "  input_format: extxyz\n")
     result = acnn(["check", str(config)], timeout=60)
-    assert result.returncode == 2
-    assert "'no_such_dft_code_xyz' is not found on PATH" in result.stderr
+    assert result.returncode == 2 and "unknown placeholder(s) {inptu}" in result.stderr
     assert "Traceback" not in result.stderr
+    # a program missing here: `check` refuses what `run` would refuse ...
+    config.write_text(config.read_text().replace("{inptu}", "{input}"))
+    result = acnn(["check", "-q", str(config)], timeout=60)
+    assert result.returncode == 2 and "'no_such_dft_code_xyz' is not found on PATH" in result.stderr
+    # ... and `run` stops before any work, in one line, exit 2
+    result = acnn(["run", str(config), "--output-dir", str(tmp_path / "out")], timeout=60)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "'no_such_dft_code_xyz' is not found on PATH" in errors[0]
+    assert not (tmp_path / "out" / "iter_000").exists()
