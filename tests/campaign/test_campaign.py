@@ -196,7 +196,7 @@ def test_report_counts_every_labeller_evaluation(reference, tmp_path):
 def test_elements_outside_the_space_and_failed_element_labels(tmp_path):
     """A binary-only search (include_subsystems: false) whose Pt labels all fail in iteration 0:
     Cu and Pt are sampled anyway, the iteration-0 hull covers Cu alone, Pt is labelled again in
-    iteration 1, and the campaign finishes with the full hull."""
+    iteration 1, and the campaign finishes with both corners of the hull."""
     import yaml
 
     from acnn_mpi.campaign.plan import ITERATION_STRIDE
@@ -213,7 +213,8 @@ def test_elements_outside_the_space_and_failed_element_labels(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert [r["missing_elements"] for r in state["history"]] == [["Pt"], []]
-    assert state["history"][0]["label_failures"] >= 4            # the leading Pt chunk
+    assert state["history"][0]["label_failures"] >= 3  # Pt's share: 16 structures, 7 compositions
     assert {p["formula"] for p in state["history"][0]["hull"]} == {"Cu"}
     phases = stable_phases(tmp_path / "run")
-    assert {"Cu", "Pt"} < set(phases) and min(phases.values()) < -20
+    # both corners (whether a compound is found in one 16-structure iteration is chance)
+    assert {"Cu", "Pt"} <= set(phases) and all(v <= 0 for v in phases.values())

@@ -184,12 +184,27 @@ def test_float32_model_close_to_float64(make_model, crystal):
     atoms = crystal(["Mg", "Ca", "H", "H", "H", "H"], volume_per_atom=9.0)
     out64 = _eval(model64, [atoms])
     out32 = evaluate(model32, Batch.from_atoms([atoms], dtype=torch.float32))
-    assert out32.energy.dtype == torch.float32 and out32.forces.dtype == torch.float32
+    # energies are summed in float64 (DFT-sized references); forces stay in the model dtype
+    assert out32.energy.dtype == torch.float64 and out32.forces.dtype == torch.float32
     assert abs(float(out32.energy[0]) - float(out64.energy[0])) < 1e-5
     np.testing.assert_allclose(out32.forces.double().numpy(), out64.forces.numpy(), atol=1e-5)
     # a float64 batch through a float32 model also works (computed in the model's dtype)
     mixed = _eval(model32, [atoms])
     assert abs(float(mixed.energy[0]) - float(out64.energy[0])) < 1e-5
+
+
+def test_float32_model_keeps_sub_meV_energies_with_dft_sized_references(make_model, crystal):
+    # CP2K/QE-like reference energies: -1480 eV and +362 eV per atom on a 48-atom cell; the
+    # energy difference the references add must be exact (float32 sums would lose ~0.1 meV/atom)
+    model = make_model(elements=["Mg", "H"]).to(torch.float32)
+    atoms = crystal(["Mg"] * 16 + ["H"] * 32, volume_per_atom=9.0)
+    batch = Batch.from_atoms([atoms], dtype=torch.float32)
+    before = float(evaluate(model, batch).energy[0])
+    old = model.reference_energies.double()
+    model.set_reference_energies({"Mg": -1480.25, "H": 362.5})
+    after = float(evaluate(model, batch).energy[0])
+    expected = before + 16 * (-1480.25 - float(old[0])) + 32 * (362.5 - float(old[1]))
+    assert abs(after - expected) / len(atoms) < 1e-9
 
 
 def test_unknown_element_is_a_clear_error(make_model):
