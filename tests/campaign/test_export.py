@@ -45,7 +45,7 @@ def relaxed(atoms, structure_id, enthalpy, status="converged"):
 def campaign_dir(tmp_path_factory):
     paths = CampaignPaths(tmp_path_factory.mktemp("campaign"))
     paths.make(1)
-    save_state(paths.root, CampaignState(iteration=2, stage="final"))
+    save_state(paths.root, CampaignState(iteration=2, stage="csp", converged=True, final_done=True))
     cu, pt = bulk("Cu", "fcc", a=3.6), bulk("Pt", "fcc", a=3.92)
     rattled = l12()
     rattled.rattle(0.05, seed=1)
@@ -53,7 +53,7 @@ def campaign_dir(tmp_path_factory):
         store.append([labelled(cu, 1), labelled(pt, 2), labelled(l12(), 3)], source="initial", iteration=0)
         store.append([labelled(rattled, 4)], source="iteration 1", iteration=1)
     cell = Cell(counts=(("Cu", 3), ("Pt", 1)), formula="Cu3Pt", units=1)
-    chunk = Chunk(iteration=1, index=0, cell=cell, size=5, first_id=1000, seed=(0, 1, 0))
+    chunk = Chunk(iteration=1, index=0, members=((cell, 5),), size=5, first_id=1000, seed=(0, 1, 0))
     # model enthalpies (eV): Cu 0, Pt 0, Cu3Pt -0.1 eV/atom, a rattled Cu3Pt 10 meV/atom above
     results = [relaxed(cu, 1000, 0.0), relaxed(pt, 1001, 0.0), relaxed(l12(), 1002, -0.4),
                relaxed(rattled, 1003, -0.36), relaxed(rattled, 1004, -5.0, "unphysical")]
