@@ -69,10 +69,16 @@ class ModelSettings(_Section):
 class TrainingSettings(_Section):
     """Training schedule and loss (paper Eq. 16, §IV.A)."""
 
-    steps: int = Field(100_000, ge=0, description="optimizer steps per (re)training")
+    steps: int = Field(100_000, ge=0, description="optimizer steps per (re)training; with `epochs` "
+                       "the most a (re)training may take")
+    epochs: Optional[float] = Field(None, gt=0, description="budget that adapts to the data: "
+                                    "ceil(epochs × training frames / batch_size) steps, within "
+                                    "[min_steps, steps]; null: always `steps`")
+    min_steps: int = Field(0, ge=0, description="fewest steps of a (re)training with `epochs`")
     batch_size: int = Field(4, ge=1, description="structures per global minibatch")
     learning_rate: float = Field(1e-3, gt=0)
-    lr_decay: float = Field(0.97, gt=0, le=1, description="learning-rate factor every decay_steps")
+    lr_decay: float = Field(0.97, gt=0, le=1, description="learning-rate factor every decay_steps "
+                            "(the clock runs on over a campaign's refinements, so p_f reaches its end)")
     decay_steps: int = Field(10_000, ge=1)
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     p_energy: float = Field(0.1, ge=0)
@@ -82,7 +88,15 @@ class TrainingSettings(_Section):
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     refine_perturbation: float = Field(0.01, ge=0, description="relative parameter noise on refine")
     max_label_force: float = Field(50.0, gt=0, description="eV/Å: labels with a larger force "
-                                   "(collapsed cells) stay in the store but are not trained on")
+                                   "component are collapsed cells (see collapsed_labels)")
+    collapsed_labels: Literal["weight", "drop"] = Field(
+        "weight", description="'weight': train on collapsed cells with weight "
+        "(max_label_force / largest force component)², so each adds a bounded loss and the model "
+        "learns to avoid them; 'drop': keep them out of training (they stay in the store)")
+    keep_best: bool = Field(True, description="the model written is the one with the best "
+                            "validation score (p_e·E_rmse² + p_f,end·F_rmse²), not the last")
+    patience: Optional[int] = Field(None, ge=1, description="stop a (re)training after this many "
+                                    "validations without a better score; null: never early")
     log_every: int = Field(100, ge=1)
     validate_every: int = Field(1000, ge=1)
     checkpoint_every: int = Field(1000, ge=1)
@@ -216,6 +230,25 @@ class SearchSettings(_Section):
                                            "fingerprints alone call a duplicate")
     fingerprint_cutoff: float = Field(6.0, gt=0, description="Å, radial distribution range")
     symprec: float = Field(0.1, gt=0, description="spglib tolerance, Å")
+    seeds: list[str] = Field(default_factory=list, description="structure files (CIF, POSCAR, "
+                             "extxyz, ...; relative to the YAML file) of known structures, relaxed "
+                             "by the labeller at the campaign pressure and labelled in the initial "
+                             "sampling")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seed_files(cls, seeds: list[str], info: ValidationInfo) -> list[str]:
+        base_dir = (info.context or {}).get("base_dir")
+        resolved = []
+        for name in seeds:
+            path = Path(name).expanduser()
+            if not path.is_absolute() and base_dir:
+                path = Path(base_dir) / path
+            if not path.is_file():
+                raise ValueError(f"seed structure file {name} not found (paths are relative to "
+                                 "the campaign file)")
+            resolved.append(str(path.resolve()))
+        return resolved
 
 
 class ParallelSettings(_Section):

@@ -230,6 +230,9 @@ class Controller:
         summary = label_structures(self.comm, structures, self.config.labeller, str(self.paths.labels),
                                    should_stop=shutdown.requested, source="initial" if k == 0 else
                                    f"iteration {k}", iteration=k, root_works=self.config.parallel.root_works)
+        if k == 0 and self.config.search.seeds and not self._stopping():
+            from .seeds import label_seeds
+            label_seeds(self.comm, self.config, self.paths.labels, should_stop=shutdown.requested)
         if self._stopping():
             return False
         if self.comm.is_root:
@@ -272,6 +275,7 @@ class Controller:
         result = train_model(self.config, str(self.paths.labels), out, self.comm, resume=True,
                              indices=order, valid_indices=held_out,
                              refine_from=self.paths.model(k - 1) if k > 0 else None,
+                             continue_schedule_from=self.paths.train_dir(k - 1) if k > 0 else None,
                              should_stop=shutdown.requested)
         if result.stopped or self._stopping():
             return False

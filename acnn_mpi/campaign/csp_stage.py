@@ -42,23 +42,26 @@ class ChunkSummary:
 
 def generate_chunk(config, chunk: Chunk) -> tuple[list, int, str]:
     """The chunk's random structures (ASE Atoms with ``info['structure_id']``), how many could not
-    be made, and why (empty when all were made)."""
+    be made, and why (empty when all were made). One generator per cell of the chunk."""
     from ..csp.generation import StructureGenerator, settings_from_config
 
-    try:
-        generator = StructureGenerator(chunk.cell.as_dict(),
-                                       **settings_from_config(config, seed=list(chunk.seed)))
-    except UserError as error:  # this cell cannot be built: count, do not stop the campaign
-        return [], chunk.size, str(error)
-    structures = []
-    for structure_id in chunk.ids:
-        atoms = generator.next_structure()
-        if atoms is not None:
-            atoms.info["structure_id"] = structure_id
-            structures.append(atoms)
+    structures, why = [], []
+    for m, cell, ids in chunk.groups():
+        try:
+            generator = StructureGenerator(cell.as_dict(),
+                                           **settings_from_config(config, seed=[*chunk.seed, m]))
+        except UserError as error:  # this cell cannot be built: count, do not stop the campaign
+            why.append(str(error))
+            continue
+        for structure_id in ids:
+            atoms = generator.next_structure()
+            if atoms is not None:
+                atoms.info["structure_id"] = structure_id
+                structures.append(atoms)
     missing = chunk.size - len(structures)
-    return structures, missing, (f"{missing} of {chunk.size} {chunk.cell.formula} structures could "
-                                 "not be generated" if missing else "")
+    if missing:
+        why.insert(0, f"{missing} of {chunk.size} structures ({chunk.formula}) could not be generated")
+    return structures, missing, "; ".join(why)
 
 
 class CSPWorker:
@@ -139,7 +142,7 @@ def write_chunk(path: Path, chunk: Chunk, results, fingerprints: np.ndarray, sum
         f.attrs["format"] = CHUNK_FORMAT
         f.attrs["iteration"] = chunk.iteration
         f.attrs["chunk"] = chunk.index
-        f.attrs["formula"] = chunk.cell.formula
+        f.attrs["formula"] = chunk.formula
         for key, value in asdict(summary).items():
             f.attrs[f"summary_{key}"] = value
         f["structure_id"] = np.array([r.structure_id for r in results], dtype=np.int64)

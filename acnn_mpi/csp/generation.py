@@ -2,9 +2,12 @@
 
 Every attempt draws a space group uniformly among the allowed ones that are compatible with the
 cell's atom counts, a volume factor f uniformly in ``volume_factor_range`` and builds (``wyckoff.py``,
-on pyxtal's Wyckoff tables and lattice generator) a conventional cell of volume
+on pyxtal's Wyckoff tables and lattice generator) a primitive cell of volume
 V = f × Σ_i n_i V_i (``atomic_volumes``, Å³ per atom) whose atoms sit on Wyckoff positions no closer
-than the per-pair minimum distance d_min(A, B) (Å). Each output is checked again, independently
+than the per-pair minimum distance d_min(A, B) (Å): the counts n_i are of the primitive cell, and a
+centred group (C, A, I, F, R with c = 2, 2, 2, 4, 3 lattice points) is built in its conventional
+cell with c × n_i atoms and c × V, then reduced, so a centred phase costs no more atoms than its
+primitive cell holds. Each output is checked again, independently
 (vesin neighbour list: all pairs, periodic, an atom's own images included) and for V/Σ n_i V_i
 inside the factor range; a failed attempt is counted by space group and reason and retried, never
 dropped silently. ``atoms.info`` records ``generated_space_group`` (the group drawn; the structure's
@@ -28,8 +31,8 @@ import numpy as np
 
 from ..elements import default_atomic_volume, default_min_distance, validate_symbols
 from ..errors import UserError
-from .spacegroups import allowed_space_groups, compatible_space_groups
-from .wyckoff import place_atoms
+from .spacegroups import allowed_space_groups, centring_multiplicity, compatible_space_groups
+from .wyckoff import place_atoms, to_primitive
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,7 @@ class StructureGenerator:
     """Random symmetric structures of one cell composition; inputs checked before any work.
 
     Args:
-        composition_counts: {symbol: atoms in the (conventional) cell}, e.g. {'Mg': 1, 'Ca': 1, 'H': 12}.
+        composition_counts: {symbol: atoms in the primitive cell}, e.g. {'Mg': 1, 'Ca': 1, 'H': 12}.
         min_distances: d_min in Å for every pair of the elements present; keys 'A-B' strings,
             (A, B) tuples (either order) or frozensets. Default: 0.8 × sum of covalent radii.
         atomic_volumes: {symbol: Å³ per atom}. Default: :func:`acnn_mpi.elements.default_atomic_volume`.
@@ -138,7 +141,7 @@ class StructureGenerator:
         self.base_volume = sum(n * self.atomic_volumes[s] for s, n in zip(self.species, self.counts))
         self._check_packing()
         allowed = allowed_space_groups(space_groups, symmetry)
-        self.space_groups = compatible_space_groups(self.counts, allowed)
+        self.space_groups = compatible_space_groups(self.counts, allowed, primitive=True)
         if not self.space_groups:
             raise UserError(f"generation: no allowed space group (symmetry {symmetry!r}, space_groups "
                             f"{space_groups or 'all'}) fits a cell of {self.formula}; allow more groups "
@@ -187,12 +190,15 @@ class StructureGenerator:
         return atoms
 
     def _build(self, group: int, volume: float, rng: np.random.Generator):
+        """The primitive cell of volume ``volume``: built in the conventional cell (c × the atoms
+        and the volume for a group with c lattice points per cell), then reduced."""
         from ase import Atoms
 
-        built = place_atoms(group, self.counts, self._dmin_matrix, volume, rng)
+        c = centring_multiplicity(group)
+        built = place_atoms(group, [c * n for n in self.counts], self._dmin_matrix, c * volume, rng)
         if isinstance(built, str):
             return None, built
-        cell, fractional, species = built
+        cell, fractional, species = to_primitive(group, *built)
         order = np.argsort(species, kind="stable")
         atoms = Atoms([self.species[i] for i in species[order]], scaled_positions=fractional[order],
                       cell=cell, pbc=True)

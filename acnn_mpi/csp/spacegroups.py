@@ -1,12 +1,16 @@
 """Space groups for random structure generation: symmetry classes and composition compatibility.
 
-``compatible_space_groups(cell_counts, allowed)`` answers "in which of these space groups can a
-conventional cell with these atom counts be built from Wyckoff positions?" with pyxtal's rule
+``compatible_space_groups(cell_counts, allowed, primitive)`` answers "in which of these space groups
+can a conventional (or primitive) cell with these atom counts be built from Wyckoff positions?"
+with pyxtal's rule
 (a Wyckoff position without free parameters holds one set of atoms; one with free parameters any
 number), solved as a small integer program per group instead of pyxtal's enumeration
 (``Group.check_compatible`` takes 20 s for Mg3Ca3H74 over 230 groups; this takes milliseconds and
 needs no pyxtal ``Group``: the multiplicity classes of all groups are a shipped table).
 Answers are cached per process, keyed by the sorted counts (species do not matter).
+
+Centred groups (C, A, I, F, R) are built in the conventional cell and reduced to the primitive one
+(``PRIMITIVE_BASIS``), so a campaign's atom limits count primitive atoms.
 
 Symmetry classes (International Tables; counts 230 / 138 / 68):
   * noncentrosymmetric: no inversion (point groups outside the 11 Laue classes), needed for
@@ -37,6 +41,39 @@ def _expand(ranges) -> frozenset[int]:
 CENTROSYMMETRIC = _expand(_CENTROSYMMETRIC_RANGES)
 NONCENTROSYMMETRIC = frozenset(range(1, 231)) - CENTROSYMMETRIC
 POLAR = _expand(_POLAR_RANGES)
+
+
+_CENTRED = {
+    "C": (5, 8, 9, 12, 15, 20, 21, 35, 36, 37, 63, 64, 65, 66, 67, 68),
+    "A": (38, 39, 40, 41),
+    "I": (23, 24, 44, 45, 46, 71, 72, 73, 74, 79, 80, 82, 87, 88, 97, 98, 107, 108, 109, 110, 119,
+          120, 121, 122, 139, 140, 141, 142, 197, 199, 204, 206, 211, 214, 217, 220, 229, 230),
+    "F": (22, 42, 43, 69, 70, 196, 202, 203, 209, 210, 216, 219, 225, 226, 227, 228),
+    "R": (146, 148, 155, 160, 161, 166, 167),  # hexagonal (obverse) setting, as pyxtal
+}
+#: rows: primitive lattice vectors in units of the conventional ones (a_p = M @ a_conv)
+PRIMITIVE_BASIS = {
+    "P": ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+    "C": ((0.5, 0.5, 0), (-0.5, 0.5, 0), (0, 0, 1)),
+    "A": ((1, 0, 0), (0, 0.5, 0.5), (0, -0.5, 0.5)),
+    "I": ((-0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.5, 0.5, -0.5)),
+    "F": ((0, 0.5, 0.5), (0.5, 0, 0.5), (0.5, 0.5, 0)),
+    "R": ((2 / 3, 1 / 3, 1 / 3), (-1 / 3, 1 / 3, 1 / 3), (-1 / 3, -2 / 3, 1 / 3)),
+}
+#: lattice points per conventional cell
+CENTRING_MULTIPLICITY = {"P": 1, "C": 2, "A": 2, "I": 2, "F": 4, "R": 3}
+_LETTER = {n: letter for letter, numbers in _CENTRED.items() for n in numbers}
+
+
+def centring(number: int) -> str:
+    """The lattice-centring letter of space group ``number`` in its standard setting: P (also for
+    trigonal/hexagonal groups with a primitive hexagonal lattice), C, A, I, F or R."""
+    return _LETTER.get(int(number), "P")
+
+
+def centring_multiplicity(number: int) -> int:
+    """Conventional atoms per primitive atom of group ``number`` (1, 2, 3 or 4)."""
+    return CENTRING_MULTIPLICITY[centring(number)]
 
 
 def allowed_space_groups(space_groups: Optional[Iterable[int]] = None,
@@ -148,16 +185,23 @@ def check_compatible(number: int, counts: Sequence[int]) -> tuple[bool, bool]:
 
 
 @lru_cache(maxsize=100_000)
-def _compatible_groups(counts: tuple[int, ...], allowed: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(g for g in allowed if _compatible_sorted(g, counts)[0])
+def _compatible_groups(counts: tuple[int, ...], allowed: tuple[int, ...],
+                       primitive: bool) -> tuple[int, ...]:
+    def conventional(g):
+        return tuple(n * centring_multiplicity(g) for n in counts) if primitive else counts
+
+    return tuple(g for g in allowed if _compatible_sorted(g, conventional(g))[0])
 
 
 def compatible_space_groups(cell_counts: Iterable[int],
-                            allowed: Sequence[int] = tuple(range(1, 231))) -> tuple[int, ...]:
-    """Groups among ``allowed`` in which a conventional cell with ``cell_counts`` atoms per species
-    can be built (cached per process by the sorted counts)."""
+                            allowed: Sequence[int] = tuple(range(1, 231)),
+                            primitive: bool = False) -> tuple[int, ...]:
+    """Groups among ``allowed`` in which a cell with ``cell_counts`` atoms per species can be built
+    (cached per process by the sorted counts). The counts are of the conventional cell, or with
+    ``primitive`` of the primitive cell (the conventional cell of a centred group holds
+    :func:`centring_multiplicity` times as many)."""
     key = tuple(sorted(int(n) for n in cell_counts if n > 0))
-    return _compatible_groups(key, tuple(sorted(allowed)))
+    return _compatible_groups(key, tuple(sorted(allowed)), bool(primitive))
 
 
 def clear_caches(groups: bool = False) -> None:

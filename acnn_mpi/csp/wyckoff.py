@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .spacegroups import pyxtal_group
+from .spacegroups import PRIMITIVE_BASIS, centring, centring_multiplicity, pyxtal_group
 
 
 @dataclass(frozen=True)
@@ -256,3 +256,31 @@ def _place_species(placer: Placer, chooser: SiteChooser, species: int, count: in
         else:
             excluded.add(index)
     return True
+
+
+def to_primitive(number: int, cell: np.ndarray, fractional: np.ndarray, species: np.ndarray,
+                 tolerance: float = 1e-6):
+    """The primitive cell of a conventional cell of group ``number`` (standard setting).
+
+    Lattice rows a_p = M a_conv (``PRIMITIVE_BASIS`` of the centring); fractional coordinates
+    x_p = x_conv M⁻¹ wrapped into [0, 1), and the centring copies of each atom, which land on the
+    same primitive point, kept once. Returns (cell (3, 3) Å, fractional (N/c, 3), species (N/c,)).
+    Raises ValueError when the atoms are not invariant under the centring.
+    """
+    letter = centring(number)
+    if letter == "P":
+        return cell, fractional, species
+    basis = np.array(PRIMITIVE_BASIS[letter], dtype=float)
+    frac = fractional @ np.linalg.inv(basis)
+    frac -= np.floor(frac)
+    # the same primitive point: differences within tolerance of an integer vector
+    delta = frac[:, None, :] - frac[None, :, :]
+    same = np.abs(delta - np.round(delta)).max(axis=-1) < tolerance
+    first = np.argmax(same, axis=1)  # lowest index of each atom's class
+    keep = np.flatnonzero(first == np.arange(len(frac)))
+    expected = len(frac) // centring_multiplicity(number)
+    if len(keep) != expected or (species[first] != species).any():
+        raise ValueError(f"group {number}: {len(frac)} atoms do not reduce to {expected} primitive ones")
+    wrapped = frac[keep]
+    wrapped[wrapped > 1 - tolerance] = 0.0
+    return basis @ cell, wrapped, species[keep]

@@ -14,6 +14,7 @@ One call does the whole job on every rank of ``comm``:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import time
@@ -26,7 +27,7 @@ import torch
 
 from ..errors import UserError
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_states
-from .frames import Frame, FrameBatcher, read_labelled
+from .frames import Frame, FrameBatcher, collapsed_weights, read_labelled
 from .loss import Schedule
 from .metrics import evaluate_errors
 from .models import (ModelFactory, build_acnn, fit_input_statistics, load_model, model_elements,
@@ -175,6 +176,7 @@ def train_model(
     device: Optional[str] = None,
     model_factory: Optional[ModelFactory] = None,
     should_stop: Optional[Callable[[], bool]] = None,
+    continue_schedule_from: Optional[str | Path] = None,
 ) -> TrainResult:
     """Train (or resume, or refine) a model and write it with its checkpoint and logs.
 
@@ -189,14 +191,17 @@ def train_model(
         resume: continue from ``out_dir/checkpoint.pt`` (bit for bit); fresh start if there is none.
         refine_from: a model file or checkpoint to start from, parameters perturbed by
             ``training.refine_perturbation`` × each tensor's std; its reference energies are kept.
-        steps: total optimizer steps to reach (default ``training.steps``); a resumed run counts
-            the steps already done.
+        steps: total optimizer steps to reach (default :func:`training_steps`: ``training.steps``,
+            or with ``training.epochs`` a number that grows with the training set); a resumed run
+            counts the steps already done.
         valid: extra validation sources, evaluated with the held-out split.
         valid_indices: ids (indices in ``data``) of the frames to hold out; default a seeded
             hash split of ``training.validation_fraction`` that stays put as ``data`` grows.
         device: "cpu", "cuda" or "auto" (default: ``model.device``).
         model_factory: ``(model_settings, elements) -> module`` instead of the ACNN.
         should_stop: polled every step; when true, checkpoint and return early.
+        continue_schedule_from: a training folder (or its checkpoint) whose learning-rate/p_f clock
+            this training continues (a campaign's refinement continues the previous training's).
 
     Raises:
         UserError: missing files, no usable frames, a checkpoint that does not fit the data.
@@ -204,7 +209,6 @@ def train_model(
     comm = comm or _serial_comm()
     training, model_settings = config.training, config.model
     out_dir = Path(out_dir)
-    total_steps = training.steps if steps is None else int(steps)
     checkpoint_file = out_dir / CHECKPOINT_NAME
     checkpoint = None
     if resume and checkpoint_file.is_file():
@@ -238,6 +242,8 @@ def train_model(
     frames, frame_ids, rejected, extra_frames, extra_rejected = comm.root_then_bcast(read_all)
     for message in rejected + extra_rejected:
         log.warning("skipped %s", message)
+    if training.collapsed_labels == "weight":
+        _weigh_collapsed(frames, training.max_label_force)
     if not frames:
         raise UserError(f"no usable training frames in {data}"
                         + (f" ({len(rejected)} rejected)" if rejected else ""), collective=comm.size > 1)
@@ -266,6 +272,7 @@ def train_model(
         train_ids, valid_ids = split_by_id(frame_ids, training.validation_fraction, training.seed)
     if len(train_ids) == 0:
         raise UserError("no training frames left after the validation split", collective=comm.size > 1)
+    total_steps = training_steps(training, len(train_ids)) if steps is None else int(steps)
 
     train_frames = [frames[i] for i in train_ids]
     batcher = FrameBatcher(frames, model.cutoff, dtype=dtype, device=torch_device)
@@ -310,9 +317,14 @@ def train_model(
             run.data_info = {**checkpoint["data"], **{"n_frames": len(frames)}}
             run.data_info.pop("train_ids", None)
             run.data_info.pop("valid_ids", None)
+            run.clock_start = int(checkpoint.get("clock_start", 0))
+            run.best = checkpoint.get("best")
+            run.since_best = int(checkpoint.get("since_best", 0))
+            run.finished_early = bool(checkpoint.get("finished_early", False))
             restore_rng_states(checkpoint["rng"])
             log.info("resuming from %s at step %d", checkpoint_file, run.step)
         else:
+            run.clock_start = comm.root_then_bcast(lambda: schedule_clock(continue_schedule_from))
             _seed_everything(training.seed)
         log.info("training on %d frames, validating on %d%s; %d step(s) to go on %d rank(s), %s %s",
                  len(train_ids), len(valid_ids), f" (+{len(extra_frames)} extra)" if extra_frames else "",
@@ -323,6 +335,8 @@ def train_model(
         stopped = trainer.fit(total_steps)
         if run.step == first_step:  # nothing to do (steps reached already, or 0): still write out
             trainer.save(run.wall_s, final_model=True)
+        if training.keep_best and run.best:  # the final errors are those of the model written
+            model.load_state_dict(run.best["state"])
         metrics = trainer.validate()
         if len(train_ids):
             metrics["train"] = evaluate_errors(model, None, batcher=batcher,
@@ -339,6 +353,40 @@ def train_model(
         return result
     finally:
         parallel.close()
+
+
+def training_steps(training, n_train: int) -> int:
+    """Steps of one (re)training: ``training.steps``, or with ``training.epochs``
+    ceil(epochs × n_train / batch_size) bounded to [min_steps, steps] (100 frames, 200 epochs,
+    batch 4: 5,000 steps; 10,000 frames: 500,000, capped at ``steps``)."""
+    if training.epochs is None:
+        return int(training.steps)
+    wanted = math.ceil(training.epochs * n_train / training.batch_size)
+    return int(min(training.steps, max(training.min_steps, wanted)))
+
+
+def schedule_clock(previous: Optional[str | Path]) -> int:
+    """Where the schedule clock of the training in ``previous`` (a folder or its checkpoint)
+    stopped: its ``clock_start`` + steps done; 0 when there is none."""
+    if previous is None:
+        return 0
+    path = Path(previous)
+    path = path / CHECKPOINT_NAME if path.is_dir() else path
+    if not path.is_file():
+        log.warning("no checkpoint %s: the schedule starts at step 0", path)
+        return 0
+    record = load_checkpoint(path)
+    return int(record.get("clock_start", 0)) + int(record["step"])
+
+
+def _weigh_collapsed(frames: list[Frame], max_force: float) -> None:
+    """Give frames with force components above ``max_force`` eV/Å a loss weight below 1."""
+    weights = collapsed_weights(frames, max_force)
+    for frame, weight in zip(frames, weights):
+        frame.weight = float(weight)
+    if (weights < 1).any():
+        log.info("%d collapsed frame(s) (forces above %.0f eV/Å) trained with weights %.2g to %.2g",
+                 int((weights < 1).sum()), max_force, weights.min(), weights[weights < 1].max())
 
 
 def _write_final(trainer: Trainer, result: TrainResult) -> None:

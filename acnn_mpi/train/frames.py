@@ -34,6 +34,7 @@ class Frame:
         energy: total energy, eV.
         forces: (n, 3) eV/Å, or None when not labelled.
         stress: (3, 3) eV/Å³ in ASE's sign (positive = tensile), or None when not labelled.
+        weight: factor on the frame's loss terms (below 1 for a down-weighted collapsed cell).
     """
 
     positions: np.ndarray
@@ -43,6 +44,7 @@ class Frame:
     energy: float
     forces: Optional[np.ndarray] = None
     stress: Optional[np.ndarray] = None
+    weight: float = 1.0
 
     @property
     def n_atoms(self) -> int:
@@ -58,7 +60,8 @@ class Targets:
     """Reference labels of a minibatch, as tensors on the model's device.
 
     energy (B,) eV; forces (N, 3) eV/Å; virial (B, 3, 3) eV (W = -V σ); has_forces / has_virial (B,)
-    bool masks; n_atoms (B,) float; system_idx (N,) structure of each atom.
+    bool masks; n_atoms (B,) float; system_idx (N,) structure of each atom; weight (B,) factor on
+    each structure's loss terms.
     """
 
     energy: torch.Tensor
@@ -68,6 +71,7 @@ class Targets:
     has_virial: torch.Tensor
     n_atoms: torch.Tensor
     system_idx: torch.Tensor
+    weight: Optional[torch.Tensor] = None
 
 
 def frame_from_atoms(atoms) -> Frame:
@@ -316,5 +320,16 @@ class FrameBatcher:
             has_virial=torch.tensor([f.stress is not None for f in frames], device=dev),
             n_atoms=torch.tensor(counts, dtype=dt, device=dev),
             system_idx=batch.system_idx,
+            weight=torch.tensor([f.weight for f in frames], dtype=dt, device=dev),
         )
         return batch, edges, targets
+
+
+def collapsed_weights(frames: Sequence[Frame], max_force: float) -> np.ndarray:
+    """(F,) loss weights min(1, (max_force / F_max)²), F_max the frame's largest force component
+    (eV/Å): a collapsed cell whose forces are far above ``max_force`` adds to the loss of Eq. 16
+    about what a frame at ``max_force`` would, instead of dominating it (frames without forces: 1)."""
+    largest = np.array([np.abs(f.forces).max(initial=0.0) if f.forces is not None else 0.0
+                        for f in frames])
+    collapsed = largest > max_force
+    return np.where(collapsed, (max_force / np.where(collapsed, largest, 1.0)) ** 2, 1.0)

@@ -15,8 +15,14 @@ Schedule (:class:`Schedule`), on the optimizer-step clock t = 0, 1, ...:
     p_f(t) = p_f,end + (p_f,start − p_f,end) · lr(t)/lr₀     (DeePMD's prefactor rule)
 
 so p_f starts at p_f,start and falls by the same factor steps as the learning rate, towards p_f,end.
-With the paper's numbers (×0.97 every 10⁴ steps, 10⁵ steps) lr ends at 0.97¹⁰ = 0.737 lr₀ and p_f at
-0.1 + 9.9 · 0.737 = 7.4; choose a smaller ``lr_decay`` (or more steps) for p_f to reach ~0.1.
+In a campaign the clock t runs on over the refinements (refinement k starts where the training of
+model k−1 stopped; ``clock_start`` in the checkpoint), so with the paper's numbers (×0.97 every 10⁴
+steps, 10⁵ steps per iteration) lr and p_f fall over the whole campaign: after 19 iterations
+lr = 0.97¹⁹⁰ lr₀ = 0.003 lr₀ and p_f = 0.13, as the paper's p_f 10 → 0.1. One training alone ends
+at 0.737 lr₀ and p_f = 7.4.
+
+A structure's terms are multiplied by its weight (``Targets.weight``, 1 by default; below 1 for a
+collapsed cell, :func:`~acnn_mpi.train.frames.collapsed_weights`).
 """
 
 from __future__ import annotations
@@ -99,8 +105,12 @@ def structure_terms(output: PotentialOutput, targets: Targets) -> tuple[torch.Te
 
 
 def loss_sum(output: PotentialOutput, targets: Targets, p_e: float, p_f: float, p_w: float) -> LossParts:
-    """Σ over the structures of ``targets`` of the Eq. 16 summand (divide by N_B for the loss)."""
+    """Σ over the structures of ``targets`` of the Eq. 16 summand (divide by N_B for the loss), each
+    structure's terms times its ``targets.weight`` (1 unless a collapsed cell is down-weighted)."""
     energy_term, force_term, virial_term = structure_terms(output, targets)
+    if targets.weight is not None:
+        energy_term, force_term, virial_term = (t * targets.weight
+                                                for t in (energy_term, force_term, virial_term))
     total = (p_e * energy_term + p_f * force_term + p_w * virial_term).sum()
     return LossParts(total=total, energy=float(energy_term.detach().sum()),
                      forces=float(force_term.detach().sum()), virial=float(virial_term.detach().sum()))

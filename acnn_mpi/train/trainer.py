@@ -6,10 +6,18 @@ differentiates Σ_(its structures) ℓ_i / N_B, the gradients are summed over ra
 and every rank applies the same AdamW step, so the model equals a one-process run on the same global
 minibatch (up to the order of floating-point sums). Validation is shared among the ranks; only the
 root writes checkpoints and logs.
+
+The learning rate and p_f are read on the *clock* ``clock_start + step``: a refinement starts its
+clock where the training it refines stopped, so the schedule runs on over a campaign. After each
+validation the score p_e·E_rmse² + p_f,end·F_rmse² (meV/atom, meV/Å) of the held-out split is
+compared with the best so far; the best parameters are kept (in the checkpoint, so a resume is
+exact) and, with ``keep_best``, are what ``model.pt`` holds. With ``patience``, training ends after
+that many validations without a better score.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -50,6 +58,14 @@ class TrainingRun:
     wall_s: float = 0.0
     data_info: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+    clock_start: int = 0                  # schedule clock at step 0 (steps of earlier trainings)
+    best: Optional[dict] = None           # {"score", "step", "state"}: the best validated parameters
+    since_best: int = 0                   # validations since the best one
+    finished_early: bool = False          # patience ran out (a resume does nothing more)
+
+    @property
+    def clock(self) -> int:
+        return self.clock_start + self.step
 
 
 class Trainer:
@@ -100,9 +116,9 @@ class Trainer:
         chosen = run.sampler.next(self.training.batch_size)
         n_global = len(chosen)
         local = np.array_split(chosen, self.parallel.size)[self.parallel.rank]
-        p_e, p_f, p_w = run.schedule.prefactors(run.step)
+        p_e, p_f, p_w = run.schedule.prefactors(run.clock)
         for group in run.optimizer.param_groups:
-            group["lr"] = run.schedule.lr(run.step)
+            group["lr"] = run.schedule.lr(run.clock)
         run.optimizer.zero_grad(set_to_none=True)
         sums = torch.zeros(6, dtype=torch.float64)
         if len(local):
@@ -148,8 +164,8 @@ class Trainer:
             energy, forces, virial = (float(x) for x in self._window[1:4] / self._window[4])
         elapsed = time.perf_counter() - started
         record = {
-            "step": run.step, "epoch": run.sampler.epoch, "lr": run.schedule.lr(run.step),
-            "p_force": run.schedule.prefactors(run.step)[1], "loss": loss, "loss_energy": energy,
+            "step": run.step, "epoch": run.sampler.epoch, "lr": run.schedule.lr(run.clock),
+            "p_force": run.schedule.prefactors(run.clock)[1], "loss": loss, "loss_energy": energy,
             "loss_forces": forces, "loss_virial": virial, "wall_s": round(run.wall_s + elapsed, 3),
             "steps_per_s": steps_per_s,
         }
@@ -173,6 +189,10 @@ class Trainer:
             "history": list(run.history),
             "wall_s": wall_s,
             "settings": run.settings,
+            "clock_start": run.clock_start,
+            "best": run.best,
+            "since_best": run.since_best,
+            "finished_early": run.finished_early,
         }
 
     def summary(self) -> dict:
@@ -186,7 +206,32 @@ class Trainer:
         write_logs(self.run.history, self.out_dir / "metrics.csv", self.out_dir / "metrics.json",
                    self.summary())
         if final_model:
-            save_model(self.run.model, self.model_path)
+            save_model(self.final_model(), self.model_path)
+
+    def final_model(self) -> torch.nn.Module:
+        """The model to hand on: the best validated parameters with ``keep_best``, else the last."""
+        if not (self.training.keep_best and self.run.best):
+            return self.run.model
+        model = copy.deepcopy(self.run.model)
+        model.load_state_dict(self.run.best["state"])
+        return model
+
+    def track_best(self, errors: dict) -> bool:
+        """Keep the parameters if the held-out score is the best so far; True when ``patience``
+        validations in a row brought no better score."""
+        valid = errors.get("valid")
+        if not valid:
+            return False
+        run = self.run
+        score = validation_score(valid, self.training)
+        if run.best is None or score < run.best["score"]:
+            state = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
+            run.best = {"score": score, "step": run.step, "state": state}
+            run.since_best = 0
+        else:
+            run.since_best += 1
+        patience = self.training.patience
+        return patience is not None and run.since_best >= patience
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -196,7 +241,7 @@ class Trainer:
         started = time.perf_counter()
         last_logged_step, last_log_time = run.step, started
         stopped = False
-        while run.step < total_steps and not stopped:
+        while run.step < total_steps and not stopped and not run.finished_early:
             stopped = self.train_step()
             at_end = run.step == total_steps or stopped
             do_valid = run.step % cfg.validate_every == 0 or at_end
@@ -211,10 +256,22 @@ class Trainer:
                 if errors:
                     self._latest_valid = {k: v for k, v in record.items()
                                           if k.startswith(("valid_", "extra_"))}
+                    run.finished_early = self.track_best(errors) and not at_end
+                    at_end = at_end or run.finished_early
                 log.info("%s", progress_line({**self._latest_valid, **record}, total_steps))
             if run.step % cfg.checkpoint_every == 0 or at_end:
                 self.save(run.wall_s + time.perf_counter() - started, final_model=at_end)
         run.wall_s += time.perf_counter() - started
         if stopped:
             log.warning("training stopped at step %d on request; checkpoint written", run.step)
+        elif run.finished_early:
+            log.info("training ended at step %d: %d validations without a better score (best at "
+                     "step %d)", run.step, run.since_best, run.best["step"])
         return stopped
+
+
+def validation_score(errors: dict, training) -> float:
+    """p_e·E_rmse² + p_f,end·F_rmse² of held-out errors (meV/atom, meV/Å; a missing term is 0)."""
+    energy = errors.get("energy_rmse") or 0.0
+    forces = errors.get("force_rmse") or 0.0
+    return float(training.p_energy * energy ** 2 + training.p_force_end * forces ** 2)

@@ -27,10 +27,13 @@ def closest_pairs(atoms):
 
 
 def invariant_under_group(atoms, number):
-    """Every operation of the group (pyxtal's general position) maps the structure onto itself."""
+    """Every operation of the group (pyxtal's general position, conventional setting) maps the
+    structure, given in the group's primitive cell, onto itself."""
     frac, z = atoms.get_scaled_positions(), atoms.numbers
+    basis = np.array(spacegroups.PRIMITIVE_BASIS[spacegroups.centring(number)])  # a_p = M a_conv
     for op in spacegroups.pyxtal_group(number)[0].ops:
-        image = frac @ op.rotation_matrix.T + op.translation_vector
+        conventional = frac @ basis  # x_conv = x_p M
+        image = (conventional @ op.rotation_matrix.T + op.translation_vector) @ np.linalg.inv(basis)
         delta = image[:, None, :] - frac[None, :, :]
         delta -= np.round(delta)
         close = np.linalg.norm(delta @ atoms.cell.array, axis=-1) < 1e-6
@@ -155,7 +158,7 @@ def test_defaults_and_config(tmp_path):
     ({"Mg": 1, "H": 2}, dict(volume_factor_range=(1.2, 0.8)), "volume_factor = [1.2, 0.8]"),
     ({"Mg": 1, "H": 2}, dict(symmetry="chiral"), "generation.symmetry = 'chiral'"),
     ({"Mg": 1, "H": 2}, dict(space_groups=[231]), "231 is not a space-group number"),
-    ({"Mg": 1, "H": 1}, dict(space_groups=[225, 229]), "no allowed space group"),
+    ({"Mg": 1, "H": 1}, dict(space_groups=[229, 230]), "no allowed space group"),
     ({"H": 8}, dict(min_distances={"H-H": 2.0}, atomic_volumes={"H": 1.4}), "cannot be packed"),
     ({"Mg": 1, "H": 2}, dict(max_attempts=0), "max_attempts = 0"),
 ])
@@ -170,4 +173,66 @@ def test_bad_input_raises_before_work(counts, kwargs, message):
 def test_generator_reports_its_formula_and_groups():
     generator = StructureGenerator({"Mg": 1, "Ca": 1, "H": 12}, seed=0, **MGCAH)
     assert generator.formula == "MgCaH12" and 1 in generator.space_groups
-    assert generator.space_groups == spacegroups.compatible_space_groups([1, 1, 12])
+    assert generator.space_groups == spacegroups.compatible_space_groups([1, 1, 12], primitive=True)
+
+
+def test_centring_table_matches_pyxtal():
+    """Letter of every group from pyxtal's symbol; its centring translations are lattice vectors of
+    the primitive basis, which has 1/c of the conventional volume."""
+    for number in range(1, 231):
+        group = spacegroups.pyxtal_group(number)
+        letter = spacegroups.centring(number)
+        assert group.symbol[0] == letter, (number, group.symbol)
+        translations = [op.translation_vector for op in group[0].ops
+                        if np.allclose(op.rotation_matrix, np.eye(3))]
+        assert len(translations) == spacegroups.centring_multiplicity(number)
+        basis = np.array(spacegroups.PRIMITIVE_BASIS[letter])
+        assert np.isclose(abs(np.linalg.det(basis)), 1 / len(translations))
+        in_primitive = np.array(translations) @ np.linalg.inv(basis)
+        assert np.allclose(in_primitive, np.round(in_primitive), atol=1e-9)
+
+
+@pytest.mark.parametrize("number, counts", [
+    (229, {"H": 1}),                 # Im-3m, I: bcc in one atom
+    (139, {"Ca": 1, "H": 4}),        # I4/mmm, I
+    (12, {"Mg": 1, "H": 6}),         # C2/m, C
+    (63, {"Mg": 2, "Ca": 2, "H": 8}),  # Cmcm, C
+    (38, {"Mg": 1, "H": 4}),         # Amm2, A
+    (225, {"Ca": 1, "H": 2}),        # Fm-3m, F: fluorite in three atoms
+    (227, {"Mg": 2, "H": 4}),        # Fd-3m, F
+    (166, {"Ca": 1, "H": 6}),        # R-3m, R
+    (148, {"Mg": 1, "Ca": 1, "H": 12}),  # R-3, R
+])
+def test_centred_groups_are_built_in_the_primitive_cell(number, counts):
+    import spglib
+
+    multiplicity = spacegroups.centring_multiplicity(number)
+    assert multiplicity > 1
+    base = sum(n * V_MGCAH[s] for s, n in counts.items())
+    result = generate_structures(counts, 3, seed=number, space_groups=[number], **MGCAH)
+    assert result.complete, result.message
+    for atoms in result.structures:
+        assert len(atoms) == sum(counts.values())  # = conventional atoms / centring multiplicity
+        assert 0.8 - 1e-9 <= atoms.get_volume() / base <= 1.2 + 1e-9
+        for (a, b), d in closest_pairs(atoms).items():
+            assert d >= D_MGCAH.get(f"{a}-{b}", D_MGCAH.get(f"{b}-{a}")) - 1e-9, (a, b, d)
+        assert invariant_under_group(atoms, number)
+        cell = (atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers)
+        found = spglib.get_symmetry_dataset(cell, symprec=1e-4)
+        if found.number == number:  # the cell generated is spglib's primitive cell
+            assert len(spglib.find_primitive(cell, symprec=1e-4)[2]) == len(atoms)
+        else:  # atoms on special positions: a supergroup, at least the drawn point group
+            assert len(found.rotations) >= len(spacegroups.pyxtal_group(number)[0].ops) // multiplicity
+    primitive = [a for a in result.structures
+                 if spglib.get_symmetry_dataset((a.cell.array, a.get_scaled_positions(), a.numbers),
+                                                symprec=1e-4).number == number]
+    assert primitive, "no structure kept the drawn group"
+
+
+def test_atom_limits_count_primitive_atoms():
+    """A 1-atom cell of H admits the centred cubic groups; conventional counting allowed none."""
+    groups = spacegroups.compatible_space_groups([1], primitive=True)
+    assert {225, 229, 166} <= set(groups)
+    assert not {225, 229, 166} & set(spacegroups.compatible_space_groups([1]))
+    generator = StructureGenerator({"Mg": 1, "H": 2}, seed=0, **MGCAH)
+    assert 225 in generator.space_groups  # fluorite MgH2 in 3 atoms
