@@ -93,9 +93,10 @@ class TrainingSettings(_Section):
     p_force_start: float = Field(10.0, ge=0)
     p_force_end: float = Field(0.1, ge=0)
     p_virial: float = Field(0.1, ge=0)
-    ema_decay: Optional[float] = Field(None, gt=0, lt=1, description="validate and write an "
+    ema_decay: Optional[float] = Field(0.999, gt=0, lt=1, description="validate and write an "
                                        "exponential moving average of the weights with this decay "
-                                       "per step (e.g. 0.999); null: the weights themselves")
+                                       "per step (docs/training.md); null: the weights themselves "
+                                       "(the paper)")
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     refine_perturbation: float = Field(0.01, ge=0, description="relative parameter noise on refine")
     max_label_force: float = Field(50.0, gt=0, description="eV/Å: labels with a larger force "
