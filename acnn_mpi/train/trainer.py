@@ -12,7 +12,9 @@ clock where the training it refines stopped, so the schedule runs on over a camp
 validation the score p_e·E_rmse² + p_f,end·F_rmse² (meV/atom, meV/Å) of the held-out split is
 compared with the best so far; the best parameters are kept (in the checkpoint, so a resume is
 exact) and, with ``keep_best``, are what ``model.pt`` holds. With ``patience``, training ends after
-that many validations without a better score.
+that many validations without a better score. With ``ema_decay`` the weights validated, kept and
+written are the moving average of :mod:`.ema` (updated after every step); training runs on the
+weights themselves.
 """
 
 from __future__ import annotations
@@ -268,9 +270,11 @@ class Trainer:
             if do_log:
                 now = time.perf_counter()  # training speed, without the validation below
                 speed = (run.step - last_logged_step) / (now - last_log_time) if now > last_log_time else None
-                with self.evaluation_weights():
-                    errors = self.validate() if do_valid else None
-                    best_stalled = self.track_best(errors) if errors else False
+                errors, best_stalled = None, False
+                if do_valid:
+                    with self.evaluation_weights():
+                        errors = self.validate()
+                        best_stalled = self.track_best(errors)
                 record = self._record(errors, started, speed)
                 last_logged_step, last_log_time = run.step, time.perf_counter()
                 run.history.append(record)
