@@ -1,5 +1,6 @@
 """The demo campaign (inputs/demo.yaml, Cu-Pt under EMT) recovers the ordered phases that are
-stable under EMT: L1_2 Cu3Pt, L1_0 CuPt and CuPt3, checked against the same phases built by hand."""
+stable under EMT: L1_2 Cu3Pt, L1_0 CuPt and CuPt3, checked against the same phases built by hand,
+and its learning curve falls to 30 meV/atom or below."""
 
 import json
 
@@ -47,6 +48,10 @@ def test_demo_recovers_known_phases(tmp_path):
     for formula, hand_built in reference.items():
         assert formula in stable, f"{formula} not on the campaign's hull {stable}"
         assert stable[formula] <= hand_built + 2.0, (formula, stable[formula], hand_built)
+    # the learning curve (model n-1 on the labels of iteration n) falls to <= 30 meV/atom
+    history = json.loads((tmp_path / "state.json").read_text())["history"]
+    curve = [r["validation"]["energy_rmse"] for r in history if r.get("validation")]
+    assert len(curve) >= 2 and curve[-1] <= 30.0 and curve[-1] < curve[0], curve
     report = run_python(["-m", "acnn_mpi", "report", tmp_path], timeout=120)
     assert report.returncode == 0, report.stderr
     page = (tmp_path / "report" / "report.html").read_text()
