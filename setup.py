@@ -33,6 +33,7 @@ setup(
     extras_require={
         "test": ["pytest>=7.4", "pytest-timeout>=2.2"],
         "chgnet": ["chgnet>=0.3"],
+        "bench": ["torch-sim-atomistic>=0.3"],
     },
     entry_points={"console_scripts": ["acnn-mpi=acnn_mpi.cli:main"]},
 )

@@ -34,14 +34,35 @@ COMMANDS = {
 log = logging.getLogger("acnn_mpi")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage is one ``--help`` away)."""
+
+    def error(self, message: str):
+        if _launcher_rank() != 0:  # every rank parses the same line: one says it
+            self.exit(2)
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _launcher_rank() -> int:
+    """This process's rank as the MPI launcher set it in the environment (0 when not launched)."""
+    import os
+
+    for name in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"):
+        value = os.environ.get(name)
+        if value and value.isdigit():
+            return int(value)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="torch/BLAS threads per rank (default: 1 under MPI, else all cores)")
+                        help="torch/BLAS threads per rank (default: the cores of the node divided among "
+                        "its ranks; 1 when ranks fill the node)")
     common.add_argument("-v", "--verbose", action="store_true", help="debug output")
     common.add_argument("--log-all-ranks", action="store_true",
                         help="let every rank log, not only the root")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m acnn_mpi",
         description="Self-optimizing crystal structure prediction with the ACNN potential, "
         "parallel over MPI. With no arguments: run the campaign in ./campaign.yaml.",
@@ -65,17 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _startup(args) -> "object":
     """Threads and logging before any heavy import; returns the communicator."""
-    from .parallel.comm import get_world, launcher_size
     from .parallel.logs import setup_logging
-    from .parallel.threads import choose_threads, set_thread_environment
+    from .parallel.startup import log_startup, start
 
-    threads = choose_threads(args.threads, launcher_size())
-    set_thread_environment(threads)
-    comm = get_world()
+    startup = start(args.threads)
+    comm = startup.comm
     setup_logging(comm.rank, comm.size, verbose=args.verbose, all_ranks=args.log_all_ranks)
-    args.threads = threads
+    args.threads = startup.threads
     args.comm = comm
-    log.info("acnn_mpi %s: %d rank(s), %d torch/BLAS thread(s) per rank", __version__, comm.size, threads)
+    log_startup(startup, __version__)
     return comm
 
 
@@ -91,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    # a log line that cannot be written (a full disk) must not print a traceback; the write that
+    # matters fails next and says so in one line
+    logging.raiseExceptions = False
     comm = _startup(args)
     from .parallel.guard import run_guarded
 

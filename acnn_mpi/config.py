@@ -13,6 +13,8 @@ with one line per problem, each naming the field, the value and what is allowed.
 from __future__ import annotations
 
 import itertools
+import math
+import typing
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -23,7 +25,41 @@ from .errors import UserError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, value, info: ValidationInfo):
+        """YAML's true/false where a count or a number belongs (pydantic would take true as 1)."""
+        if _numeric_annotation(cls.model_fields[info.field_name].annotation) and _contains_bool(value):
+            raise ValueError("a boolean (true/false) where a number belongs: give a number")
+        return value
+
+
+def _leaf_types(annotation) -> set:
+    """The types an annotation is built from: list[tuple[int, int]] -> {list, tuple, int}."""
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    leaves = {origin if origin is not None else annotation}
+    for arg in args:
+        leaves |= _leaf_types(arg)
+    return leaves
+
+
+def _numeric_annotation(annotation) -> bool:
+    """True for fields of numbers (int, float, lists/tuples/dicts of them) that take no booleans."""
+    leaves = _leaf_types(annotation)
+    return bool(leaves & {int, float}) and not leaves & {bool, Any}
+
+
+def _contains_bool(value) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, dict):
+        return any(_contains_bool(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_contains_bool(v) for v in value)
+    return False
 
 
 def _known_element(symbol: str) -> str:
@@ -210,7 +246,12 @@ class RelaxSettings(_Section):
     min_distance_fraction: float = Field(0.5, gt=0, le=1,
                                          description="unphysical below this × the pair minimum")
     volume_window: tuple[float, float] = Field((0.5, 200.0), description="Å³/atom allowed")
-    energy_floor: float = Field(-100.0, description="unphysical below this energy, eV/atom")
+    energy_floor: float = Field(
+        -10.0, lt=0, description="eV/atom: unphysical when the energy per atom relative to the "
+        "model's per-element reference energies is below this (the energy zero of the labeller "
+        "cancels). No compound is bound by more than ~4.5 eV/atom (YF₃, CaF₂, ThO₂: −4.2 to "
+        "−4.5 eV/atom); least-squares references sit up to ~2 eV/atom above the elements' ground "
+        "states; model holes fall tens to thousands of eV/atom: −10 keeps a wide margin to both")
 
 
 class SelectionSchedule(_Section):
@@ -263,10 +304,44 @@ class SearchSettings(_Section):
         return resolved
 
 
+class ReferenceSettings(_Section):
+    """Elemental references of the hull, for elements the campaign may not label itself (a
+    fixed-composition search, an element whose DFT fails). Either is optional; the hull takes the
+    lowest enthalpy per atom of each element among its labels and these."""
+
+    structures: dict[str, str] = Field(
+        default_factory=dict, description="symbol -> structure file (any format ASE reads, one "
+        "element only), labelled with the initial structures and relaxed in the final stage; "
+        "relative paths are taken from the campaign file's folder")
+    enthalpies: dict[str, float] = Field(
+        default_factory=dict, description="symbol -> eV/atom: the element's enthalpy per atom "
+        "E/N + P·V/N at the campaign pressure, computed with the campaign's labeller and settings "
+        "(its energy zero)")
+
+    @field_validator("enthalpies")
+    @classmethod
+    def _finite(cls, values: dict[str, float]) -> dict[str, float]:
+        import math
+
+        for symbol, value in values.items():
+            if not math.isfinite(value):
+                raise ValueError(f"enthalpy of {symbol} = {value} eV/atom must be a finite number")
+        return values
+
+
 class ParallelSettings(_Section):
-    threads_per_rank: Optional[int] = Field(None, ge=1, description="default: 1 under MPI, else all")
+    """Ranks, threads, GPUs and the batch job's walltime (README 'Running on a supercomputer')."""
+
+    threads_per_rank: Optional[int] = Field(None, ge=1, description="default: the node's cores "
+                                            "divided among its ranks (1 when ranks fill the node)")
     root_works: Optional[bool] = Field(None, description="root also relaxes (default: ≤ 4 ranks)")
     grace_seconds: float = Field(60.0, gt=0, description="time to wind down after SIGTERM/SIGUSR1")
+    ranks_per_gpu: Optional[int] = Field(
+        None, ge=1, description="with model.device auto/cuda: this many neighbouring ranks of a "
+        "node share each GPU; default: local rank mod GPUs (round robin)")
+    walltime_margin_s: float = Field(
+        900.0, ge=0, description="s: stop cleanly (state saved, exit 3) this long before the batch "
+        "job's end (Slurm/PBS, read automatically); 0 = only on a signal")
 
 
 class CampaignConfig(_Section):
@@ -288,6 +363,22 @@ class CampaignConfig(_Section):
         validate_default=True,
         description="who labels structures; schema: acnn_mpi.label.settings.LabellerSettings")
     parallel: ParallelSettings = Field(default_factory=ParallelSettings)
+    references: ReferenceSettings = Field(default_factory=ReferenceSettings)
+
+    @field_validator("references")
+    @classmethod
+    def _reference_files(cls, references: ReferenceSettings, info: ValidationInfo):
+        """Structure files resolved against the campaign file's folder, read once to check them."""
+        base_dir = (info.context or {}).get("base_dir")
+        resolved = {}
+        for symbol, name in references.structures.items():
+            path = Path(name).expanduser()
+            if not path.is_absolute() and base_dir is not None:
+                path = Path(base_dir) / path
+            resolved[symbol] = str(path)
+            _check_reference_structure(symbol, path)
+        object.__setattr__(references, "structures", resolved)
+        return references
 
     @field_validator("labeller", mode="before")
     @classmethod
@@ -319,6 +410,8 @@ class CampaignConfig(_Section):
             ("compositions.per_element_bounds", comp.per_element_bounds),
             ("compositions.oxidation_states", comp.oxidation_states),
             ("generation.atomic_volumes", self.generation.atomic_volumes),
+            ("references.structures", self.references.structures),
+            ("references.enthalpies", self.references.enthalpies),
         ):
             for symbol in symbols:
                 _known_element(symbol)
@@ -372,6 +465,25 @@ class CampaignConfig(_Section):
             if iteration >= entry.from_iteration:
                 c_max, l_max = entry.c_max, entry.l_max
         return c_max, l_max
+
+
+def _check_reference_structure(symbol: str, path: Path) -> None:
+    """Raise ValueError unless ``path`` holds a periodic structure of ``symbol`` only."""
+    _known_element(symbol)
+    if not path.is_file():
+        raise ValueError(f"{symbol}: structure file {path} not found")
+    import ase.io
+
+    try:
+        atoms = ase.io.read(path)
+    except Exception as error:  # noqa: BLE001 - any reader error is a bad file
+        raise ValueError(f"{symbol}: {path} is not a structure file ASE reads ({error})") from None
+    others = sorted(set(atoms.get_chemical_symbols()) - {symbol})
+    if len(atoms) == 0 or others:
+        raise ValueError(f"{symbol}: {path} must hold {symbol} atoms only, "
+                         f"found {others or 'no atoms'}")
+    if not atoms.pbc.all() or atoms.cell.rank < 3:
+        raise ValueError(f"{symbol}: {path} must be a periodic crystal with a full cell")
 
 
 def _pair_table(raw: MinDistances, elements: list[str]) -> dict[str, float]:
@@ -446,23 +558,92 @@ def config_from_dict(data: dict, source: str = "campaign", base_dir: str | None 
 
 def load_config(path: str | Path) -> CampaignConfig:
     """Read and validate a campaign YAML file; ``output_dir`` is resolved relative to the file."""
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"campaign file {path} not found: create it (see inputs/demo.yaml for an example)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{path}:{where} is not valid YAML ({getattr(error, 'problem', error)})") from None
+    data = read_yaml_file(path, what="campaign file")
+    refuse_non_finite(data, str(path))
     config = config_from_dict(data if data is not None else {}, source=str(path),
                               base_dir=str(path.parent.resolve()))
     output = Path(config.output_dir)
     if not output.is_absolute():
         config.output_dir = str((path.parent / output).resolve())
     return config
+
+
+def read_yaml_file(path: Path, what: str = "campaign file") -> Any:
+    """The YAML document in ``path`` (UTF-8 text, no repeated keys) or a one-line UserError."""
+    import yaml
+
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a directory, not a YAML file: give the file inside it "
+                        f"(e.g. {path / 'campaign.yaml'})")
+    if not path.is_file():
+        raise UserError(f"{what} {path} not found: create it (see inputs/demo.yaml for an example)")
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise UserError(f"{what} {path}: cannot read it ({error.strerror}); check its permissions") from None
+    if b"\0" in raw:
+        raise UserError(f"{what} {path} is a binary file, not YAML text: give the campaign's .yaml file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        raise UserError(f"{what} {path}: line {line} is not UTF-8 text (byte 0x{raw[error.start]:02x}): "
+                        "save the file as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = getattr(error, "problem", None) or getattr(error, "reason", None) or str(error)
+        raise UserError(f"{path}:{where} not valid YAML: {problem}") from None
+
+
+def _unique_key_loader():
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        """SafeLoader that refuses a key given twice in one mapping (YAML lets the last one win)."""
+
+        def construct_mapping(self, node, deep=False):
+            first_line = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = key in first_line
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"the key {key!r} is given twice (first on line "
+                        f"{first_line[key] + 1}); keep one", key_node.start_mark)
+                first_line[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
+def refuse_non_finite(data: Any, source: str) -> None:
+    """A UserError naming every NaN or infinite number in a YAML document read from ``source``."""
+    problems = [f"{where} = {value}: must be a finite number" for where, value in non_finite_entries(data)]
+    if problems:
+        raise UserError(f"{source}: " + "; ".join(problems))
+
+
+def non_finite_entries(data: Any, where: str = "") -> list[tuple[str, float]]:
+    """(dotted location, value) of every NaN or infinite number in a YAML document."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return [(where or "(top level)", data)]
+    found = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found += non_finite_entries(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(data, (list, tuple)):
+        for index, value in enumerate(data):
+            found += non_finite_entries(value, f"{where}[{index}]")
+    return found
 
 
 def resolved_yaml(config: CampaignConfig) -> str:

@@ -97,6 +97,9 @@ def neighbor_list(batch: Batch, cutoff: float) -> Edges:
     calculator = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
     positions = batch.positions.detach().to("cpu", torch.float64).numpy()
     cells = batch.cell.detach().to("cpu", torch.float64).numpy()
+    if not (np.isfinite(positions).all() and np.isfinite(cells).all()):
+        # vesin dies of SIGFPE on such input; fail in Python instead
+        raise ValueError("neighbor_list: non-finite positions or cell (a diverged structure)")
     pbcs = batch.pbc.cpu().numpy()
     offsets = batch.atom_offsets().cpu().numpy()
     all_i, all_j, all_s = [], [], []

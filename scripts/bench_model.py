@@ -16,6 +16,7 @@ second (equal on an idle machine).
 
     python scripts/bench_model.py                  # everything (< 2 minutes)
     python scripts/bench_model.py --batch-sizes 64 --cases a
+    python scripts/bench_model.py --levers --batch-sizes 16,64   # each speed lever, one process
 """
 
 from __future__ import annotations
@@ -124,6 +125,99 @@ def run_case(key, batch_sizes, attention, repeats, rng, peak, dtype):
                   f"{100 * rate / peak:6.1f}%", flush=True)
 
 
+def levers(repeats, rng, batch_sizes):
+    """Each speed lever's effect, in one process (case (a), no attention), in the order they were
+    added: autograd reference → fused backward → allocator tuning → bucketed tables →
+    torch.compile of the kernels."""
+    from acnn_mpi.model import descriptor, forces
+
+    case = CASES["a"]
+    structures = [random_cell(rng, case) for _ in range(max(batch_sizes))]
+    torch.manual_seed(0)
+    model = ACNN(ACNNHyperparameters(elements=case["elements"], r_cut_radial=case["r_cut"][0],
+                                     r_cut_angular=case["r_cut"][1]))
+    model.fit_descriptor_statistics(Batch.from_atoms(structures[:8], dtype=model.dtype))
+    forces.TUNE_ALLOCATOR = False  # measured as its own lever below
+    default_bucket_cost = model.descriptor.BUCKET_COST_ENTRIES
+    model.descriptor.BUCKET_COST_ENTRIES = 10 ** 15  # one table, as before
+
+    def setup(name):
+        if name == "autograd (reference)":
+            descriptor.use_fused_path(False)
+        elif name == "+ fused first-derivative backward":
+            descriptor.use_fused_path(True)
+        elif name == "+ malloc keeps freed memory":
+            forces.keep_freed_memory(True)
+        elif name == "+ bucketed neighbour tables":
+            model.descriptor.BUCKET_COST_ENTRIES = default_bucket_cost
+        else:
+            start = time.process_time()
+            descriptor.compile_fused_kernels(True)
+            batch = Batch.from_atoms(structures[:2], dtype=model.dtype)
+            evaluate(model, batch)
+            print(f"   (torch.compile: {time.process_time() - start:.0f} CPU s in this process, "
+                  "plus the compile workers)")
+
+    print(f"\n{'lever (cumulative), Mg-Ca-H, no attention':48s} {'batch':>5s} {'atoms':>6s} {'model/s':>9s} "
+          f"{'vs ref':>7s}")
+    reference = {}
+    for name in ("autograd (reference)", "+ fused first-derivative backward", "+ malloc keeps freed memory",
+                 "+ bucketed neighbour tables", "+ torch.compile of the fused kernels"):
+        setup(name)
+        for size in batch_sizes:
+            batch = Batch.from_atoms(structures[:size], dtype=model.dtype)
+            edges = neighbor_list(batch, model.cutoff)
+            n_atoms = batch.positions.shape[0]
+            _, cpu = timed(lambda: evaluate(model, batch, edges=edges), max(3, repeats * 16 // size))
+            rate = n_atoms / cpu
+            reference.setdefault(size, rate)
+            print(f"{name:48s} {size:5d} {n_atoms:6d} {rate:9.0f} {rate / reference[size]:6.2f}x", flush=True)
+    descriptor.compile_fused_kernels(False)
+    bound(model, Batch.from_atoms(structures[:16], dtype=model.dtype), repeats)
+
+
+def bound(model, batch, repeats):
+    """What the time is made of (fused eager path, allocator tuned): one evaluate against its
+    parts and against one elementwise pass over the padded radial table (N·M, n_r)."""
+    from acnn_mpi.model import descriptor
+
+    edges = neighbor_list(batch, model.cutoff)
+    species = model.species_index(batch.numbers)
+    n_atoms = batch.positions.shape[0]
+    vectors = edges.vectors(batch.positions, batch.cell, batch.system_idx)
+    with torch.no_grad():
+        features = model.descriptor(vectors, edges.index, species)
+    radial = features.radial.clone().requires_grad_(True)
+    angular = features.angular.clone().requires_grad_(True)
+
+    def mlps():
+        energy = model.fitting(model.embedding(radial, angular, species)).sum()
+        torch.autograd.grad(energy, (radial, angular))
+
+    def descriptor_only():
+        v = vectors.detach().requires_grad_(True)
+        with descriptor.first_derivatives_only(True, parameter_gradients=False):
+            out = model.descriptor(v, edges.index, species)
+        torch.autograd.grad(out.radial.sum() + out.angular.sum(), v)
+
+    width = features.neighbour.shape[1]
+    a = torch.rand(n_atoms * width, model.descriptor.n_radial)
+    b, out = torch.rand_like(a), torch.empty_like(a)
+    reps = max(3, repeats * 2)
+    t_all = timed(lambda: evaluate(model, batch, edges=edges), reps)[1]
+    t_desc = timed(descriptor_only, reps)[1]
+    t_mlp = timed(mlps, reps)[1]
+    t_pass = timed(lambda: torch.mul(a, b, out=out), 20)[1]
+    gbs = 3 * a.numel() * 4 / t_pass / 1e9
+    print(f"\nwhere the time goes (batch {batch.n_systems}, {n_atoms} atoms, radial table {n_atoms} x {width} "
+          f"x {model.descriptor.n_radial}):\n"
+          f"  evaluate {1e3 * t_all:.1f} ms = descriptor forward+backward {1e3 * t_desc:.1f} ms "
+          f"({100 * t_desc / t_all:.0f} %) + MLPs forward+backward {1e3 * t_mlp:.1f} ms "
+          f"({100 * t_mlp / t_all:.0f} %) + the rest\n"
+          f"  one elementwise pass over the radial table (a*b, float32): {1e3 * t_pass:.2f} ms "
+          f"({gbs:.1f} GB/s); evaluate = {t_all / t_pass:.0f} such passes, descriptor = {t_desc / t_pass:.0f}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default="ab", help="which systems: a (Mg-Ca-H), b (Be-P-N-O)")
@@ -132,6 +226,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--levers", action="store_true",
+                        help="only the effect of each speed lever (case a, no attention)")
     args = parser.parse_args(argv)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     attention = [int(a) for a in args.attention.split(",")]
@@ -146,9 +242,14 @@ def main(argv=None) -> int:
           "'model': without the neighbour list; 'nl': neighbour-list share of the CPU time; MFLOP: matmul\n"
           "FLOPs per atom-step (FlopCounterMode, forward + backward); GFLOP/s and 'of mm': the model's\n"
           "matmul FLOP rate per CPU second, and as a fraction of the plain matmul rate above\n")
+    rng = np.random.default_rng(args.seed)
+    if args.levers:
+        levers(args.repeats, rng, batch_sizes)
+        print(f"\ntotal benchmark time {time.perf_counter() - start:.0f} s; load average now "
+              f"{os.getloadavg()[0]:.1f}")
+        return 0
     print(f"{'system':17s} {'attn':>4s} {'batch':>5s} {'atoms':>6s} {'nbrs':>6s} {'cpu/s':>9s} "
           f"{'wall/s':>9s} {'model':>9s} {'nl':>7s} {'MFLOP':>7s} {'GFLOP/s':>7s} {'of mm':>7s}")
-    rng = np.random.default_rng(args.seed)
     for key in args.cases:
         run_case(key, batch_sizes, attention, args.repeats, rng, peak, args.dtype)
     print(f"\ntotal benchmark time {time.perf_counter() - start:.0f} s; load average now "

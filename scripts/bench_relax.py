@@ -165,7 +165,8 @@ class Repulsive(torch.nn.Module):
 
 
 def part1(args):
-    print(f"## Part 1: same structures, same model ({args.model}), {args.n} structures, "
+    print(f"## Part 1: same structures, same model ({args.model}"
+          f"{', ' + args.dtype if args.model == 'acnn' else ''}), {args.n} structures, "
           f"P = {args.pressure} GPa, fmax {args.fmax} eV/Å")
     if args.model == "lj":
         model = LennardJones(epsilon=0.0104, sigma=3.4, cutoff=8.5)
@@ -174,7 +175,7 @@ def part1(args):
         from acnn_mpi.model.potential import ACNN, ACNNHyperparameters
 
         torch.manual_seed(args.seed)
-        acnn = ACNN(ACNNHyperparameters(elements=["Mg", "Ca", "H"], dtype="float64", fitting=[64, 64],
+        acnn = ACNN(ACNNHyperparameters(elements=["Mg", "Ca", "H"], dtype=args.dtype, fitting=[64, 64],
                                         embedding=[32, 32]))
         model = Repulsive(acnn)
         structures = mgcah_structures(args.n, args.seed, (4, 12))
@@ -264,6 +265,8 @@ def main(argv=None):
     parser.add_argument("--stress-tol", type=float, default=0.05)
     parser.add_argument("--max-steps", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                        help="part 1 ACNN dtype (float32: the CSP default)")
     parser.add_argument("--inverse", action="store_true", help="batched: inverse-Hessian steps only")
     parser.add_argument("--uphill", type=float, default=0.0, help="batched: uphill tolerance, eV/atom")
     args = parser.parse_args(argv)

@@ -1,5 +1,8 @@
 """The command line: help for every subcommand, `check` on good and bad files, exit codes."""
 
+import os
+import sys
+
 import pytest
 
 from acnn_mpi.cli import COMMANDS
@@ -15,11 +18,23 @@ def test_every_subcommand_has_help(acnn):
         assert "usage:" in result.stdout
 
 
-def test_check_shipped_inputs(acnn):
-    result = acnn(["check", "inputs/demo.yaml", "inputs/mgcah_300gpa.yaml", "inputs/bepno.yaml"])
+def test_check_shipped_inputs(acnn, tmp_path):
+    # The DFT templates run `mpirun -n 64 vasp_std` with VASP's pseudopotentials: check refuses
+    # what run would refuse, so a stand-in vasp_std goes on PATH (beside the MPI of this Python)
+    # and VASP_PP_PATH names a folder.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "vasp_std").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "vasp_std").chmod(0o755)
+    (tmp_path / "potpaw_PBE").mkdir()
+    path = os.pathsep.join([str(bin_dir), os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    files = ["inputs/demo.yaml", "inputs/mgcah_300gpa.yaml", "inputs/bepno.yaml"]
+    result = acnn(["check", *files], env={"PATH": path, "VASP_PP_PATH": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("valid; resolved settings") == 3
     assert "r_cut_radial: 6.5" in result.stdout  # Be-P-N-O cutoff resolved
+    refused = acnn(["check", "inputs/bepno.yaml"], env={"PATH": path, "VASP_PP_PATH": ""})
+    assert refused.returncode == 2 and "VASP_PP_PATH" in refused.stderr
 
 
 @pytest.mark.parametrize("text, field", [

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import shutdown
 from .layout import CampaignPaths
-from .plan import Cell, plan_chunks, search_cells
+from .plan import ITERATION_STRIDE, Cell, plan_chunks, search_cells
 from .state import CampaignState, load_state, save_state
 from .training_set import training_split, usable_labels
 
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 #: exit code of a run stopped by SIGTERM/SIGUSR1 before the campaign finished (resubmit to resume)
 EXIT_STOPPED = 3
+
+#: structure id of the given reference structure of element k (``references.structures``):
+#: REFERENCE_ID - k, the top of iteration 0's id range, above every generated structure
+REFERENCE_ID = ITERATION_STRIDE - 1
 
 
 def run_campaign(config, comm, *, max_iterations: int | None = None) -> int:
@@ -42,7 +46,7 @@ def run_campaign(config, comm, *, max_iterations: int | None = None) -> int:
         paths.make()
         _log_to_file(paths.log)
     comm.barrier()
-    shutdown.install()
+    shutdown.install(margin_s=config.parallel.walltime_margin_s, comm=comm)
     state = comm.root_then_bcast(lambda: load_state(paths.root))
     cells = comm.root_then_bcast(lambda: search_cells(compositions_from_config(config)))
     limit = config.search.max_iterations if max_iterations is None else max_iterations
@@ -106,13 +110,32 @@ class Controller:
         self.state = self.comm.bcast(self.state)
 
     def _elemental_cells(self) -> list[Cell]:
-        """The smallest cell of each pure element: every hull needs its corners."""
+        """The smallest cell of each pure element: every hull needs its corners. An element the
+        search space leaves out (``include_subsystems: false``) gets a cell of the smallest
+        allowed size, so that it is sampled, relaxed and labelled like the others."""
         smallest = {}
         for cell in self.cells:
             if len(cell.counts) == 1 and (cell.formula not in smallest
                                           or cell.units < smallest[cell.formula].units):
                 smallest[cell.formula] = cell
+        size = max(1, self.config.compositions.min_atoms_per_cell)
+        for symbol in self.config.elements:
+            if symbol not in smallest:
+                smallest[symbol] = Cell(counts=((symbol, size),), formula=symbol, units=size)
         return list(smallest.values())
+
+    def _reference_structures(self) -> list:
+        """The given elemental reference structures (``references.structures``), labelled with
+        the initial structures."""
+        import ase.io
+
+        out = []
+        for symbol, path in self.config.references.structures.items():
+            atoms = ase.io.read(path)
+            atoms.calc = None
+            atoms.info = {"structure_id": REFERENCE_ID - self.config.elements.index(symbol)}
+            out.append(atoms)
+        return out
 
     # -- iteration 0: random structures --------------------------------------------------------
 
@@ -136,6 +159,7 @@ class Controller:
                 import ase.io
 
                 structures = [a for _, batch in sorted(done, key=lambda d: d[0].index) for a in batch]
+                structures += self._reference_structures()
                 tmp = target.with_name(target.name + ".tmp")
                 ase.io.write(tmp, structures, format="extxyz")
                 tmp.replace(target)
@@ -176,7 +200,8 @@ class Controller:
         def should_stop():
             return shutdown.requested() or totals["unphysical"] >= search.b_max
 
-        device = "cpu" if config.model.device == "auto" else config.model.device
+        from ..parallel.devices import select_device
+        device = select_device(config.model.device, self.comm, config.parallel.ranks_per_gpu)
         worker = CSPWorker(config, self.paths, self.paths.model(k - 1), device=device)
         run_dynamic(self.comm, chunks, worker, on_result, root_works=config.parallel.root_works,
                     should_stop=should_stop)
@@ -203,7 +228,11 @@ class Controller:
 
         if self.comm.is_root:
             results = read_iteration_results(self.paths, k, self.config.elements, self.config.pressure)
-            selection = select_for_labelling(self.config, results, k)
+            missing = self.state.record(k - 1).missing_elements if k > 0 else []
+            if missing:
+                log.info("iteration %d: the labels' hull lacks %s; labelling %s structures again",
+                         k, ", ".join(missing), ", ".join(missing))
+            selection = select_for_labelling(self.config, results, k, required=missing)
             write_selection(self.paths.selection(k), results, selection)
             self.state.record(k).selected = len(selection.ids)
             log.info("iteration %d: %d relaxed, %d distinct, %d unphysical; selected %d for labelling "
@@ -240,6 +269,8 @@ class Controller:
             record.labelled += summary.labelled
             record.label_failures += summary.failed
             record.label_seconds += float(sum(summary.seconds))
+            record.label_evaluations += int(summary.evaluations)
+            record.label_core_seconds += float(summary.core_seconds)
             log.info("iteration %d labels: %s", k, summary.text().replace("\n", "; "))
         if k > 0:
             validation = self.comm.root_then_bcast(lambda: self._learning_curve(k))
@@ -302,9 +333,16 @@ class Controller:
                          title=f"{self.config.name}: iteration {k}")
         record = self.state.record(k)
         record.hull = label_hull.phases
+        record.missing_elements = label_hull.missing
         previous = [r for r in self.state.history if r.iteration == k - 1]
-        if k > 0 and previous and not hull_changed(previous[0].hull, record.hull,
-                                                   self.config.search.hull_tolerance):
+        if label_hull.missing:
+            log.warning("iteration %d: no label of %s yet (its labels failed, or none was made); the "
+                        "hull covers the other elements, %s structures are labelled again next "
+                        "iteration (references.structures / references.enthalpies give them)", k,
+                        ", ".join(label_hull.missing), ", ".join(label_hull.missing))
+            self.state.stable_streak = 0
+        elif k > 0 and previous and not hull_changed(previous[0].hull, record.hull,
+                                                     self.config.search.hull_tolerance):
             self.state.stable_streak += 1
         else:
             self.state.stable_streak = 0
@@ -322,45 +360,74 @@ class Controller:
 
     def final(self) -> bool:
         from ..label.runner import label_structures
-        from .processing import labels_hull, write_hull_files
 
         structures = None
         if self.comm.is_root:
             structures = self._final_candidates()
             log.info("final stage: relaxing %d near-hull structures with the labeller", len(structures))
         relaxed = self.paths.final / "relaxed.h5"
-        label_structures(self.comm, structures, self.config.labeller, str(relaxed), mode="relax",
-                         pressure_gpa=self.config.pressure, fmax=max(self.config.relax.fmax, 0.01),
-                         should_stop=shutdown.requested, source="final", iteration=self.state.iteration,
-                         root_works=self.config.parallel.root_works)
+        summary = label_structures(
+            self.comm, structures, self.config.labeller, str(relaxed), mode="relax",
+            pressure_gpa=self.config.pressure, fmax=max(self.config.relax.fmax, 0.01),
+            should_stop=shutdown.requested, source="final", iteration=self.state.iteration,
+            root_works=self.config.parallel.root_works)
         if self._stopping():
             return False
         if self.comm.is_root:
-            label_hull, hull = labels_hull(self.config, relaxed)
-            write_hull_files(self.paths.final, label_hull, hull, title=f"{self.config.name}: final")
-            log.info("final hull: %s", ", ".join(
-                f"{p['formula']} ({p['space_group']}) {p['formation_enthalpy_meV']:.0f} meV/atom"
-                for p in label_hull.phases))
+            self.state.final_relaxed += summary.labelled
+            self.state.final_failed += summary.failed
+            self.state.final_evaluations += int(summary.evaluations)
+            self.state.final_core_seconds += float(summary.core_seconds)
+            self._final_hull(relaxed)
         self._commit(final_done=True)
         return True
+
+    def _final_hull(self, relaxed: Path) -> None:
+        """The final hull: the labeller's relaxations, and the single points of the structures
+        whose relaxation failed or was not asked for (root only)."""
+        from .processing import RELAXED, labels_hull, write_hull_files
+
+        label_hull, hull = labels_hull(self.config, self.paths.labels, relaxed)
+        n_relaxed = int((label_hull.sources == RELAXED).sum())
+        if n_relaxed == 0:
+            log.warning("final stage: no relaxation by the labeller ended with labels (%d failed, see "
+                        "%s.failures.jsonl); the final hull is the single-point hull", self.state.final_failed,
+                        relaxed)
+            self.state.final_hull_source = "single points (every final relaxation failed)"
+        else:
+            self.state.final_hull_source = (f"{n_relaxed} final relaxations with the labeller "
+                                            "and the single points of structures not relaxed")
+        if label_hull.missing:
+            log.warning("final hull without %s: no label of it (give references.enthalpies or "
+                        "references.structures)", ", ".join(label_hull.missing))
+        write_hull_files(self.paths.final, label_hull, hull, title=f"{self.config.name}: final")
+        log.info("final hull: %s", ", ".join(
+            f"{p['formula']} ({p['space_group']}, {p['source']}) {p['formation_enthalpy_meV']:.0f} meV/atom"
+            for p in label_hull.phases))
 
     def _final_candidates(self) -> list:
         """Top-K labelled structures by E_hull within the window, every composition's best first."""
         from ..data.store import FrameStore
         from .processing import labels_hull
 
-        label_hull, hull = labels_hull(self.config, self.paths.labels)
+        label_hull, _ = labels_hull(self.config, self.paths.labels)
         window = self.config.search.ehull_window / 1000.0
-        order = np.argsort(label_hull.e_hull, kind="stable")
-        best = sorted((int(r) for r in hull.best if r >= 0 and label_hull.e_hull[r] <= window),
-                      key=lambda r: (label_hull.e_hull[r], r))
+        e_hull, frames = label_hull.e_hull, label_hull.frames
+
+        def eligible(row) -> bool:
+            return frames[row] >= 0 and e_hull[row] <= window   # a labelled frame (NaN: no hull)
+
+        best = sorted((int(r) for r in label_hull.best if eligible(r)), key=lambda r: (e_hull[r], r))
         taken = set(best)
-        chosen = best + [int(r) for r in order if label_hull.e_hull[r] <= window and int(r) not in taken]
+        order = np.argsort(e_hull, kind="stable")
+        chosen = best + [int(r) for r in order if eligible(r) and int(r) not in taken]
         chosen = chosen[: max(self.config.search.final_top_k, len(self.config.elements))]
+        if not chosen:
+            return []
         with FrameStore(self.paths.labels, mode="r") as store:
-            frames = store.read([int(label_hull.frames[r]) for r in chosen])
+            atoms_list = store.read([int(frames[r]) for r in chosen])
         out, seen = [], set()
-        for atoms in frames:
+        for atoms in atoms_list:
             structure_id = int(atoms.info.get("structure_id", -1))
             if structure_id not in seen:
                 seen.add(structure_id)

@@ -5,7 +5,7 @@ DIR/
   campaign.log          the root's log
   state.json            the resume point (campaign/state.py)
   labels.h5             every label of the campaign (data/store.py), appended as labels arrive
-  labels.h5.failures.jsonl   failed labelling attempts, kept for the report
+  labels.failures.jsonl   failed labelling attempts, kept for the report
   iter_000/sample.xyz   the N0 random structures of the initial sampling
   iter_K/relax/chunk_*.h5    relaxed structures of iteration K, one file per chunk (written
                         atomically, so a chunk is either complete or absent)

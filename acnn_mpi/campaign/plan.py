@@ -107,16 +107,17 @@ def plan_chunks(cells: list[Cell], iteration: int, n_structures: int, chunk_size
     spread evenly over the compositions of ``cells`` and then over each one's cell sizes.
 
     ``leading`` cells (the smallest cell of each pure element) are sure to be sampled when the
-    budget cannot cover every composition, and come first in their composition's cycle of sizes.
+    budget cannot cover every composition, and come first in their composition's cycle of sizes;
+    one whose composition is not among ``cells`` (an element the space leaves out) is sampled as
+    one more composition.
     """
     if not cells:
         raise ValueError("no cells to search")
     rng = np.random.default_rng([seed, iteration, 0x5EED])
-    formulas = list(dict.fromkeys(cell.formula for cell in cells))
-    sizes = {f: [c for c in cells if c.formula == f] for f in formulas}
     first = {cell.formula: cell for cell in leading}
-    shares = composition_shares(len(formulas), n_structures, rng,
-                                [formulas.index(f) for f in first if f in sizes])
+    formulas = list(dict.fromkeys([cell.formula for cell in cells] + list(first)))
+    sizes = {f: [c for c in cells if c.formula == f] or [first[f]] for f in formulas}
+    shares = composition_shares(len(formulas), n_structures, rng, [formulas.index(f) for f in first])
     cell_of, rounds, keys = [], [], []
     for f, share in zip(formulas, shares):
         cycle = [sizes[f][i] for i in rng.permutation(len(sizes[f]))]

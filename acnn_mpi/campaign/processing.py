@@ -32,8 +32,11 @@ class Selection:
     hull_phases: list[str] = field(default_factory=list)
 
 
-def select_for_labelling(config, results, iteration: int) -> Selection:
-    """Dedup, distance check, model hull and C_max/L_max selection of one iteration's structures."""
+def select_for_labelling(config, results, iteration: int, required: list[str] = ()) -> Selection:
+    """Dedup, distance check, model hull and C_max/L_max selection of one iteration's structures.
+
+    ``required``: elements the labels' hull still lacks (their labels failed, or none was made):
+    up to L_max structures of each, physical ones first, are added whatever their rank."""
     from ..csp.dedup import deduplicate
     from ..csp.distances import check_many
     from ..csp.hull import convex_hull, reduced_formula
@@ -85,78 +88,178 @@ def select_for_labelling(config, results, iteration: int) -> Selection:
     if len(picks) and not ok.all():
         physical[picks[~ok]] = False
         chosen = select()
-    return Selection(rows=[c.index for c in chosen], ids=[int(c.id) for c in chosen],
-                     reasons=[c.reason for c in chosen], n_distinct=int(dedup.n_unique),
-                     n_unphysical=int((~physical).sum()), hull_phases=phases)
+    rows, reasons = [c.index for c in chosen], [c.reason for c in chosen]
+    for row in _element_rows(config, results, required, h_per_atom, physical, dedup.is_unique, set(rows),
+                             l_max):
+        rows.append(row)
+        reasons.append("element")
+    return Selection(rows=rows, ids=[int(results.ids[r]) for r in rows], reasons=reasons,
+                     n_distinct=int(dedup.n_unique), n_unphysical=int((~physical).sum()),
+                     hull_phases=phases)
+
+
+def _element_rows(config, results, required, h_per_atom, physical, distinct, taken: set,
+                  per_element: int) -> list[int]:
+    """Rows of up to ``per_element`` distinct structures of each required pure element not yet
+    ``taken``: physical ones first, then by enthalpy per atom and id."""
+    out = []
+    for symbol in required:
+        k = config.elements.index(symbol)
+        pure = (results.counts[:, k] > 0) & (results.counts.sum(axis=1) == results.counts[:, k])
+        rows = [r for r in np.flatnonzero(pure & distinct) if int(r) not in taken]
+        key = np.where(np.isfinite(h_per_atom), h_per_atom, np.inf)
+        rows.sort(key=lambda r: (not physical[r], key[r], int(results.ids[r])))
+        out += [int(r) for r in rows[:per_element]]
+        if not rows:
+            log.warning("no relaxed %s structure to label this iteration (the hull still lacks %s)",
+                        symbol, symbol)
+    return out
 
 
 # -- the phase diagram from labels ------------------------------------------------------------------
 
+#: where a row of a label hull comes from
+SINGLE_POINT, RELAXED, GIVEN = "single point", "relaxed", "given"
+
+
 @dataclass
 class LabelHull:
-    """The hull of labelled structures (labeller energies): what the campaign converges on."""
+    """The hull of labelled structures (labeller energies): what the campaign converges on.
+
+    Rows are the frames of the stores read (relaxed ones first), then the given elemental
+    references (``references.enthalpies``); ``frames`` is -1 for those."""
 
     phases: list[dict]          # stable phases: formula, formation enthalpy meV/atom, space group, id
     candidates: list[dict]      # every distinct composition's best structure with E_hull, meV/atom
-    e_hull: np.ndarray          # (F,) eV/atom of every frame
-    frames: np.ndarray          # (F,) frame indices in the store
+    e_hull: np.ndarray          # (R,) eV/atom of every row (NaN: outside the hull's elements)
+    frames: np.ndarray          # (R,) frame index in its store, -1 for a given reference
+    sources: np.ndarray         # (R,) SINGLE_POINT, RELAXED or GIVEN
+    best: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # rows: best per composition
+    missing: list[str] = field(default_factory=list)   # elements with neither label nor reference
 
 
-def labels_hull(config, store_path: Path, indices=None):
-    """Convex hull at the campaign pressure of the frames in a label store (enthalpy E + PV).
+@dataclass
+class _Rows:
+    counts: np.ndarray          # (R, n) atoms of each campaign element
+    enthalpy: np.ndarray        # (R,) eV, E + PV
+    ids: np.ndarray             # (R,) structure ids (-1 for given references)
+    frames: np.ndarray          # (R,)
+    sources: np.ndarray         # (R,) object
 
-    Returns (LabelHull, the csp.hull.HullResult over the frames)."""
-    from ..csp.hull import convex_hull, reduced_formula
-    from ..csp.symmetry import space_group
+
+def _store_rows(config, path: Path, source: str) -> _Rows | None:
     from ..data.store import FrameStore
     from ..elements import element_counts
     from ..units import gpa_to_ev_per_a3
 
-    with FrameStore(store_path, mode="r") as store:
-        frames = np.arange(len(store)) if indices is None else np.asarray(indices, dtype=np.int64)
-        arrays = store.read_arrays(frames)
-        energy, cells = arrays.energy, arrays.cell
-        ids = arrays.structure_id
-        counts = element_counts(arrays.numbers, arrays.offsets, config.elements)
-        volume = np.abs(np.linalg.det(cells))
-        enthalpy = energy + gpa_to_ev_per_a3(config.pressure) * volume
-        hull = convex_hull(counts, enthalpy, config.elements, pressure=config.pressure)
-        phases = []
-        for row in hull.stable:
-            atoms = store.read([int(frames[row])])[0]
-            symbol, number = space_group(atoms, config.search.symprec)
-            phases.append({"formula": reduced_formula(counts[row], config.elements),
-                           "formation_enthalpy_meV": round(1000 * float(hull.formation_enthalpy[row]), 3),
-                           "e_hull_meV": 0.0, "space_group": f"{symbol} ({number})",
-                           "atoms": int(counts[row].sum()), "structure_id": int(ids[row]),
-                           "frame": int(frames[row])})
-    candidates = []
-    for u, row in enumerate(hull.best):
-        if row < 0:
-            continue
-        candidates.append({"formula": reduced_formula(counts[row], config.elements),
-                           "formation_enthalpy_meV": round(1000 * float(hull.formation_enthalpy[row]), 3),
-                           "e_hull_meV": round(1000 * float(hull.e_hull[row]), 3),
-                           "structure_id": int(ids[row]), "frame": int(frames[row])})
-    candidates.sort(key=lambda c: (c["e_hull_meV"], c["formula"]))
-    return LabelHull(phases=phases, candidates=candidates, e_hull=hull.e_hull, frames=frames), hull
+    if path is None or not Path(path).exists():
+        return None
+    with FrameStore(path, mode="r") as store:
+        arrays = store.read_arrays(strings=False)
+    if len(arrays) == 0:
+        return None
+    volume = np.abs(np.linalg.det(arrays.cell))
+    return _Rows(counts=element_counts(arrays.numbers, arrays.offsets, config.elements),
+                 enthalpy=arrays.energy + gpa_to_ev_per_a3(config.pressure) * volume,
+                 ids=arrays.structure_id, frames=np.arange(len(arrays)),
+                 sources=np.full(len(arrays), source, dtype=object))
+
+
+def _given_rows(config) -> _Rows:
+    given = config.references.enthalpies
+    counts = np.array([[int(e == symbol) for e in config.elements] for symbol in given],
+                      dtype=np.int64).reshape(-1, len(config.elements))
+    n = len(given)
+    return _Rows(counts=counts, enthalpy=np.array(list(given.values()), dtype=np.float64),
+                 ids=np.full(n, -1, np.int64), frames=np.full(n, -1, np.int64),
+                 sources=np.full(n, GIVEN, dtype=object))
+
+
+def _all_rows(config, stores) -> _Rows:
+    parts = [r for r in (_store_rows(config, path, source) for source, path in stores) if r is not None]
+    parts.append(_given_rows(config))
+    return _Rows(*(np.concatenate([getattr(p, name) for p in parts])
+                   for name in ("counts", "enthalpy", "ids", "frames", "sources")))
+
+
+def labels_hull(config, store_path: Path, relaxed_path: Path | None = None):
+    """Convex hull at the campaign pressure (enthalpy E + PV) of the frames of a label store, the
+    structures relaxed by the labeller (``relaxed_path``, optional, preferred on ties) and the
+    given elemental references. Only energy differences enter (formation enthalpies, E_hull), so
+    any energy zero of the labeller gives the same hull.
+
+    An element with neither a label nor a given reference does not stop anything: the hull is
+    built over the other elements (compositions with the missing one get E_hull NaN) and
+    ``LabelHull.missing`` names it. Returns (LabelHull, the csp.hull.HullResult over the rows
+    used, or None when no element has a label)."""
+    from ..csp.hull import convex_hull, reduced_formula
+
+    rows = _all_rows(config, [(RELAXED, relaxed_path), (SINGLE_POINT, store_path)])
+    elements = list(config.elements)
+    pure = rows.counts.astype(bool).sum(axis=1) == 1
+    present = [k for k in range(len(elements)) if (pure & (rows.counts[:, k] > 0)).any()]
+    missing = [elements[k] for k in range(len(elements)) if k not in present]
+    e_hull = np.full(len(rows.ids), np.nan)
+    empty = LabelHull(phases=[], candidates=[], e_hull=e_hull, frames=rows.frames,
+                      sources=rows.sources, missing=missing)
+    if not present:
+        return empty, None
+    inside = np.flatnonzero(rows.counts[:, [k for k in range(len(elements)) if k not in present]]
+                            .sum(axis=1) == 0)
+    sub = [elements[k] for k in present]
+    counts = rows.counts[inside][:, present]
+    hull = convex_hull(counts, rows.enthalpy[inside], sub, pressure=config.pressure)
+    e_hull[inside] = hull.e_hull
+
+    def entry(r: int) -> dict:
+        row = int(inside[r])
+        return {"formula": reduced_formula(counts[r], sub),
+                "formation_enthalpy_meV": round(1000 * float(hull.formation_enthalpy[r]), 3),
+                "e_hull_meV": round(1000 * float(hull.e_hull[r]), 3),
+                "structure_id": int(rows.ids[row]), "frame": int(rows.frames[row]),
+                "source": str(rows.sources[row])}
+
+    phases = [dict(entry(int(r)), e_hull_meV=0.0, atoms=int(counts[r].sum()),
+                   space_group=_space_group(config, rows, int(inside[r]), store_path, relaxed_path))
+              for r in hull.stable]
+    candidates = sorted((entry(int(r)) for r in hull.best if r >= 0),
+                        key=lambda c: (c["e_hull_meV"], c["formula"]))
+    best = inside[hull.best[hull.best >= 0]]
+    return LabelHull(phases=phases, candidates=candidates, e_hull=e_hull, frames=rows.frames,
+                     sources=rows.sources, best=best, missing=missing), hull
+
+
+def _space_group(config, rows: _Rows, row: int, store_path, relaxed_path) -> str:
+    from ..csp.symmetry import space_group
+    from ..data.store import FrameStore
+
+    if rows.sources[row] == GIVEN:
+        return "given"
+    path = relaxed_path if rows.sources[row] == RELAXED else store_path
+    with FrameStore(path, mode="r") as store:
+        atoms = store.read([int(rows.frames[row])])[0]
+    symbol, number = space_group(atoms, config.search.symprec)
+    return f"{symbol} ({number})"
 
 
 def write_hull_files(directory: Path, label_hull: LabelHull, hull, title: str) -> None:
     """hull.csv and hull.json (stable phases and best structure per composition), hull.png."""
     directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic(directory / "hull.json", {"stable": label_hull.phases,
-                                                "compositions": label_hull.candidates})
+                                                "compositions": label_hull.candidates,
+                                                "missing_elements": label_hull.missing})
     stable_ids = {p["structure_id"] for p in label_hull.phases}
     groups = {p["structure_id"]: p["space_group"] for p in label_hull.phases}
     with open(directory / "hull.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["formula", "formation_enthalpy_meV_per_atom", "e_hull_meV_per_atom",
-                         "stable", "space_group", "structure_id"])
+                         "stable", "space_group", "structure_id", "source"])
         for c in label_hull.candidates:
             writer.writerow([c["formula"], c["formation_enthalpy_meV"], c["e_hull_meV"],
                              c["structure_id"] in stable_ids, groups.get(c["structure_id"], ""),
-                             c["structure_id"]])
+                             c["structure_id"], c["source"]])
+    if hull is None or len(hull.elements) < 2:
+        return
     try:
         from ..plots.hull import plot_hull
 

@@ -42,19 +42,22 @@ def write_report(directory: str | Path, out: str | Path | None = None,
     figures = _figures(history, hull_dir, out)
     cifs = _symmetrized_structures(paths, hull_dir, hull, out / "structures", symprec, ehull_window_mev)
     candidates = [c for c in hull["compositions"] if c["e_hull_meV"] <= ehull_window_mev]
-    cost = _cost(paths, history)
+    cost = _cost(paths, state, history)
     status = ("finished" if state.final_done else
               f"running or stopped at iteration {state.iteration}, stage {state.stage}")
-    source = "final relaxations with the labeller" if hull_dir == paths.final else \
-        f"labels up to {hull_dir.name}" if hull_dir else "none yet"
+    source = (state.final_hull_source or "final relaxations with the labeller") if hull_dir == paths.final \
+        else f"labels up to {hull_dir.name}" if hull_dir else "none yet"
 
-    md = [f"# Campaign report: {paths.root.name}", "", f"Status: {status}. Hull from {source}.", "",
-          "## Stable phases", "", "| formula | space group | formation enthalpy (meV/atom) | atoms | CIF |",
-          "|---|---|---|---|---|"]
+    md = [f"# Campaign report: {paths.root.name}", "", f"Status: {status}. Hull from {source}.", ""]
+    if hull.get("missing_elements"):
+        md += [f"The hull lacks {', '.join(hull['missing_elements'])}: no label of it (its labels "
+               "failed); give references.enthalpies or references.structures.", ""]
+    md += ["## Stable phases", "", "| formula | space group | formation enthalpy (meV/atom) | atoms | "
+           "from | CIF |", "|---|---|---|---|---|---|"]
     for p in hull["stable"]:
         cif = cifs.get(p["structure_id"], "")
         md.append(f"| {p['formula']} | {p.get('space_group', '')} | {p['formation_enthalpy_meV']:.1f} | "
-                  f"{p.get('atoms', '')} | {f'[cif]({cif})' if cif else ''} |")
+                  f"{p.get('atoms', '')} | {p.get('source', '')} | {f'[cif]({cif})' if cif else ''} |")
     md += ["", f"## Candidates within {ehull_window_mev:g} meV/atom of the hull", "",
            "| formula | E_hull (meV/atom) | formation enthalpy (meV/atom) | structure id | CIF |",
            "|---|---|---|---|---|"]
@@ -75,11 +78,17 @@ def write_report(directory: str | Path, out: str | Path | None = None,
         md.append(f"| {r.iteration} | {r.structures_relaxed} | {r.unphysical} | {r.not_converged} | "
                   f"{r.relax_steps_mean:.0f} | {r.selected} | {r.labelled} | {r.label_failures} | "
                   f"{_fmt(v.get('energy_rmse'))} | {_fmt(v.get('force_rmse'))} | {_fmt(v.get('stress_rmse'))} |")
-    md += ["", "## Cost", "", f"- structures relaxed with ACNN: {cost['relaxed']:,}",
-           f"- labeller calculations: {cost['label_calls']:,} single points "
-           f"({cost['failures']} failed attempts recorded), {cost['final_relaxations']} final relaxations",
-           f"- the same relaxations with the labeller would take about {cost['equivalent_calls']:,.0f} "
-           f"calls (structures × mean steps); speed-up in labeller calls: {cost['speedup']:.0f}×", ""]
+    md += ["", "## Cost", "",
+           f"- structures relaxed with ACNN: {cost['relaxed']:,} in {cost['acnn_evaluations']:,.0f} "
+           "model evaluations (optimizer steps + the first of each structure)",
+           f"- labeller evaluations: {cost['evaluations']:,} = {cost['single_points']:,} single points "
+           f"(failed attempts included) + {cost['final_steps']:,} ionic steps of "
+           f"{cost['final_relaxations']} final relaxations ({cost['final_failed']} failed); "
+           f"{cost['core_hours']:.3g} core-hours",
+           f"- a direct search with the labeller, relaxing the same structures, would take about "
+           f"{cost['acnn_evaluations']:,.0f} evaluations (≈ {cost['direct_core_hours']:.3g} core-hours "
+           f"at {cost['core_seconds_per_evaluation']:.3g} core·s each); speed-up in labeller "
+           f"evaluations: {cost['speedup']:.0f}×", ""]
     md += [f"![{f.stem}]({f.name})" for f in figures]
     markdown = out / "report.md"
     markdown.write_text("\n".join(md) + "\n")
@@ -125,36 +134,64 @@ def _figures(history, hull_dir, out: Path) -> list[Path]:
 def _symmetrized_structures(paths: CampaignPaths, hull_dir, hull: dict, directory: Path, symprec: float,
                             ehull_window_mev: float) -> dict:
     """Symmetrised files of the stable phases and candidates (csp.export.export_hull_structures),
-    read from the store the hull was built from; {structure_id: link to the conventional CIF}."""
+    read from the store each row came from: ``directory`` for the store the hull is mostly built
+    from (the final relaxations, or the labels), ``directory/single_point`` for the single points
+    a final hull fell back to; given references have no structure. {structure_id: link to the
+    conventional CIF}."""
     from ..csp.export import export_hull_structures
 
     if not hull["stable"] or hull_dir is None:
         return {}
-    store_path = paths.final / "relaxed.h5" if hull_dir == paths.final else paths.labels
-    records = export_hull_structures(store_path, hull["stable"], hull["compositions"], directory,
-                                     symprec, ehull_window_mev)
-    return {sid: f"{directory.name}/{r['files'][0]}" for sid, r in records.items()}
+    default = "relaxed" if hull_dir == paths.final else "single point"
+    stores = {"relaxed": paths.final / "relaxed.h5", "single point": paths.labels}
+    links = {}
+    for source, store_path in stores.items():
+        def from_here(entry: dict) -> bool:
+            return entry.get("source", default) == source and entry.get("frame", -1) >= 0
+
+        stable = [p for p in hull["stable"] if from_here(p)]
+        candidates = [c for c in hull["compositions"] if from_here(c)]
+        if not stable and not candidates:
+            continue
+        where = directory if source == default else directory / source.replace(" ", "_")
+        records = export_hull_structures(store_path, stable, candidates, where, symprec, ehull_window_mev)
+        prefix = where.relative_to(directory.parent)
+        links.update({sid: f"{prefix}/{r['files'][0]}" for sid, r in records.items()})
+    return links
 
 
-def _cost(paths: CampaignPaths, history) -> dict:
+def _cost(paths: CampaignPaths, state, history) -> dict:
+    """Labeller evaluations and core-hours as recorded by the stages; campaigns recorded before
+    evaluations were counted fall back to the stores (one evaluation per label or failure)."""
     from ..data.store import FrameStore
 
+    def frames(path: Path) -> int:
+        if not path.exists():
+            return 0
+        with FrameStore(path, mode="r") as store:
+            return len(store)
+
     relaxed = sum(r.structures_relaxed for r in history)
-    steps = sum(r.structures_relaxed * r.relax_steps_mean for r in history)
-    calls = 0
-    if paths.labels.exists():
-        with FrameStore(paths.labels, mode="r") as store:
-            calls = len(store)
-    failures_file = paths.labels.with_name(paths.labels.name + ".failures.jsonl")
-    failures = sum(1 for _ in open(failures_file)) if failures_file.exists() else 0
-    final = paths.final / "relaxed.h5"
-    final_count = 0
-    if final.exists():
-        with FrameStore(final, mode="r") as store:
-            final_count = len(store)
-    return {"relaxed": relaxed, "label_calls": calls, "failures": failures,
-            "final_relaxations": final_count, "equivalent_calls": steps,
-            "speedup": steps / max(calls + failures, 1)}
+    acnn = sum(r.structures_relaxed * (r.relax_steps_mean + 1) for r in history)
+    single = sum(r.label_evaluations for r in history)
+    core_seconds = sum(r.label_core_seconds for r in history) + state.final_core_seconds
+    if single == 0:
+        from ..label.sink import default_failures_path
+
+        failures_file = Path(default_failures_path(str(paths.labels)))
+        failures = sum(1 for _ in open(failures_file)) if failures_file.exists() else 0
+        single = frames(paths.labels) + failures
+        core_seconds = sum(r.label_seconds for r in history)
+    final_relaxations = state.final_relaxed or frames(paths.final / "relaxed.h5")
+    final_steps = state.final_evaluations or final_relaxations
+    evaluations = single + final_steps
+    per_evaluation = core_seconds / max(evaluations, 1)
+    return {"relaxed": relaxed, "acnn_evaluations": acnn, "single_points": single,
+            "final_relaxations": final_relaxations, "final_failed": state.final_failed,
+            "final_steps": final_steps, "evaluations": evaluations,
+            "core_hours": core_seconds / 3600, "core_seconds_per_evaluation": per_evaluation,
+            "direct_core_hours": acnn * per_evaluation / 3600,
+            "speedup": acnn / max(evaluations, 1)}
 
 
 def _html(markdown_lines, figures, out: Path) -> str:

@@ -7,8 +7,10 @@ so a kill at any moment leaves either the old state with partial, resumable outp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,9 +36,12 @@ class IterationRecord:
     labelled: int = 0
     label_failures: int = 0
     label_seconds: float = 0.0
+    label_evaluations: int = 0        # labeller evaluations (single points, failed attempts too)
+    label_core_seconds: float = 0.0   # core·s of those evaluations
     validation: dict[str, float] = field(default_factory=dict)   # model n-1 on labels of n
     training: dict[str, float] = field(default_factory=dict)     # final validation of model n
     hull: list[dict[str, Any]] = field(default_factory=list)      # stable phases (labeller hull)
+    missing_elements: list[str] = field(default_factory=list)     # elements the hull lacked
 
 
 @dataclass
@@ -48,6 +53,11 @@ class CampaignState:
     converged: bool = False
     final_done: bool = False
     stable_streak: int = 0
+    final_relaxed: int = 0            # final-stage relaxations by the labeller that ended with labels
+    final_failed: int = 0             # ... that failed
+    final_evaluations: int = 0        # labeller evaluations of the final stage (every ionic step)
+    final_core_seconds: float = 0.0
+    final_hull_source: str = ""       # what the final hull was built from
     history: list[IterationRecord] = field(default_factory=list)
     version: int = FORMAT_VERSION
 
@@ -70,11 +80,17 @@ def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` so that readers see the old or the new file, never a torn one."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    from ..errors import naming_file
+
+    try:
+        with naming_file(path), open(tmp, "w") as handle:
+            json.dump(data, handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:  # a full disk leaves the old file and no torn temporary
+        if tmp.exists():
+            tmp.unlink()
 
 
 def save_state(directory: Path, state: CampaignState) -> None:
@@ -82,13 +98,85 @@ def save_state(directory: Path, state: CampaignState) -> None:
 
 
 def load_state(directory: Path) -> CampaignState:
-    """The saved state of the campaign in ``directory``, or a fresh one if there is none."""
+    """The saved state of the campaign in ``directory``, or a fresh one if there is none.
+
+    Raises:
+        UserError: the file is damaged (empty, torn, not JSON, wrong types) or of another format;
+            the message names it and how to go on. A damaged state is never replaced silently.
+    """
+    from ..errors import UserError
+
     path = Path(directory) / STATE_FILE
     if not path.exists():
         return CampaignState()
-    data = json.loads(path.read_text())
+
+    def damaged(what: str) -> UserError:
+        return UserError(f"{path} is damaged ({what}): move it away (mv {path} {path}.bad) to restart "
+                         "the campaign from iteration 0 reusing the files already written, or put "
+                         "back a copy")
+
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise damaged("not UTF-8 text") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read the campaign state ({error.strerror})") from None
+    if not text.strip():
+        raise damaged("empty")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise damaged(f"not valid JSON: {error.msg} at line {error.lineno}") from None
+    if not isinstance(data, dict):
+        raise damaged(f"a JSON {type(data).__name__} instead of an object")
     if data.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path} has state format {data.get('version')}, this acnn_mpi reads "
-                         f"{FORMAT_VERSION}: finish the campaign with the version that started it")
+        raise UserError(f"{path} has state format {data.get('version')!r}, this acnn_mpi reads "
+                        f"{FORMAT_VERSION}: finish the campaign with the version that started it")
+    problem = _type_problem(CampaignState, data, "")
+    if problem is None and data.get("stage") not in STAGES:
+        problem = f"stage = {data.get('stage')!r} is none of {', '.join(STAGES)}"
+    if problem is None and (data.get("iteration", 0) < 0 or data.get("stable_streak", 0) < 0):
+        problem = "a negative iteration or streak"
+    if problem is not None:
+        raise damaged(problem)
     history = [IterationRecord(**entry) for entry in data.pop("history", [])]
     return CampaignState(history=history, **data)
+
+
+def _type_problem(cls, data: dict, where: str) -> str | None:
+    """What in ``data`` does not fit the dataclass ``cls`` (unknown key, wrong type), or None."""
+    hints = typing.get_type_hints(cls)
+    for spec in dataclasses.fields(cls):
+        required = spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+        if required and spec.name not in data:
+            return f"{where}{spec.name} is missing"
+    for key, value in data.items():
+        if key not in hints:
+            return f"unknown entry {where}{key}"
+        problem = _value_problem(hints[key], value, f"{where}{key}")
+        if problem is not None:
+            return problem
+    return None
+
+
+def _value_problem(hint, value, where: str) -> str | None:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            return f"{where} = {value!r} is not an object"
+        return _type_problem(hint, value, f"{where}.")
+    if hint is Any:
+        return None
+    if origin in (list, dict):
+        if not isinstance(value, origin):
+            return f"{where} = {value!r} is not a {origin.__name__}"
+        items = enumerate(value) if origin is list else value.items()
+        for key, item in items:
+            problem = _value_problem(args[-1], item, f"{where}[{key!r}]") if args else None
+            if problem is not None:
+                return problem
+        return None
+    kinds = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}.get(hint, (object,))
+    if (isinstance(value, bool) and hint is not bool) or not isinstance(value, kinds):
+        return f"{where} = {value!r} is not a{'n' if hint is int else ''} {hint.__name__}"
+    return None

@@ -21,6 +21,8 @@ _LISTED = 20      # bad frames listed in full
 
 
 def add_arguments(parser) -> None:
+    from .arguments import non_negative_float
+
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     p = actions.add_parser("import", help="add labelled frames from files to a store",
@@ -39,7 +41,7 @@ def add_arguments(parser) -> None:
                    help="bad frames: leave them out, or refuse the whole import (default)")
     p.add_argument("--elements", nargs="+", metavar="EL", default=None,
                    help="allowed elements (default: any)")
-    p.add_argument("--min-distance", type=float, default=None, metavar="DIST",
+    p.add_argument("--min-distance", type=non_negative_float, default=None, metavar="DIST",
                    help="shortest allowed interatomic distance, Å (default 0.3)")
     for label in ("energy", "forces", "stress", "virial"):
         p.add_argument(f"--{label}-key", default=None, metavar="KEY",
@@ -164,6 +166,7 @@ def _export(args) -> int:
 
     fmt = args.format or ("extxyz" if Path(args.out).suffix else "deepmd")
     with FrameStore(args.store, "r") as store:
+        store.verify()
         indices = store.select(source=args.source, iteration=args.iteration)
         if len(indices) == 0:
             raise UserError(f"{args.store}: no frames to export"
@@ -180,6 +183,7 @@ def _info(args) -> int:
     from ..data.store import FrameStore
 
     with FrameStore(args.store, "r") as store:
+        store.verify()
         meta = store.metadata()
     if args.json:
         print(json.dumps(meta, indent=2))

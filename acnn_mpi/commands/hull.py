@@ -20,20 +20,22 @@ HELP = "convex hull, stable phases and candidates of results"
 
 
 def add_arguments(parser) -> None:
+    from .arguments import finite_float, non_negative_float, non_negative_int, positive_float
+
     parser.add_argument("results", metavar="RESULTS",
                         help="relaxation results: extended XYZ (info['enthalpy'] eV per frame) or "
                         "the output directory of `relax`")
-    parser.add_argument("--pressure", type=float, default=None, metavar="GPa",
+    parser.add_argument("--pressure", type=finite_float, default=None, metavar="GPa",
                         help="recompute H = E + PV at this pressure (default: the results' own)")
     parser.add_argument("--elements", default=None, metavar="A,B,...",
                         help="element order, e.g. Mg,Ca,H (default: by electronegativity)")
-    parser.add_argument("--ehull-max", type=float, default=0.05, metavar="eV/atom",
+    parser.add_argument("--ehull-max", type=non_negative_float, default=0.05, metavar="eV/atom",
                         help="list and export candidates up to this E_hull (default 0.05 eV/atom)")
-    parser.add_argument("--symprec", type=float, default=0.1, metavar="Å",
+    parser.add_argument("--symprec", type=positive_float, default=0.1, metavar="Å",
                         help="spglib tolerance for space groups and symmetrised files (default 0.1 Å)")
     parser.add_argument("--keep-duplicates", action="store_true",
                         help="list every structure, not one per distinct crystal")
-    parser.add_argument("--max-rows", type=int, default=50, metavar="N",
+    parser.add_argument("--max-rows", type=non_negative_int, default=50, metavar="N",
                         help="at most this many candidates in the table (default 50)")
     parser.add_argument("--export-cif", default=None, metavar="DIR",
                         help="write stable phases and candidates as CIF files here")
@@ -43,7 +45,7 @@ def add_arguments(parser) -> None:
                         help="export the structures as relaxed (P1), not symmetrised")
     parser.add_argument("--plot", default=None, metavar="FILE",
                         help="hull figure (.png, .svg or .pdf; no suffix: PNG and SVG)")
-    parser.add_argument("--plot-max", type=float, default=0.2, metavar="eV/atom",
+    parser.add_argument("--plot-max", type=non_negative_float, default=0.2, metavar="eV/atom",
                         help="structures drawn up to this E_hull (default 0.2 eV/atom)")
     parser.add_argument("--section", default=None, metavar="A,B,C",
                         help="plot the pseudo-ternary section through three formulas, "
@@ -60,7 +62,32 @@ def _table(header: list[str], rows: list[list[str]], right: set[int]) -> str:
     return "\n".join(lines)
 
 
+def _check_outputs(args) -> None:
+    """Refuse unusable --export-cif/--export-poscar/--plot places before the hull is computed."""
+    from pathlib import Path
+
+    from ..errors import UserError
+    from .preflight import directory_problem
+
+    for flag, directory in (("--export-cif", args.export_cif), ("--export-poscar", args.export_poscar)):
+        problem = directory and directory_problem(directory, flag)
+        if problem:
+            raise UserError(problem)
+    if args.plot:
+        if Path(args.plot).is_dir():
+            raise UserError(f"--plot {args.plot} is a directory: give a file name such as hull.png")
+        problem = directory_problem(Path(args.plot).absolute().parent, "--plot", what="folder of the figure")
+        if problem:
+            raise UserError(problem)
+
+
 def run(args) -> int:
+    from .arguments import root_only
+
+    return root_only(args.comm, lambda: _run(args))
+
+
+def _run(args) -> int:
     if not args.comm.is_root:  # light post-processing: the root does it alone
         return 0
     import numpy as np
@@ -74,6 +101,7 @@ def run(args) -> int:
 
     if args.ehull_max < 0:
         raise UserError(f"--ehull-max = {args.ehull_max} eV/atom must be ≥ 0")
+    _check_outputs(args)
     elements = [s.strip() for s in args.elements.split(",")] if args.elements else None
     if elements is not None:
         from ..elements import validate_symbols

@@ -11,6 +11,8 @@ HELP = "label structures with DFT or an ASE calculator"
 
 
 def add_arguments(parser) -> None:
+    from .arguments import finite_float, non_negative_int, positive_float, positive_int
+
     parser.add_argument("--input", "-i", required=True, metavar="FILE",
                         help="structures (any ASE-readable file; extxyz with structure_id per frame)")
     parser.add_argument("--out", "-o", required=True, metavar="LABELS",
@@ -27,18 +29,18 @@ def add_arguments(parser) -> None:
                              "<out without extension>.work)")
     parser.add_argument("--relax", action="store_true",
                         help="relax each structure with the labeller (final stage) instead of a single point")
-    parser.add_argument("--pressure", type=float, default=None, metavar="GPa",
+    parser.add_argument("--pressure", type=finite_float, default=None, metavar="GPa",
                         help="relaxation pressure (default: the campaign's pressure, else 0)")
-    parser.add_argument("--fmax", type=float, default=0.01, metavar="eV/Å",
+    parser.add_argument("--fmax", type=positive_float, default=0.01, metavar="eV/Å",
                         help="relaxation force threshold (default 0.01)")
-    parser.add_argument("--steps", type=int, default=200, help="relaxation steps at most (default 200)")
+    parser.add_argument("--steps", type=non_negative_int, default=200, help="relaxation steps at most (default 200)")
     parser.add_argument("--retry-failed", action="store_true",
                         help="label again structures with recorded failures")
-    parser.add_argument("--max-failed-runs", type=int, default=1, metavar="N",
+    parser.add_argument("--max-failed-runs", type=positive_int, default=1, metavar="N",
                         help="skip structures with N recorded failures (default 1)")
     parser.add_argument("--source", default=None, metavar="TEXT",
                         help="'source' stored with every frame (default: the input file's name)")
-    parser.add_argument("--iteration", type=int, default=None, metavar="K",
+    parser.add_argument("--iteration", type=non_negative_int, default=None, metavar="K",
                         help="campaign iteration stored with every frame")
     parser.add_argument("--root-works", choices=("auto", "yes", "no"), default="auto",
                         help="whether rank 0 labels too (auto: only for in-process calculators on <= 4 ranks)")
@@ -47,17 +49,13 @@ def add_arguments(parser) -> None:
 def _read_section(path):
     """(labeller mapping, campaign pressure or None, base dir) from a campaign YAML file."""
     import os
+    from pathlib import Path
 
-    import yaml
-
+    from ..config import read_yaml_file, refuse_non_finite
     from ..errors import UserError
 
-    if not os.path.isfile(path):
-        raise UserError(f"--config {path}: no such file")
-    try:
-        data = yaml.safe_load(open(path)) or {}
-    except yaml.YAMLError as error:
-        raise UserError(f"--config {path}: not valid YAML ({error})") from None
+    data = read_yaml_file(Path(path), what="--config") or {}
+    refuse_non_finite(data, f"--config {path}")
     if not isinstance(data, dict) or "labeller" not in data:
         raise UserError(f"--config {path}: no 'labeller:' section (see docs/labelling.md)")
     section = data["labeller"]
@@ -82,6 +80,13 @@ def run(args) -> int:
                         collective=comm.size > 1)
 
     def prepare():
+        from .preflight import directory_problem
+
+        problem = directory_problem(os.path.dirname(os.path.abspath(args.out)), "--out",
+                                    what="folder of the labels file")
+        if problem or os.path.isdir(args.out):
+            raise UserError(problem or f"--out {args.out} is a directory: give a labels file name "
+                            "such as labels.h5")
         if args.config:
             section, pressure, base_dir = _read_section(args.config)
         else:

@@ -21,33 +21,38 @@ HELP = "relax many structures at a pressure, sharded over ranks"
 
 
 def add_arguments(parser) -> None:
+    from .arguments import finite_float, non_negative_float, number, positive_float, positive_int
+
     parser.add_argument("--model", required=True, metavar="M",
                         help="ACNN model file, 'lj', 'lj:epsilon,sigma[,cutoff]', or an ASE calculator "
                              "class path such as ase.calculators.emt.EMT")
     parser.add_argument("--input", required=True, metavar="FILE", help="structures: HDF5 structure file or extxyz")
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory (shards, index)")
-    parser.add_argument("--pressure", type=float, default=0.0, metavar="GPA", help="pressure, GPa (default 0)")
-    parser.add_argument("--batch-size", type=int, default=64, help="structures relaxed together per rank (64)")
-    parser.add_argument("--max-atoms", type=int, default=None, help="cap on atoms in a rank's batch")
-    parser.add_argument("--chunk-size", type=int, default=16, help="structures per task dealt to a rank (16)")
-    parser.add_argument("--fmax", type=float, default=1e-3, help="max force, eV/Å (1e-3)")
-    parser.add_argument("--dh-tol", type=float, default=1e-6, help="enthalpy change per step, eV/atom (1e-6)")
-    parser.add_argument("--stress-tol", type=float, default=0.05, help="max |σ + P·I|, GPa (0.05)")
-    parser.add_argument("--max-steps", type=int, default=1000, help="step limit per structure (1000)")
+    parser.add_argument("--pressure", type=finite_float, default=0.0, metavar="GPA", help="pressure, GPa (default 0)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="structures relaxed together per rank (64)")
+    parser.add_argument("--max-atoms", type=positive_int, default=None, help="cap on atoms in a rank's batch")
+    parser.add_argument("--chunk-size", type=positive_int, default=16, help="structures per task dealt to a rank (16)")
+    parser.add_argument("--fmax", type=positive_float, default=1e-3, help="max force, eV/Å (1e-3)")
+    parser.add_argument("--dh-tol", type=positive_float, default=1e-6, help="enthalpy change per step, eV/atom (1e-6)")
+    parser.add_argument("--stress-tol", type=positive_float, default=0.05, help="max |σ + P·I|, GPa (0.05)")
+    parser.add_argument("--max-steps", type=positive_int, default=1000, help="step limit per structure (1000)")
     parser.add_argument("--min-distances", default=None, metavar="A-B=D,...",
                         help="pair minimum distances in Å, e.g. 'Mg-H=1.4,H-H=0.8' (default 0.8 × covalent sum)")
-    parser.add_argument("--min-distance-fraction", type=float, default=0.5,
+    parser.add_argument("--min-distance-fraction", type=number(float, 0, above=True, high=1), default=0.5,
                         help="unphysical below this × the pair minimum distance (0.5)")
-    parser.add_argument("--volume-window", type=float, nargs=2, default=(0.5, 200.0), metavar=("MIN", "MAX"),
+    parser.add_argument("--volume-window", type=finite_float, nargs=2, default=(0.5, 200.0), metavar=("MIN", "MAX"),
                         help="allowed volume per atom, Å³ (0.5 200)")
-    parser.add_argument("--energy-floor", type=float, default=None, help="unphysical below this energy, eV/atom")
-    parser.add_argument("--maxstep", type=float, default=0.2, help="largest step per coordinate row, Å (0.2)")
-    parser.add_argument("--skin", type=float, default=1.0, help="Verlet skin of the neighbour lists, Å (1.0)")
+    parser.add_argument("--energy-floor", type=finite_float, default=None, help="unphysical below this energy per atom relative to the model's "
+                        "per-element reference energies (ACNN; 0 for other models), eV/atom")
+    parser.add_argument("--maxstep", type=positive_float, default=0.2, help="largest step per coordinate row, Å (0.2)")
+    parser.add_argument("--skin", type=non_negative_float, default=1.0, help="Verlet skin of the neighbour lists, Å (1.0)")
     parser.add_argument("--device", default=None, help="torch device for the model (default: cpu)")
-    parser.add_argument("--log-every", type=float, default=10.0, help="seconds between progress lines (10)")
+    parser.add_argument("--log-every", type=positive_float, default=10.0, help="seconds between progress lines (10)")
 
 
 def _parse_min_distances(text):
+    import math
+
     from ..errors import UserError
 
     if not text:
@@ -62,6 +67,8 @@ def _parse_min_distances(text):
             table[(a, b)] = float(value)
         except ValueError:
             raise UserError(f"--min-distances: {item!r} is not A-B=distance (e.g. Mg-H=1.4)") from None
+        if not math.isfinite(table[(a, b)]):
+            raise UserError(f"--min-distances: {item!r}: the distance must be a finite number of Å")
     from ..relax.status import min_distance_table
 
     try:
@@ -94,17 +101,26 @@ def _prepare(args, comm_size: int) -> dict:
     from ..relax import shards
     from ..relax.io import open_structures
 
+    from .preflight import make_directory
+
     if not os.path.exists(args.input):
         raise UserError(f"--input {args.input}: file not found")
     for name in ("batch_size", "chunk_size", "max_steps"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    make_directory(args.out, "--out", what="results directory")
     os.makedirs(shards.shard_dir(args.out), exist_ok=True)
     settings = _settings(args)
     settings_path = os.path.join(args.out, "relax.json")
     if os.path.exists(settings_path) and len(shards.finished_ids(args.out)):
-        with open(settings_path) as handle:
-            previous = json.load(handle)
+        try:
+            with open(settings_path, "rb") as handle:
+                previous = json.loads(handle.read().decode("utf-8"))
+            if not isinstance(previous, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise UserError(f"{settings_path} is damaged ({error}): it records which job the results "
+                            f"in --out belong to; put back a copy, or use a new --out directory") from None
         for key in ("input", "model", "pressure_gpa"):
             if previous.get(key) != settings[key]:
                 raise UserError(f"--out {args.out} holds results of another job ({key} was {previous.get(key)!r}, "

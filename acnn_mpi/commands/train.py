@@ -15,11 +15,13 @@ HELP = "train or refine an ACNN model on labelled data"
 
 
 def add_arguments(parser) -> None:
+    from .arguments import non_negative_int
+
     parser.add_argument("--config", metavar="CAMPAIGN.yaml", help="model and training settings")
     parser.add_argument("--data", required=True, metavar="LABELS.h5",
                         help="labelled frames (HDF5 store, or any file ASE reads such as extxyz)")
     parser.add_argument("--out", required=True, metavar="DIR", help="checkpoints, logs and the model")
-    parser.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides the file)")
+    parser.add_argument("--steps", type=non_negative_int, default=None, help="optimizer steps (overrides the file)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in DIR")
     parser.add_argument("--refine", metavar="CKPT", help="start from this model, perturbed (paper)")
     parser.add_argument("--valid", metavar="FILE", help="extra validation set (HDF5 store or extxyz)")
@@ -56,6 +58,14 @@ def run(args) -> int:
                        ("--config", args.config)):
         if path is not None and not Path(path).exists():  # data may be a DeePMD folder
             raise UserError(f"{flag} {path}: file not found", collective=collective)
+    for flag, path in (("--refine", args.refine), ("--config", args.config)):
+        if path is not None and Path(path).is_dir():
+            raise UserError(f"{flag} {path} is a directory: give a file", collective=collective)
+    from .preflight import directory_problem
+
+    problem = directory_problem(args.out, "--out", what="training directory")
+    if problem:
+        raise UserError(problem, collective=collective)
     if args.steps is not None and args.steps < 0:
         raise UserError(f"--steps must be >= 0, got {args.steps}", collective=collective)
     settings = _settings(args)

@@ -84,6 +84,8 @@ class FrameStore:
             raise ValueError(f"mode must be 'r', 'a' or 'w', got {mode!r}")
         self.path = Path(path)
         self.mode = mode
+        if self.path.is_dir():
+            raise UserError(f"{self.path} is a directory, not an HDF5 frame store: give the .h5 file")
         if mode == "r" and not self.path.is_file():
             raise UserError(f"{self.path}: no such frame store")
         if mode != "r":
@@ -91,9 +93,13 @@ class FrameStore:
         try:
             self.file = h5py.File(self.path, mode, rdcc_nbytes=16 * 2**20)
         except OSError as error:
-            raise UserError(f"{self.path}: cannot open as an HDF5 frame store ({error})") from None
+            if _is_environment_error(error):
+                raise
+            raise UserError(f"{self.path}: cannot open as an HDF5 frame store ({_h5_reason(error)}); "
+                            f"{_DAMAGED_FIX.format(path=self.path)}") from None
         try:
-            self._setup()
+            with self._reading():
+                self._setup()
         except BaseException:
             self.file.close()
             raise
@@ -124,16 +130,26 @@ class FrameStore:
                             f"acnn_mpi reads ({VERSION}); upgrade acnn_mpi")
         self._atoms = self.file[ATOMS]
         self._frames = self.file[FRAMES]
-        self._committed = int(attrs[COMMITTED])
+        self._committed = _count_attribute(attrs.get(COMMITTED))
+        if self._committed is None:
+            raise self._damaged(f"its {COMMITTED} attribute is '{attrs.get(COMMITTED)}', not a frame count")
+        for group, table in ((self._frames, _PER_FRAME), (self._atoms, _PER_ATOM)):
+            for name, (dtype, shape) in table.items():
+                ds = group.get(name)
+                if not isinstance(ds, h5py.Dataset):
+                    raise self._damaged(f"{group.name.strip('/')}/{name} is missing or unreadable")
+                if ds.shape[1:] != shape or (ds.dtype.kind == "O") != (dtype == _STR):
+                    raise self._damaged(f"{group.name.strip('/')}/{name} has shape {ds.shape} and type "
+                                        f"{ds.dtype}, not rows of {shape} {dtype}")
         for name in _PER_FRAME:
             if self._frames[name].shape[0] < self._committed:
-                raise UserError(f"{self.path}: frame store is damaged ({FRAMES}/{name} is shorter "
-                                f"than the {self._committed} committed frames)")
+                raise self._damaged(f"{FRAMES}/{name} is shorter than the {self._committed} "
+                                    "committed frames")
         self._committed_atoms = self._atoms_before(self._committed)
         for name in _PER_ATOM:
             if self._atoms[name].shape[0] < self._committed_atoms:
-                raise UserError(f"{self.path}: frame store is damaged ({ATOMS}/{name} is shorter "
-                                f"than the {self._committed_atoms} committed atoms)")
+                raise self._damaged(f"{ATOMS}/{name} is shorter than the {self._committed_atoms} "
+                                    "committed atoms")
         if self.mode != "r":
             self._truncate(self._committed, self._committed_atoms)
         self._written, self._written_atoms = self._committed, self._committed_atoms
@@ -142,7 +158,53 @@ class FrameStore:
         if frame == 0:
             return 0
         last = frame - 1
-        return int(self._frames[ATOM_OFFSET][last]) + int(self._frames[N_ATOMS][last])
+        count = int(self._frames[ATOM_OFFSET][last]) + int(self._frames[N_ATOMS][last])
+        if not 0 < count < 2**48:
+            raise self._damaged(f"the frames' atom offsets end at {count}")
+        return count
+
+    # -- damage ----------------------------------------------------------------------------------
+
+    def _damaged(self, what: str) -> UserError:
+        """The error for a store whose insides are not what this module wrote."""
+        return UserError(f"{self.path}: the frame store is damaged ({what}); "
+                         f"{_DAMAGED_FIX.format(path=self.path)}")
+
+    @contextmanager
+    def _reading(self):
+        """Turn HDF5's errors about damaged insides (unreadable headers, heaps, B-trees; missing
+        objects) into one-line UserErrors naming the file."""
+        try:
+            yield
+        except UserError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as error:
+            if isinstance(error, OSError) and _is_environment_error(error):
+                raise
+            raise self._damaged(_h5_reason(error)) from None
+
+    def verify(self, chunk_size: int = 65536) -> None:
+        """Read every committed row and check it (atom offsets consistent, atomic numbers real,
+        coordinates and labels finite); raises the damaged-store UserError otherwise."""
+        offsets = self._offsets()
+        with self._reading():
+            n_atoms = self._frames[N_ATOMS][: len(self)]
+            if len(self) and (offsets[0] != 0 or np.any(np.diff(offsets) != n_atoms) or np.any(n_atoms < 0)):
+                raise self._damaged("the frames' atom offsets and counts do not add up")
+            for start in range(0, len(self), chunk_size):
+                rows = np.arange(start, min(start + chunk_size, len(self)))
+                columns = self._read_frame_columns(rows, [keys.CELL, keys.ENERGY])
+                for name, values in columns.items():
+                    if not np.all(np.isfinite(values)):
+                        raise self._damaged(f"non-finite {name} in frames {start}-{rows[-1]}")
+            for start in range(0, self.n_atoms, chunk_size * 16):
+                stop = min(start + chunk_size * 16, self.n_atoms)
+                numbers = self._atoms[keys.NUMBERS][start:stop]
+                if numbers.size and (numbers.min() < 1 or numbers.max() > 118):
+                    raise self._damaged(f"atomic numbers outside 1-118 in atom rows {start}-{stop - 1}")
+                for name in (keys.POSITIONS, keys.FORCES):
+                    if not np.all(np.isfinite(self._atoms[name][start:stop])):
+                        raise self._damaged(f"non-finite {name} in atom rows {start}-{stop - 1}")
 
     def _truncate(self, n_frames: int, n_atoms: int) -> int:
         """Cut rows beyond ``n_frames`` / ``n_atoms``; returns the frame rows dropped."""
@@ -285,8 +347,11 @@ class FrameStore:
         """(F + 1,) first atom of each committed frame, and the atom count at the end (cached)."""
         if self._offsets_cache is None:
             out = np.empty(len(self) + 1, dtype=np.int64)
-            out[:-1] = self._frames[ATOM_OFFSET][: len(self)]
+            with self._reading():
+                out[:-1] = self._frames[ATOM_OFFSET][: len(self)]
             out[-1] = self._committed_atoms
+            if np.any(np.diff(out) < 0) or (len(out) > 1 and out[0] != 0):
+                raise self._damaged("the frames' atom offsets are not increasing")
             self._offsets_cache = out
         return self._offsets_cache
 
@@ -302,12 +367,18 @@ class FrameStore:
             return FrameArrays.empty()
         rows, inverse = np.unique(idx, return_inverse=True)
         names = [n for n in _PER_FRAME if n != ATOM_OFFSET and (strings or n not in FrameArrays.STRINGS)]
-        columns = self._read_frame_columns(rows, names)
-        if not strings:
-            columns.update({n: np.full(len(rows), "", dtype=object) for n in FrameArrays.STRINGS})
         offsets = self._offsets()
         starts, stops = offsets[rows], offsets[rows + 1]
-        atom_columns = {name: _gather(self._atoms[name], starts, stops) for name in _PER_ATOM}
+        with self._reading():
+            columns = self._read_frame_columns(rows, names)
+            atom_columns = {name: _gather(self._atoms[name], starts, stops) for name in _PER_ATOM}
+        if not strings:
+            columns.update({n: np.full(len(rows), "", dtype=object) for n in FrameArrays.STRINGS})
+        if np.any(columns[N_ATOMS] != stops - starts):
+            raise self._damaged("a frame's atom count differs from its atom offsets")
+        numbers = atom_columns[keys.NUMBERS]
+        if numbers.size and (numbers.min() < 1 or numbers.max() > 118):
+            raise self._damaged("atomic numbers outside 1-118")
         # reorder: frames to the requested order; atoms follow their frames
         counts = stops - starts
         unique_first = np.zeros(len(rows), dtype=np.int64)
@@ -354,7 +425,8 @@ class FrameStore:
             return np.zeros((0, *_PER_FRAME[name][1]), dtype=object if _PER_FRAME[name][0] == _STR
                             else _PER_FRAME[name][0])
         rows, inverse = np.unique(idx, return_inverse=True)
-        return self._read_frame_columns(rows, [name])[name][inverse]
+        with self._reading():
+            return self._read_frame_columns(rows, [name])[name][inverse]
 
     def select(self, *, source: Optional[str] = None, iteration: Optional[int] = None,
                formula: Optional[str] = None) -> np.ndarray:
@@ -407,7 +479,8 @@ class FrameStore:
         min_atoms, max_atoms = None, None
         for start in range(0, len(self), chunk_size):
             rows = np.arange(start, min(start + chunk_size, len(self)))
-            cols = self._read_frame_columns(rows, [SOURCE, ITERATION, FORMULA, HAS_STRESS, N_ATOMS])
+            with self._reading():
+                cols = self._read_frame_columns(rows, [SOURCE, ITERATION, FORMULA, HAS_STRESS, N_ATOMS])
             for counter, name in ((by_source, SOURCE), (by_iteration, ITERATION), (by_formula, FORMULA)):
                 values, counts = np.unique(cols[name], return_counts=True)
                 counter.update(dict(zip(values.tolist(), counts.tolist())))
@@ -417,7 +490,10 @@ class FrameStore:
             max_atoms = hi if max_atoms is None else max(max_atoms, hi)
         from ase.data import atomic_numbers
 
-        symbols = {s for f in by_formula for s in Formula(f).count()}
+        try:
+            symbols = {s for f in by_formula for s in Formula(f).count()}
+        except ValueError as error:
+            raise self._damaged(f"a formula that is not one: {error}") from None
         return {
             "path": str(self.path),
             "frames": len(self),
@@ -429,6 +505,32 @@ class FrameStore:
             "by_iteration": {int(k): v for k, v in sorted(by_iteration.items())},
             "by_formula": dict(sorted(by_formula.items(), key=lambda kv: (-kv[1], kv[0]))),
         }
+
+
+#: how to go on from a damaged store (``path`` filled in)
+_DAMAGED_FIX = ("restore it from a copy, or move it away (mv {path} {path}.bad) to start a new store "
+                "without its frames")
+
+
+def _count_attribute(value) -> Optional[int]:
+    """A non-negative integer attribute value, or None if it is anything else."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        return None
+    return int(value) if value >= 0 else None
+
+
+def _h5_reason(error: BaseException) -> str:
+    """HDF5's own words, without h5py's 'Unable to synchronously open object' framing."""
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    return text.replace("Unable to synchronously ", "cannot ").replace("Can't synchronously ", "cannot ")
+
+
+def _is_environment_error(error: OSError) -> bool:
+    """A full disk or a refused permission: the file may be fine, the machine is not."""
+    import errno
+
+    return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS) or \
+        "No space left on device" in str(error)
 
 
 def _exclusive_cumsum(values: np.ndarray) -> np.ndarray:

@@ -14,11 +14,12 @@ import dataclasses
 import importlib
 import json
 import os
+import re
 import shutil
 import sys
 from typing import Callable, Optional
 
-from .base import LabelFailure, Labeller, Labels, check_labels, labels_from_calculator
+from .base import LabelFailure, Labeller, Labels, frame_labels, labels_from_calculator
 from .process import child_environment, run_command, tail
 from .settings import LabellerSettings
 
@@ -104,13 +105,19 @@ class AseLabeller(Labeller):
     def _run_worker(self, atoms, directory, job: dict, timeout: float):
         from ase.io import read, write
 
-        job = dict(job, factory=self.worker_factory(), settings=self.settings.to_dict())
+        settings = self.settings.to_dict()
+        if settings.get("command"):
+            settings["command"] = self.job.fill(settings["command"])
+        job = dict(job, factory=self.worker_factory(), settings=settings)
         with open(os.path.join(directory, "job.json"), "w") as f:
             json.dump(job, f, indent=1)
         write(os.path.join(directory, "structure.extxyz"), atoms, format="extxyz", parallel=False)
         for path in self.settings.copy_files:
             _copy_into(path, directory)
-        env = child_environment(inherit_mpi_env=self.settings.inherit_mpi_env, extra=self.settings.env)
+        env = child_environment(inherit_mpi_env=self.settings.inherit_mpi_env, extra=self.job_env())
+        # the child must import this very package, even where `env` sets its own PYTHONPATH
+        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
         log_path = os.path.join(directory, "worker.log")
         outcome = run_command([sys.executable, "-m", "acnn_mpi.label.worker", directory],
                               cwd=directory, timeout=timeout, env=env, log_path=log_path, shell=False)
@@ -123,7 +130,8 @@ class AseLabeller(Labeller):
             return "\n".join(p for p in parts if p)
 
         if outcome.timed_out:
-            raise LabelFailure("timeout", f"killed after the time limit of {timeout:.0f} s", log_tail())
+            raise LabelFailure("timeout", f"killed after the time limit of {timeout:.0f} s", log_tail(),
+                               evaluations=_logged_steps(os.path.join(directory, "relax.log")))
         result_path = os.path.join(directory, "result.json")
         if not os.path.exists(result_path):
             raise LabelFailure("crash", f"the calculation process exited with code "
@@ -132,15 +140,15 @@ class AseLabeller(Labeller):
             verdict = json.load(f)
         if not verdict.get("ok"):
             raise LabelFailure(verdict.get("failure", "error"), verdict.get("reason", "unknown"),
-                               log_tail())
+                               log_tail(), evaluations=verdict.get("evaluations"))
         final = read(os.path.join(directory, "result.extxyz"), format="extxyz", parallel=False)
-        calc = final.calc
-        results = dict(calc.results) if calc is not None else {}
-        stress = results.get("stress")
-        labels = check_labels(results.get("free_energy", results.get("energy")), results.get("forces"),
-                              stress, len(final), require_stress=self.settings.require_stress)
+        labels = frame_labels(final, self.settings.require_stress)
         final.calc = None
-        return final, labels, verdict.get("info", {})
+        info = verdict.get("info", {})
+        steps = os.path.join(directory, "trajectory.extxyz")
+        if os.path.exists(steps):
+            info["trajectory"] = read(steps, index=":", format="extxyz", parallel=False)
+        return final, labels, info
 
 
 class ChgnetLabeller(AseLabeller):
@@ -198,6 +206,14 @@ def find_cp2k_shell(command: Optional[str] = None) -> Optional[str]:
         if shutil.which(candidate):
             return f"{candidate} -s"
     return None
+
+
+def _logged_steps(path: str) -> Optional[int]:
+    """Steps an ASE optimizer wrote to its log ``path`` (one line each), None without a log."""
+    if not os.path.exists(path):
+        return None
+    with open(path, errors="replace") as f:
+        return max(1, sum(1 for line in f if re.match(r"^\w+:\s+\d+\s", line)))
 
 
 def _copy_into(path: str, directory: str) -> None:

@@ -27,6 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import UserError
+from .layout import JobSlot
 from .settings import LabellerSettings
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,13 @@ class LabelFailure(Exception):
     complete output, non-finite or wrongly shaped numbers) or ``error`` (an exception).
     """
 
-    def __init__(self, kind: str, reason: str, log_tail: str = ""):
+    def __init__(self, kind: str, reason: str, log_tail: str = "", evaluations: Optional[int] = None):
         super().__init__(f"{kind}: {reason}")
         self.kind = kind
         self.reason = reason
         self.log_tail = log_tail
+        #: evaluations the failed attempt spent (None: one; a relaxation sets its step count)
+        self.evaluations = evaluations
 
 
 @dataclass
@@ -69,9 +72,15 @@ class LabelResult:
     log_tail: str = ""
     wall_time: float = 0.0                 # s, all attempts
     attempts: int = 0
+    #: labeller evaluations spent, failed attempts included (single point: 1 per attempt;
+    #: relaxation: one per ionic step / force evaluation)
+    evaluations: int = 0
     labeller: str = ""
     directory: Optional[str] = None        # where the calculation ran (if kept)
     info: dict = field(default_factory=dict)   # relax: steps, relax_converged, pressure_gpa, ...
+    #: relax: every ionic step as Atoms with its labels (SinglePointCalculator), the last one the
+    #: final structure; usable as labels (one evaluation each)
+    trajectory: list = field(default_factory=list)
 
     def labelled_atoms(self):
         """A copy of the structure carrying the labels (SinglePointCalculator), or None."""
@@ -131,6 +140,13 @@ def check_labels(energy, forces, stress, natoms: int, *, require_stress: bool = 
     return Labels(energy, forces, stress)
 
 
+def frame_labels(frame, require_stress: bool = True) -> Labels:
+    """Validated labels stored on ``frame`` (a SinglePointCalculator's results)."""
+    results = dict(frame.calc.results) if frame.calc is not None else {}
+    return check_labels(results.get("free_energy", results.get("energy")), results.get("forces"),
+                        results.get("stress"), len(frame), require_stress=require_stress)
+
+
 def labels_from_calculator(atoms, *, require_stress: bool = True) -> Labels:
     """Labels of ``atoms`` from its attached calculator (energy: the free energy when given, which
     is the quantity the forces and stress derive from)."""
@@ -160,6 +176,12 @@ class Labeller(ABC):
     def __init__(self, settings: LabellerSettings):
         self.settings = settings
         self._own_workdir: Optional[str] = None
+        #: this rank's share of the DFT job layout ({cores}, {nodes}); set by the runner
+        self.job = JobSlot()
+
+    def job_env(self) -> dict:
+        """``env`` with {cores}/{nodes} filled in from :attr:`job`."""
+        return {key: self.job.fill(str(value)) for key, value in self.settings.env.items()}
 
     # -- public interface -------------------------------------------------------------------------
 
@@ -223,9 +245,12 @@ class Labeller(ABC):
 
         from ..units import gpa_to_ev_per_a3
 
+        from .native_relax import steps_frame
+
         labeller = self
         counter = {"n": 0}
         last: dict = {}
+        trajectory: list = []
 
         class _StepCalculator(Calculator):
             implemented_properties = ["energy", "free_energy", "forces", "stress"]
@@ -234,18 +259,24 @@ class Labeller(ABC):
                 super().calculate(atoms, properties, system_changes)
                 if time.monotonic() > deadline:
                     raise LabelFailure("timeout", f"relaxation ran past its time limit after "
-                                       f"{counter['n']} single points")
+                                       f"{counter['n']} single points", evaluations=counter["n"])
                 step_dir = None
                 if directory is not None and labeller.needs_directory:
                     step_dir = os.path.join(directory, f"step-{counter['n']:04d}")
                     os.makedirs(step_dir, exist_ok=True)
                 counter["n"] += 1
-                labels = labeller._single_point(self.atoms.copy(), step_dir)
+                try:
+                    labels = labeller._single_point(self.atoms.copy(), step_dir)
+                except LabelFailure as failure:
+                    failure.evaluations = counter["n"]
+                    raise
                 if labels.stress is None:
                     raise LabelFailure("invalid", "a relaxation needs the stress")
                 last["labels"] = labels
                 last["positions"] = self.atoms.positions.copy()
                 last["cell"] = self.atoms.cell.array.copy()
+                trajectory.append(steps_frame(self.atoms, self.atoms.positions, self.atoms.cell.array,
+                                              labels.energy, labels.forces, labels.stress))
                 self.results = dict(energy=labels.energy, free_energy=labels.energy,
                                     forces=labels.forces,
                                     stress=full_3x3_to_voigt_6_stress(labels.stress))
@@ -265,7 +296,8 @@ class Labeller(ABC):
         final = atoms.copy()
         final.calc = None
         return final, labels, dict(steps=int(optimizer.nsteps), relax_converged=converged,
-                                   single_points=counter["n"])
+                                   single_points=counter["n"], evaluations=counter["n"],
+                                   trajectory=trajectory)
 
     # -- machinery --------------------------------------------------------------------------------
 
@@ -288,6 +320,7 @@ class Labeller(ABC):
         start = time.monotonic()
         history = []
         result = None
+        evaluations = 0
         max_attempts = settings.retries + 1
         for number in range(1, max_attempts + 1):
             directory = None
@@ -300,6 +333,7 @@ class Labeller(ABC):
             try:
                 final, labels, info = attempt(directory)
             except LabelFailure as failure:
+                evaluations += 1 if failure.evaluations is None else int(failure.evaluations)
                 history.append(dict(attempt=number, failure=failure.kind, reason=failure.reason,
                                     seconds=round(time.monotonic() - t0, 3)))
                 result = LabelResult(ok=False, atoms=atoms.copy(), failure=failure.kind,
@@ -314,6 +348,7 @@ class Labeller(ABC):
             except Exception as error:  # noqa: BLE001 - a labeller bug or library error is a failure
                 import traceback
 
+                evaluations += 1
                 history.append(dict(attempt=number, failure="error", reason=repr(error),
                                     seconds=round(time.monotonic() - t0, 3)))
                 result = LabelResult(ok=False, atoms=atoms.copy(), failure="error",
@@ -323,11 +358,14 @@ class Labeller(ABC):
                 if "error" not in settings.retry_on or number == max_attempts:
                     break
                 continue
+            evaluations += int(info.get("evaluations", info.get("single_points", 1)))
+            trajectory = info.pop("trajectory", [])
             result = LabelResult(ok=True, atoms=final, energy=labels.energy, forces=labels.forces,
                                  stress=labels.stress, labeller=self.name, directory=directory,
-                                 info=info)
+                                 info=info, trajectory=trajectory)
             break
         result.attempts = len(history) + (1 if result.ok else 0)
+        result.evaluations = evaluations
         result.wall_time = time.monotonic() - start
         if history:
             result.info["failed_attempts"] = history

@@ -25,8 +25,13 @@ from typing import Optional
 
 import numpy as np
 
-from .base import LabelFailure, Labeller, Labels, check_labels
+from .base import LabelFailure, Labeller, Labels, check_labels, frame_labels
 from .kpoints import kpoint_mesh
+from .layout import fill_template  # noqa: F401 - part of this module's interface
+from .native_relax import (RelaxRequest, cp2k_relax_converged, cp2k_relax_keywords,
+                           cp2k_standard_cell, espresso_relax_converged, espresso_relax_input,
+                           read_cp2k_relaxation, steps_frame, vasp_relax_converged,
+                           vasp_relax_parameters)
 from .process import child_environment, run_command, tail
 from .settings import LabellerSettings
 
@@ -37,14 +42,8 @@ FORMAT_DEFAULTS = {
     "cp2k": ("cp2k.inp", "cp2k", "cp2k.out"),
     "extxyz": ("input.xyz", "extxyz", "output.xyz"),
 }
-
-_PLACEHOLDER = re.compile(r"\{(input|output|directory|name)\}")
-
-
-def fill_template(template: str, **values: str) -> str:
-    """Replace {input}, {output}, {directory}, {name}; leave every other brace alone."""
-    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
-
+#: input formats whose code relaxes ions and cell itself (relax_driver auto/code)
+NATIVE_RELAX_FORMATS = ("vasp", "espresso-in", "cp2k")
 
 def resolved_files(settings: LabellerSettings) -> tuple[str, str, str, str]:
     """(input_format, input_file, output_format, output_file) with the defaults filled in."""
@@ -91,14 +90,24 @@ class CommandLabeller(Labeller):
     """An external program run through a command template; see the module docstring."""
 
     def __init__(self, settings: LabellerSettings):
+        from ..errors import UserError
+
         super().__init__(settings)
         (self.input_format, self.input_file,
          self.output_format, self.output_file) = resolved_files(settings)
         self.name = f"command:{self.input_format} `{settings.command}`"
+        native = self.input_format in NATIVE_RELAX_FORMATS
+        if settings.relax_driver == "code" and not native:
+            raise UserError(f"labeller.relax_driver = 'code': input_format {self.input_format!r} has "
+                            f"no relaxation of its own here (those that do: "
+                            f"{', '.join(NATIVE_RELAX_FORMATS)}); use relax_driver: ase")
+        #: relaxations by the code's own optimizer (VASP IBRION=2/ISIF=3, QE vc-relax, CP2K CELL_OPT)
+        self.native_relax = native and settings.relax_driver != "ase"
 
     # input
-    def write_input(self, atoms, directory: str) -> None:
-        """Write the input files of ``atoms`` into ``directory``."""
+    def write_input(self, atoms, directory: str, relax: Optional[RelaxRequest] = None) -> None:
+        """Write the input files of ``atoms`` into ``directory`` (a single point, or with ``relax``
+        a variable-cell relaxation by the code itself)."""
         from ..errors import UserError
 
         s = self.settings
@@ -112,6 +121,8 @@ class CommandLabeller(Labeller):
                 if "kpts" not in params and "kspacing" not in params:
                     params["kpts"] = mesh
                     params.setdefault("gamma", s.gamma_centered)
+                if relax is not None:
+                    params = vasp_relax_parameters(params, relax)
                 Vasp(directory=directory, **params).write_input(atoms)
             elif self.input_format == "espresso-in":
                 from ase.io import write
@@ -125,11 +136,15 @@ class CommandLabeller(Labeller):
                 control.setdefault("tstress", True)
                 control.setdefault("tprnfor", True)
                 input_data["control"] = control
+                if relax is not None:
+                    input_data = espresso_relax_input(input_data, relax, len(atoms), atoms.get_volume())
                 write(path, atoms, format="espresso-in", input_data=input_data, parallel=False, **params)
             elif self.input_format == "cp2k":
                 from .cp2k import cp2k_calculator_kwargs, generate_cp2k_input
 
-                kwargs = cp2k_calculator_kwargs(s, atoms, standalone=True)
+                keywords = (cp2k_relax_keywords(relax, len(atoms), atoms.get_volume())
+                            if relax is not None else None)
+                kwargs = cp2k_calculator_kwargs(s, atoms, standalone=True, relax=keywords)
                 with open(path, "w") as f:
                     f.write(generate_cp2k_input(atoms, kwargs, project="cp2k"))
             else:
@@ -146,10 +161,9 @@ class CommandLabeller(Labeller):
             _copy_into(source, directory)
 
     # output
-    def read_output(self, atoms, directory: str, run_log: str) -> Labels:
-        """Labels from the output files in ``directory``; raises LabelFailure."""
-        from ase.io import read
-
+    def check_output(self, directory: str, run_log: str) -> str:
+        """The output text, after the code's own convergence checks and the user's patterns;
+        raises LabelFailure."""
         s = self.settings
         path = os.path.join(directory, self.output_file)
         if not os.path.exists(path) or os.path.getsize(path) == 0:
@@ -188,7 +202,16 @@ class CommandLabeller(Labeller):
                     break
         if problem is not None:
             raise LabelFailure(*problem)
+        return text
 
+    def read_output(self, atoms, directory: str, run_log: str) -> Labels:
+        """Labels from the output files in ``directory``; raises LabelFailure."""
+        from ase.io import read
+
+        s = self.settings
+        fmt = self.output_format
+        path = os.path.join(directory, self.output_file)
+        text = self.check_output(directory, run_log)
         if fmt == "cp2k":
             from .cp2k import parse_cp2k_output
 
@@ -218,16 +241,26 @@ class CommandLabeller(Labeller):
         return check_labels(energy, forces, stress, len(atoms), require_stress=s.require_stress)
 
     def _single_point(self, atoms, directory):
-        s = self.settings
         self.write_input(atoms, directory)
-        command = fill_template(s.command, input=self.input_file, output=self.output_file,
+        run_log, log_tail = self._run_code(directory, self.settings.timeout)
+        try:
+            return self.read_output(atoms, directory, run_log)
+        except LabelFailure as failure:
+            failure.log_tail = failure.log_tail or log_tail()
+            raise
+
+    def _run_code(self, directory: str, timeout: float):
+        """Run the command in ``directory`` under ``timeout`` s: (run.log path, a function giving
+        the tail of the logs); raises LabelFailure on a timeout or a non-zero exit."""
+        s = self.settings
+        command = self.job.fill(s.command, input=self.input_file, output=self.output_file,
                                 directory=directory,
                                 name=os.path.basename(os.path.dirname(directory.rstrip("/"))))
-        env = child_environment(inherit_mpi_env=s.inherit_mpi_env, extra=s.env)
+        env = child_environment(inherit_mpi_env=s.inherit_mpi_env, extra=self.job_env())
         run_log = os.path.join(directory, "run.log")
         with open(run_log, "w") as f:
             f.write(f"$ {command}\n")
-        outcome = run_command(command, cwd=directory, timeout=s.timeout, env=env, log_path=run_log)
+        outcome = run_command(command, cwd=directory, timeout=timeout, env=env, log_path=run_log)
 
         def log_tail():
             parts = [tail(run_log, s.log_tail_lines)]
@@ -238,11 +271,74 @@ class CommandLabeller(Labeller):
             return "\n".join(p for p in parts if p)
 
         if outcome.timed_out:
-            raise LabelFailure("timeout", f"killed after the time limit of {s.timeout:g} s", log_tail())
+            raise LabelFailure("timeout", f"killed after the time limit of {timeout:g} s", log_tail())
         if outcome.returncode != 0:
             raise LabelFailure("crash", f"`{command}` exited with code {outcome.returncode}", log_tail())
+        return run_log, log_tail
+
+    # relaxation by the code's own optimizer
+    def _relax_once(self, atoms, pressure_gpa, fmax, steps, directory, deadline):
+        if not self.native_relax:
+            return super()._relax_once(atoms, pressure_gpa, fmax, steps, directory, deadline)
+        import time
+
+        request = RelaxRequest(pressure_gpa, fmax, steps)
+        if self.input_format == "cp2k":
+            atoms = cp2k_standard_cell(atoms)
+        self.write_input(atoms, directory, relax=request)
+        run_log, log_tail = self._run_code(directory, max(1.0, deadline - time.monotonic()))
         try:
-            return self.read_output(atoms, directory, run_log)
+            text = self.check_output(directory, run_log)
+            frames, evaluations, converged = self._read_relaxation(atoms, directory, text)
+            if not frames:
+                raise LabelFailure("missing_output", "no ionic step could be read from the output",
+                                   evaluations=evaluations)
+            for frame in frames:   # every step is a label: none may be unusable
+                frame_labels(frame, self.settings.require_stress)
         except LabelFailure as failure:
             failure.log_tail = failure.log_tail or log_tail()
             raise
+        final = frames[-1]
+        labels = frame_labels(final, self.settings.require_stress)
+        if labels.stress is None:
+            raise LabelFailure("invalid", "a relaxation needs the stress", log_tail())
+        structure = final.copy()
+        structure.calc = None
+        return structure, labels, dict(steps=len(frames) - 1, relax_converged=converged,
+                                       evaluations=evaluations, trajectory=frames,
+                                       relax_driver=f"{self.input_format} native")
+
+    def _read_relaxation(self, atoms, directory: str, text: str):
+        """(frames, evaluations, converged) of a finished native relaxation."""
+        from ase.io import read
+        from ase.stress import voigt_6_to_full_3x3_stress
+
+        fmt = self.output_format
+        if fmt == "cp2k":
+            frames, evaluations = read_cp2k_relaxation(directory, text, atoms)
+            return frames, evaluations, cp2k_relax_converged(text)
+        path = os.path.join(directory, "OUTCAR" if fmt.startswith("vasp") else self.output_file)
+        try:
+            steps = read(path, index=":", format="vasp-out" if fmt.startswith("vasp") else fmt,
+                         parallel=False)
+        except Exception as error:  # noqa: BLE001 - any reader error means an unusable output
+            raise LabelFailure("missing_output", f"could not read the relaxation from {path}: "
+                               f"{type(error).__name__}: {error}") from None
+        order = np.arange(len(atoms))
+        sort_file = os.path.join(directory, "ase-sort.dat")
+        if fmt.startswith("vasp") and os.path.exists(sort_file):
+            order = np.loadtxt(sort_file, dtype=int, ndmin=2)[:, 1]
+        frames = []
+        for step in steps:
+            results = step.calc.results if step.calc is not None else {}
+            stress = results.get("stress")
+            frames.append(steps_frame(atoms, step.positions[order], step.cell.array,
+                                      results.get("free_energy", results.get("energy")),
+                                      None if results.get("forces") is None else results["forces"][order],
+                                      None if stress is None else voigt_6_to_full_3x3_stress(stress)))
+        if fmt.startswith("vasp"):
+            with open(path, errors="replace") as f:
+                converged = vasp_relax_converged(f.read())
+        else:
+            converged = espresso_relax_converged(text)
+        return frames, len(frames), converged

@@ -42,14 +42,31 @@ def _has_keyword(root, path: str, keyword: str) -> bool:
                                        for k in section.keywords)
 
 
-def cp2k_input_template(settings: LabellerSettings, atoms, *, standalone: bool) -> str:
-    """The user's ``inp`` plus k-points, REL_CUTOFF, smearing and (standalone) force printing."""
+def cp2k_input_template(settings: LabellerSettings, atoms, *, standalone: bool,
+                        relax: Optional[list] = None) -> str:
+    """The user's ``inp`` plus k-points, REL_CUTOFF, smearing, (standalone) force printing and
+    (``relax``: (section, keyword) pairs of native_relax.cp2k_relax_keywords) a CELL_OPT; the
+    user's own keywords win, except RUN_TYPE, which a relaxation sets."""
     from ase.calculators.cp2k import parse_input
 
     root = parse_input(settings.inp or "")
+    for path, keyword in relax or []:
+        name = keyword.split()[0]
+        section = _find_section(root, path)
+        if name == "RUN_TYPE" and section is not None:
+            section.keywords = [k for k in section.keywords if k.split()[0].upper() != "RUN_TYPE"]
+        elif name == "_SECTION_PARAMETERS_" and section is not None:
+            continue
+        elif _has_keyword(root, path, name):
+            continue
+        root.add_keyword(path, keyword)
     if not _has_keyword(root, "FORCE_EVAL/DFT/MGRID", "REL_CUTOFF"):
         root.add_keyword("FORCE_EVAL/DFT/MGRID", f"REL_CUTOFF [Ry] {settings.rel_cutoff:g}")
     mesh = kpoint_mesh(atoms.cell.array, settings.kpoint_spacing, atoms.pbc)
+    if settings.gamma_centered:
+        # CP2K's MONKHORST-PACK meshes contain Γ only for odd counts; even ones are shifted and
+        # break the cell's symmetry (CELL_OPT shears diamond to R-3m on a shifted 2×2×2 mesh)
+        mesh = tuple(n + 1 if n > 1 and n % 2 == 0 else n for n in mesh)
     if mesh != (1, 1, 1) and _find_section(root, "FORCE_EVAL/DFT/KPOINTS") is None:
         root.add_keyword("FORCE_EVAL/DFT/KPOINTS", "SCHEME MONKHORST-PACK %d %d %d" % mesh)
     if settings.smearing_temperature is not None and _find_section(root, "FORCE_EVAL/DFT/SCF/SMEAR") is None:
@@ -69,7 +86,8 @@ def cp2k_input_template(settings: LabellerSettings, atoms, *, standalone: bool) 
     return "\n".join(root.write())
 
 
-def cp2k_calculator_kwargs(settings: LabellerSettings, atoms, *, standalone: bool = False) -> dict:
+def cp2k_calculator_kwargs(settings: LabellerSettings, atoms, *, standalone: bool = False,
+                           relax: Optional[list] = None) -> dict:
     """Keyword arguments of :class:`ase.calculators.cp2k.CP2K` for ``atoms`` (cutoffs in eV)."""
     from ase.units import Rydberg
 
@@ -82,7 +100,7 @@ def cp2k_calculator_kwargs(settings: LabellerSettings, atoms, *, standalone: boo
         pseudo_potential=settings.pseudo_potential,
         max_scf=settings.max_scf,
         stress_tensor=True,
-        inp=cp2k_input_template(settings, atoms, standalone=standalone),
+        inp=cp2k_input_template(settings, atoms, standalone=standalone, relax=relax),
     )
     kwargs.update(settings.parameters)
     return kwargs
@@ -127,14 +145,26 @@ def check_cp2k_output(text: str, *, complete: bool = True) -> Optional[tuple[str
 def parse_cp2k_output(text: str, natoms: int):
     """(energy eV, forces (N,3) eV/Å or None, stress (3,3) eV/Å³ ASE sign or None) of the last
     force evaluation in a CP2K output; raises ValueError when there is no energy."""
+    return parse_cp2k_evaluations(text, natoms)[-1]
+
+
+def parse_cp2k_evaluations(text: str, natoms: int) -> list:
+    """(energy, forces, stress) of every force evaluation of a CP2K output, in order (a
+    relaxation prints one block per evaluation: energy, then forces, then stress); raises
+    ValueError when there is no energy."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if _ENERGY.search(line)]
+    if not starts:
+        raise ValueError("no 'ENERGY| Total FORCE_EVAL' line in the CP2K output")
+    ends = starts[1:] + [len(lines)]
+    return [_parse_evaluation(lines[a:b], natoms) for a, b in zip(starts, ends)]
+
+
+def _parse_evaluation(lines: list, natoms: int):
+    """One evaluation's block of output lines, from its ENERGY line to the next one."""
     from ase.units import Bohr, GPa, Hartree
 
-    energies = _ENERGY.findall(text)
-    if not energies:
-        raise ValueError("no 'ENERGY| Total FORCE_EVAL' line in the CP2K output")
-    energy = float(energies[-1]) * Hartree
-    lines = text.splitlines()
-
+    energy = float(_ENERGY.search(lines[0]).group(1)) * Hartree
     forces = None
     starts = [i for i, line in enumerate(lines) if "ATOMIC FORCES in [a.u.]" in line]
     if starts:

@@ -20,6 +20,7 @@ concurrent calculations.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import statistics
 import time
@@ -45,6 +46,11 @@ class LabelSummary:
     failures_by_kind: dict = field(default_factory=dict)
     seconds: list = field(default_factory=list)        # per finished structure, all attempts
     attempts: int = 0
+    #: labeller evaluations spent, failed attempts included: a single point counts 1, a
+    #: relaxation one per ionic step (force evaluation)
+    evaluations: int = 0
+    #: Σ over results of wall seconds × cores of the job that ran it (core·s)
+    core_seconds: float = 0.0
     per_rank: dict = field(default_factory=dict)
     elapsed: float = 0.0
     labels_path: str = ""
@@ -55,9 +61,10 @@ class LabelSummary:
                  f"({self.skipped_done} already labelled, {self.skipped_failed} skipped after earlier "
                  f"failures) in {self.elapsed:.1f} s"]
         if self.seconds:
-            lines.append("per structure: mean %.2f s, median %.2f s, max %.2f s; %d attempts"
+            lines.append("per structure: mean %.2f s, median %.2f s, max %.2f s; %d attempts, "
+                         "%d evaluations, %.0f core·s"
                          % (statistics.mean(self.seconds), statistics.median(self.seconds),
-                            max(self.seconds), self.attempts))
+                            max(self.seconds), self.attempts, self.evaluations, self.core_seconds))
         if self.failures_by_kind:
             lines.append("failures: " + ", ".join(f"{k} {v}" for k, v in sorted(self.failures_by_kind.items()))
                          + f" (details: {self.failures_path})")
@@ -84,27 +91,32 @@ def label_structures(comm, structures, settings, labels_path: str, *,
                      root_works: Optional[bool] = None,
                      should_stop: Optional[Callable[[], bool]] = None,
                      base_dir: Optional[str] = None, source: Optional[str] = None,
-                     iteration: Optional[int] = None) -> LabelSummary:
+                     iteration: Optional[int] = None,
+                     steps_path: Optional[str] = None) -> LabelSummary:
     """Label ``structures`` (a list of (structure_id, Atoms), read on the root only) over ``comm``.
 
     Every rank calls this. ``settings`` is the ``labeller:`` mapping (or LabellerSettings);
     ``mode`` is ``label`` (single points) or ``relax`` (at ``pressure_gpa`` to ``fmax`` in at most
     ``steps``). Results go to ``labels_path`` and failures to ``failures_path`` (default
     ``<labels>.failures.jsonl``), written by the root as they arrive; ``source`` and
-    ``iteration`` are stored with every frame. Returns the summary on the root (an empty one
-    elsewhere).
+    ``iteration`` are stored with every frame. A relaxation's every ionic step (with its labels)
+    goes to ``steps_path`` (default ``<labels>.steps.<ext>``), with ``relax_step`` per frame.
+    Returns the summary on the root (an empty one elsewhere).
     """
     from ..parallel.tasks import run_dynamic
     from .factory import make_labeller
-    from .settings import settings_from_dict
+    from .validate import validate_labeller
 
     if mode not in ("label", "relax"):
         raise ValueError(f"mode must be 'label' or 'relax', got {mode!r}")
     failures_path = failures_path or default_failures_path(labels_path)
+    if mode == "relax" and steps_path is None:
+        root, ext = os.path.splitext(labels_path)
+        steps_path = root + ".steps" + ext
     start = time.monotonic()
 
     def plan():
-        s = settings_from_dict(settings, base_dir=base_dir)
+        s = validate_labeller(settings, base_dir=base_dir)
         sink = LabelSink(labels_path)
         dropped = sink.repair()
         if dropped:
@@ -128,14 +140,15 @@ def label_structures(comm, structures, settings, labels_path: str, *,
     summary = LabelSummary(requested=requested, skipped_done=skipped_done,
                            skipped_failed=skipped_failed, labels_path=labels_path,
                            failures_path=failures_path)
-    need_labeller = comm.size == 1 or not comm.is_root or root_works is not False
+    slot, run_comm, layout_text = _job_layout(comm, s, root_works)
     labeller = None
-    if need_labeller:
+    if slot is not None:
         labeller = make_labeller(s)
+        labeller.job = slot
     if comm.is_root:
-        log.info("labelling %d structure(s) with %s on %d rank(s) (%d already labelled, %d skipped "
-                 "after earlier failures)", len(todo), labeller.name if labeller else s.kind,
-                 comm.size, skipped_done, skipped_failed)
+        log.info("labelling %d structure(s) with %s on %d rank(s), %s (%d already labelled, %d "
+                 "skipped after earlier failures)", len(todo), labeller.name if labeller else s.kind,
+                 comm.size, layout_text, skipped_done, skipped_failed)
     host = socket.gethostname()
 
     def work(task):
@@ -145,20 +158,24 @@ def label_structures(comm, structures, settings, labels_path: str, *,
         else:
             result = labeller.relax(atoms, pressure_gpa=pressure_gpa, fmax=fmax, steps=steps,
                                     name=f"s{sid}")
-        result.info["host"] = host
-        result.info["rank"] = comm.rank
+        result.info.update(host=host, rank=comm.rank, cores=slot.cores, nodes=slot.nodes)
         return result
 
     sink = LabelSink(labels_path, source=source, iteration=iteration) if comm.is_root else None
+    steps_sink = (LabelSink(steps_path, source=source, iteration=iteration)
+                  if comm.is_root and steps_path else None)
     failures = FailureLog(failures_path) if comm.is_root else None
     by_kind: Counter = Counter()
     per_rank: Counter = Counter()
 
     def on_result(task, result, rank):
         sid, atoms = task
+        rank = result.info.get("rank", rank)   # the world rank (run_comm may be a subset)
         per_rank[rank] += 1
         summary.seconds.append(result.wall_time)
         summary.attempts += result.attempts
+        summary.evaluations += result.evaluations
+        summary.core_seconds += result.wall_time * int(result.info.get("cores", 1))
         refused = {}
         if result.ok:
             extra = {k: result.info[k] for k in ("relax_converged", "steps", "pressure_gpa", "enthalpy")
@@ -167,6 +184,9 @@ def label_structures(comm, structures, settings, labels_path: str, *,
             if refused:   # the store's validation (e.g. atoms closer than 0.3 Å): not a label
                 result.ok, result.failure = False, "invalid"
                 result.reason = "refused by the labels store: " + "; ".join(refused[0])
+        if result.ok and steps_sink is not None and result.trajectory:
+            steps_sink.append([_step_frame(frame, sid, step, result.labeller)
+                               for step, frame in enumerate(result.trajectory)])
         if result.ok:
             summary.labelled += 1
             log.info("s%s: %s E = %.6f eV (%d atoms, %.1f s, %d attempt(s), rank %d) [%d/%d]",
@@ -187,11 +207,16 @@ def label_structures(comm, structures, settings, labels_path: str, *,
                         summary.labelled + summary.failed, len(todo))
 
     try:
-        run_dynamic(comm, todo if comm.is_root else None, work, on_result, root_works=root_works,
-                    should_stop=should_stop)
+        if run_comm is not None:
+            run_dynamic(run_comm, todo if comm.is_root else None, work, on_result,
+                        root_works=root_works if run_comm is comm else slot is not None,
+                        should_stop=should_stop)
     finally:
         if labeller is not None:
             labeller.close()
+        if run_comm is not None and run_comm is not comm:
+            run_comm.mpi.Free()
+    _wait_quietly(comm)   # ranks without a job sleep here while the others run theirs
     if comm.is_root:
         summary.failures_by_kind = dict(by_kind)
         summary.per_rank = dict(per_rank)
@@ -199,6 +224,56 @@ def label_structures(comm, structures, settings, labels_path: str, *,
         summary.elapsed = time.monotonic() - start
         return summary
     return LabelSummary()
+
+
+def _step_frame(frame, structure_id: int, step: int, labeller: str):
+    """One ionic step of a relaxation as a stored frame (its labels on a SinglePointCalculator)."""
+    from .. import keys
+
+    frame = frame.copy() if frame.calc is None else frame
+    frame.info = {keys.STRUCTURE_ID: int(structure_id), "labeller": labeller, "relax_step": int(step),
+                  "tags": f"relax_step={int(step)}"}
+    return frame
+
+
+def _job_layout(comm, settings, root_works):
+    """(this rank's JobSlot or None, the communicator of the ranks that deal or run jobs or None,
+    a description). In-process calculators: every rank labels on one core. External codes: the
+    job layout of :func:`acnn_mpi.label.layout.plan_jobs` over the nodes of ``comm``."""
+    from ..parallel.comm import Comm
+    from ..parallel.nodes import node_layout
+    from .layout import JobSlot, plan_jobs
+
+    if not external_process_kind(settings):
+        return JobSlot(), comm, "in-process calculators, one per rank"
+    layout = node_layout(comm)
+    plan = plan_jobs(comm.allgather(layout.node), settings, root_works=bool(root_works))
+    if comm.is_root:
+        for note in plan.notes:
+            log.warning("DFT job layout: %s", note)
+    slot = plan.slots.get(comm.rank)
+    if comm.mpi is None or comm.size == 1:
+        return slot, comm, plan.text()
+    active = comm.is_root or slot is not None
+    # only parallel/ imports mpi4py; Split is a method of the communicator we were given
+    sub = Comm(comm.mpi.Split(0 if active else 1, comm.rank))
+    if not active:
+        sub.mpi.Free()
+        return None, None, plan.text()
+    return slot, sub, plan.text()
+
+
+#: seconds between checks of a rank without a job (a blocking barrier busy-spins in MPICH)
+_IDLE_POLL_S = 0.01
+
+
+def _wait_quietly(comm) -> None:
+    """A barrier over ``comm`` that sleeps between checks instead of spinning on a core."""
+    if comm.mpi is None or comm.size == 1:
+        return
+    request = comm.mpi.Ibarrier()
+    while not request.Test():
+        time.sleep(_IDLE_POLL_S)
 
 
 def _plan_everywhere(comm, plan):

@@ -19,6 +19,7 @@ KINDS = ("ase", "chgnet", "cp2k", "command")
 FAILURE_KINDS = ("timeout", "crash", "missing_output", "not_converged", "invalid", "error")
 KEEP_FILES = ("all", "failed", "none")
 OPTIMIZERS = ("BFGS", "FIRE", "LBFGS")
+RELAX_DRIVERS = ("auto", "code", "ase")
 
 
 @dataclass
@@ -37,8 +38,16 @@ class LabellerSettings:
     log_tail_lines: int = 40           # lines of output kept with a failure
     require_stress: bool = True        # a label without stress is a failure
     kpoint_spacing: float = 0.03       # 2π × this, Å⁻¹ (paper: 0.03 for SCF); cp2k/command
-    gamma_centered: bool = True        # k-point mesh centred at Γ (cp2k/command)
-    # relaxation (final stage): ASE optimizer on a FrechetCellFilter at the target pressure
+    gamma_centered: bool = True        # k-point mesh centred at Γ (cp2k: even counts raised to odd)
+    # DFT job layout (external kinds): concurrent calculations and their cores (label/layout.py)
+    jobs_per_node: Optional[int] = None    # calculations at once per node (default 1, or by cores_per_job)
+    cores_per_job: Optional[int] = None    # {cores} of each (default: the node's cores / jobs_per_node)
+    nodes_per_job: int = 1                 # {nodes}: nodes per calculation (> 1: multi-node runs)
+    cores_per_node: Optional[int] = None   # default: the job's ranks on that node
+    max_jobs: Optional[int] = None         # cap on concurrent calculations in total
+    # relaxation (final stage): the code's own optimizer where the labeller has one (relax_driver
+    # auto/code), else an ASE optimizer on a FrechetCellFilter at the target pressure
+    relax_driver: str = "auto"         # auto | code | ase
     relax_optimizer: str = "BFGS"
     relax_timeout: Optional[float] = None  # s for a whole relaxation (default 10 × timeout)
     # -- ase / chgnet --------------------------------------------------------------------------
@@ -77,7 +86,9 @@ _TYPES: dict[str, tuple] = {
     "kind": (str,), "timeout": (int, float), "retries": (int,), "retry_on": (list,),
     "workdir": (str,), "keep_files": (str,), "inherit_mpi_env": (bool,), "env": (dict,),
     "log_tail_lines": (int,), "require_stress": (bool,), "kpoint_spacing": (int, float),
-    "gamma_centered": (bool,), "relax_optimizer": (str,), "relax_timeout": (int, float),
+    "gamma_centered": (bool,), "jobs_per_node": (int,), "cores_per_job": (int,),
+    "nodes_per_job": (int,), "cores_per_node": (int,), "max_jobs": (int,),
+    "relax_driver": (str,), "relax_optimizer": (str,), "relax_timeout": (int, float),
     "calculator": (str,), "parameters": (dict,), "isolate": (bool,), "model": (str,),
     "device": (str,), "command": (str,), "functional": (str,), "cutoff": (int, float),
     "rel_cutoff": (int, float), "basis_set": (str,), "basis_set_file": (str,),
@@ -150,6 +161,15 @@ def _check(s: LabellerSettings, problems: list, where: str) -> None:
         bad("keep_files", f"must be one of {', '.join(KEEP_FILES)}")
     if not s.kpoint_spacing > 0:
         bad("kpoint_spacing", "must be > 0 (in units of 2π Å⁻¹)")
+    for key in ("jobs_per_node", "cores_per_job", "cores_per_node", "max_jobs"):
+        if getattr(s, key) is not None and getattr(s, key) < 1:
+            bad(key, "must be >= 1 (or left out for the default)")
+    if s.nodes_per_job < 1:
+        bad("nodes_per_job", "must be >= 1")
+    if s.nodes_per_job > 1 and s.jobs_per_node not in (None, 1):
+        bad("jobs_per_node", "must be 1 (or left out) when nodes_per_job > 1")
+    if s.relax_driver not in RELAX_DRIVERS:
+        bad("relax_driver", f"must be one of {', '.join(RELAX_DRIVERS)}")
     if s.relax_optimizer.upper() not in OPTIMIZERS:
         bad("relax_optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
     if s.relax_timeout is not None and not s.relax_timeout > 0:

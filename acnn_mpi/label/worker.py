@@ -72,9 +72,14 @@ def main(directory: str) -> int:
             final, labels, info = labeller._relax_once(
                 atoms.copy(), float(job["pressure_gpa"]), float(job["fmax"]), int(job["steps"]),
                 directory, deadline=float("inf"))
+        trajectory = info.pop("trajectory", None)
+        if trajectory:
+            write(os.path.join(directory, "trajectory.extxyz"), trajectory, format="extxyz",
+                  parallel=False)
         verdict = dict(ok=True, info=info)
     except LabelFailure as failure:
-        verdict = dict(ok=False, failure=failure.kind, reason=failure.reason)
+        verdict = dict(ok=False, failure=failure.kind, reason=failure.reason,
+                       evaluations=failure.evaluations)
     except Exception as error:  # noqa: BLE001 - reported to the parent
         import traceback
 

@@ -19,7 +19,10 @@ Chemistry: the neighbour's element enters both feature sets.
 from __future__ import annotations
 
 import math
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -146,14 +149,25 @@ class DescriptorOutput:
     Attributes:
         radial: (N, S·n_r) Φ⁽¹⁾ resolved by neighbour element (column z·n_r + n).
         angular: (N, n_a·(l_max+1)) Φ⁽²⁾ (column c·(l_max+1) + l).
-        neighbour: (N, M) neighbours within the radial cutoff (padded, see :class:`NeighbourTable`).
-        cutoff: (N, M) f_c(r_ij) with the radial cutoff, 0 on padding.
+        neighbour: (N, M) neighbours within the radial cutoff (padded, see :class:`NeighbourTable`),
+            None when the descriptor was not asked for the table.
+        vectors: (N, M, 3) their vectors r_ij, Å (differentiable), or None as ``neighbour``.
+        r_cut: the radial cutoff, Å.
     """
 
     radial: torch.Tensor
     angular: torch.Tensor
-    neighbour: torch.Tensor
-    cutoff: torch.Tensor
+    neighbour: Optional[torch.Tensor]
+    vectors: Optional[torch.Tensor]
+    r_cut: float
+
+    @property
+    def cutoff(self) -> torch.Tensor:
+        """(N, M) f_c(r_ij) with the radial cutoff, 0 on padding (computed on first use: only
+        attention needs it)."""
+        if not hasattr(self, "_cutoff"):
+            self._cutoff = cosine_cutoff(torch.linalg.vector_norm(self.vectors, dim=2), self.r_cut)
+        return self._cutoff
 
 
 class ACNNDescriptor(torch.nn.Module):
@@ -199,43 +213,347 @@ class ACNNDescriptor(torch.nn.Module):
             vectors, centre, neighbour = vectors.index_select(0, keep), centre[keep], neighbour[keep]
         return neighbour_table(vectors, centre, neighbour, n_atoms, r_cut)
 
-    def forward(self, vectors: torch.Tensor, index: torch.Tensor, species: torch.Tensor) -> DescriptorOutput:
+    def forward(self, vectors: torch.Tensor, index: torch.Tensor, species: torch.Tensor,
+                neighbour_table: bool = True) -> DescriptorOutput:
         """vectors (E, 3) r_ij in Å; index (2, E) [centre i, neighbour j]; species (N,) element
         index 0..S−1 of each atom. Edges beyond the cutoffs are ignored; any edge order works
         (edges sorted by centre, as :func:`acnn_mpi.neighbors.neighbor_list` gives them, skip a sort).
+
+        ``neighbour_table=False`` (no attention): the output carries no neighbour table, and atoms
+        are processed in buckets of similar neighbour counts, each padded to its own width
+        (:meth:`_buckets`), so that a few dense structures do not pad the whole batch.
         """
         n_atoms = species.shape[0]
-        S, n_a = self.n_elements, self.n_angular
         centre, neighbour = index[0], index[1]
         if centre.numel() > 1 and not bool((centre[1:] >= centre[:-1]).all()):
             order = torch.argsort(centre, stable=True)
             vectors, centre, neighbour = vectors.index_select(0, order), centre[order], neighbour[order]
         r_plain = torch.linalg.vector_norm(vectors.detach(), dim=1)
+        edges = (vectors, centre, neighbour, r_plain)
+        if neighbour_table:
+            radial, angular, table = self._bucket_features(edges, species, None)
+            return DescriptorOutput(radial=radial, angular=angular, neighbour=table.neighbour,
+                                    vectors=table.vectors, r_cut=self.r_cut_radial)
+        counts = torch.bincount(centre[r_plain < self.r_cut_radial], minlength=n_atoms)
+        buckets = self._buckets(counts)
+        if len(buckets) == 1:
+            radial, angular, _ = self._bucket_features(edges, species, None)
+        else:
+            parts = [self._bucket_features(edges, species, atoms) for atoms in buckets]
+            inverse = torch.empty(n_atoms, dtype=torch.long, device=species.device)
+            inverse[torch.cat(buckets)] = torch.arange(n_atoms, device=species.device)
+            radial = torch.cat([p[0] for p in parts]).index_select(0, inverse)
+            angular = torch.cat([p[1] for p in parts]).index_select(0, inverse)
+        return DescriptorOutput(radial=radial, angular=angular, neighbour=None, vectors=None,
+                                r_cut=self.r_cut_radial)
 
-        # radial features, Eq. 7, summed per neighbour element: (N, S, M) @ (N, M, n_r)
+    # one more bucket costs about as much as this many padded table entries (a fused call's
+    # fixed work: ~100 small operations)
+    BUCKET_COST_ENTRIES = 4096
+
+    def _buckets(self, counts: torch.Tensor, max_buckets: int = 4) -> list[torch.Tensor]:
+        """Atoms grouped by radial neighbour count (ascending atom indices within a group): the
+        number of equal-size groups of the sorted counts (1..max_buckets) that minimizes the
+        padded entries Σ n_b · max_b plus :attr:`BUCKET_COST_ENTRIES` per extra group."""
+        n_atoms = counts.shape[0]
+        if n_atoms < 2:
+            return [torch.arange(n_atoms, device=counts.device)]
+        sorted_counts, order = torch.sort(counts)
+        best, best_k = None, 1
+        for k in range(1, max_buckets + 1):
+            bounds = [n_atoms * b // k for b in range(k + 1)]
+            cost = sum((hi - lo) * int(sorted_counts[hi - 1]) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo)
+            cost += (k - 1) * self.BUCKET_COST_ENTRIES
+            if best is None or cost < best:
+                best, best_k = cost, k
+        bounds = [n_atoms * b // best_k for b in range(best_k + 1)]
+        return [torch.sort(order[lo:hi])[0] for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+
+    def _bucket_features(self, edges, species: torch.Tensor, atoms: torch.Tensor | None):
+        """(Φ⁽¹⁾, Φ⁽²⁾, radial table) of the atoms ``atoms`` (ascending global indices; None: all)
+        from the centre-sorted ``edges`` = (vectors, centre, neighbour, |vectors|)."""
+        vectors, centre, neighbour, r_plain = edges
+        S, n_a = self.n_elements, self.n_angular
+        if atoms is None:
+            n_atoms = species.shape[0]
+        else:
+            n_atoms = atoms.shape[0]
+            local = torch.full((species.shape[0],), -1, dtype=torch.long, device=species.device)
+            local[atoms] = torch.arange(n_atoms, device=species.device)
+            mine = torch.nonzero(local.index_select(0, centre) >= 0).squeeze(1)
+            vectors, neighbour, r_plain = vectors.index_select(0, mine), neighbour[mine], r_plain[mine]
+            centre = local.index_select(0, centre[mine])
         table = self._table(vectors, centre, neighbour, r_plain, self.r_cut_radial, n_atoms)
-        width = table.neighbour.shape[1]
-        r = torch.linalg.vector_norm(table.vectors, dim=2)
-        g, fc = chebyshev_radial_basis(r.view(-1), self.r_cut_radial, self.n_radial)
-        z = species.index_select(0, table.neighbour.view(-1))
-        element = torch.nn.functional.one_hot(z, S).to(g.dtype).view(n_atoms, width, S)
-        radial = torch.bmm(element.transpose(1, 2), g.view(n_atoms, width, -1)).view(n_atoms, -1)
-
-        # angular features, Eq. 9 via the addition theorem: (N, n_a, M) @ (N, M, n_lm)
         if self.r_cut_angular != self.r_cut_radial:
             table_a = self._table(vectors, centre, neighbour, r_plain, self.r_cut_angular, n_atoms)
-            r_a = torch.linalg.vector_norm(table_a.vectors, dim=2)
-            z_a = species.index_select(0, table_a.neighbour.view(-1))
         else:
-            table_a, r_a, z_a = table, r, z
-        width_a = table_a.neighbour.shape[1]
-        g_a, _ = chebyshev_radial_basis(r_a.view(-1), self.r_cut_angular, n_a)
-        # mix the channels with the neighbour's element: g̃ = g W[Z_j], W[z] = columns z·n_a…
+            table_a = table
+        width = table.neighbour.shape[1]
+        z = species.index_select(0, table.neighbour.view(-1))
+        z_a = z if table_a is table else species.index_select(0, table_a.neighbour.view(-1))
+        element = torch.nn.functional.one_hot(z, S).to(vectors.dtype).view(n_atoms, width, S)
+        # the neighbour's element picks its mixing block: g̃ = g W[Z_j], W[z] = columns z·n_a…
         pick = z_a[:, None] * n_a + torch.arange(n_a, device=z_a.device)
+        fused, parameter_gradients = _fused_state()
+        if fused:
+            mixing = self.angular_mixing if parameter_gradients else self.angular_mixing.detach()
+            radial, angular = _FusedFeatures.apply(table.vectors, table_a.vectors, mixing, element, pick, self)
+        else:
+            radial, angular = self._features(table.vectors, table_a.vectors, element, pick)
+        return radial, angular, table
+
+    def _features(self, vectors: torch.Tensor, vectors_a: torch.Tensor, element: torch.Tensor,
+                  pick: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Φ⁽¹⁾ (N, S·n_r) and Φ⁽²⁾ (N, n_a·(l_max+1)) from the radial and angular tables
+        (N, M, 3) and (N, M_a, 3), by autograd-differentiable operations (any order)."""
+        n_atoms, width, _ = vectors.shape
+        width_a, n_a = vectors_a.shape[1], self.n_angular
+        # radial features, Eq. 7, summed per neighbour element: (N, S, M) @ (N, M, n_r)
+        r = torch.linalg.vector_norm(vectors, dim=2)
+        g, _ = chebyshev_radial_basis(r.view(-1), self.r_cut_radial, self.n_radial)
+        radial = torch.bmm(element.transpose(1, 2), g.view(n_atoms, width, -1)).view(n_atoms, -1)
+        # angular features, Eq. 9 via the addition theorem: (N, n_a, M) @ (N, M, n_lm)
+        r_a = torch.linalg.vector_norm(vectors_a, dim=2)
+        g_a, _ = chebyshev_radial_basis(r_a.view(-1), self.r_cut_angular, n_a)
         mixed = torch.gather(g_a @ self.angular_mixing, 1, pick)              # (N·M, n_a)
-        y = self.harmonics((table_a.vectors / r_a[..., None]).view(-1, 3))    # (N·M, n_lm)
+        y = self.harmonics((vectors_a / r_a[..., None]).view(-1, 3))          # (N·M, n_lm)
         density = torch.bmm(mixed.view(n_atoms, width_a, n_a).transpose(1, 2),
                             y.view(n_atoms, width_a, -1))                     # (N, n_a, n_lm)
-        angular = ((density * density) @ self.harmonics.sum_over_m).reshape(n_atoms, -1)
-        return DescriptorOutput(radial=radial, angular=angular, neighbour=table.neighbour,
-                                cutoff=fc.view(n_atoms, width))
+        angular = ((density * density) @ self.harmonics.sum_over_m.to(density.dtype)).reshape(n_atoms, -1)
+        return radial, angular
+
+    def _fused_constants(self, dtype, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """z_coeff, xy selection and sum-over-m matrices of the harmonics in ``dtype``."""
+        key = (dtype, device)
+        if getattr(self, "_constants_key", None) != key:
+            h = self.harmonics
+            self._constants = (h.z_coeff.to(dtype=dtype, device=device),
+                               xy_selection(self.l_max, dtype, device),
+                               h.sum_over_m.to(dtype=dtype, device=device))
+            self._constants_key = key
+        return self._constants
+
+
+# ------------------------------------------------------------------------------------------------
+# Fused path: the same features with a hand-written backward (first derivatives only)
+# ------------------------------------------------------------------------------------------------
+_FIRST_ONLY = threading.local()
+
+
+@contextmanager
+def first_derivatives_only(enabled: bool = True, parameter_gradients: bool = True):
+    """Within this context :class:`ACNNDescriptor` uses its fused path: the same features, with a
+    hand-written backward that needs about half the passes over the (N, M, basis) tables of
+    autograd's. Its backward cannot itself be differentiated (no ``create_graph``): training on
+    forces uses the default path. ``parameter_gradients=False``: the caller will not ask for
+    gradients of the model's parameters (forces and stress only), so the backward skips them.
+    :func:`acnn_mpi.model.forces.evaluate` enters it whenever ``create_graph`` is False."""
+    previous = getattr(_FIRST_ONLY, "state", (False, True))
+    _FIRST_ONLY.state = (bool(enabled) and _KERNELS["enabled"], bool(parameter_gradients))
+    try:
+        yield
+    finally:
+        _FIRST_ONLY.state = previous
+
+
+def _fused_state() -> tuple[bool, bool]:
+    """(fused path on, parameter gradients wanted)."""
+    return getattr(_FIRST_ONLY, "state", (False, True))
+
+
+def _basis_forward(r: torch.Tensor, r_cut: float, n_basis: int):
+    """Eq. 8 like :func:`chebyshev_radial_basis`, plus what the backward needs.
+    r (E,) → g (E, n), 1 + cos 2nφ (E, n), φ (E,), h = f_c/2 (E,)."""
+    h = torch.where(r < r_cut, 0.25 * (torch.cos(r * (math.pi / r_cut)) + 1.0), torch.zeros_like(r))
+    phi = torch.arccos((1.0 - r / r_cut).clamp(min=-1.0))
+    orders = torch.arange(0, 2 * n_basis, 2, dtype=r.dtype, device=r.device)
+    cos_p1 = torch.cos(phi[:, None] * orders) + 1.0
+    return cos_p1 * h[:, None], cos_p1, phi, h
+
+
+def _basis_backward(grad_g, r, r_cut: float, cos_p1, phi, h) -> torch.Tensor:
+    """dL/dr (E,) from dL/dg (E, n): dg_n/dr = h'(1 + cos 2nφ) − h·2n·sin(2nφ)·dφ/dr."""
+    orders = torch.arange(0, 2 * cos_p1.shape[1], 2, dtype=r.dtype, device=r.device)
+    inside = r < r_cut
+    dh = torch.where(inside, (-0.25 * math.pi / r_cut) * torch.sin(r * (math.pi / r_cut)), torch.zeros_like(r))
+    u = (1.0 - r / r_cut).clamp(min=-1.0)
+    # dφ/dr = 1 / (r_c √(1 − u²)); only used where h > 0 (0 < r < r_c, so |u| < 1)
+    dphi = torch.where(inside, 1.0 / (r_cut * torch.sqrt((1.0 - u * u).clamp(min=1e-30))), torch.zeros_like(r))
+    sin_part = (grad_g * torch.sin(phi[:, None] * orders) * orders).sum(1)
+    cos_part = (grad_g * cos_p1).sum(1)
+    return dh * cos_part - (h * dphi) * sin_part
+
+
+def xy_selection(l_max: int, dtype=torch.float64, device=None) -> torch.Tensor:
+    """(2L+1, (L+1)²) 0/1 matrix taking [Im_L … Im_1, Re_0 … Re_L] of (x + iy)^m to the xy
+    factor of every Y_lm column (degree l takes the middle 2l+1 entries)."""
+    select = torch.zeros(2 * l_max + 1, (l_max + 1) ** 2, dtype=dtype, device=device)
+    col = 0
+    for l in range(l_max + 1):
+        for k in range(l_max - l, l_max + l + 1):
+            select[k, col] = 1.0
+            col += 1
+    return select
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor, pointwise: bool) -> torch.Tensor:
+    """a (..., K) @ b (K, J). ``pointwise``: as a broadcast sum, which torch.compile fuses with the
+    operations around it (for small K and J), where eager mode would materialize (..., K, J)."""
+    return (a.unsqueeze(-1) * b).sum(-2) if pointwise else a @ b
+
+
+def _mix(values: torch.Tensor, mixing: torch.Tensor, pick: torch.Tensor, transpose: bool,
+         pointwise: bool) -> torch.Tensor:
+    """values (E, n_a) times the neighbour's element block W[Z_j] (or its transpose) of mixing
+    (n_a, S·n_a): one matmul to all S blocks and a gather, or (``pointwise``) a per-edge gather of
+    W[Z_j] that torch.compile fuses."""
+    n_a = values.shape[1]
+    S = mixing.shape[1] // n_a
+    blocks = mixing.view(n_a, S, n_a)                                          # [n, z, c]
+    if pointwise:
+        per_element = blocks.permute(1, 0, 2)                                  # [z, n, c]
+        w = per_element.index_select(0, torch.div(pick[:, 0], n_a, rounding_mode="floor"))
+        return (values[:, None, :] * w).sum(2) if transpose else (values[:, :, None] * w).sum(1)
+    if transpose:
+        return torch.gather(values @ blocks.permute(2, 1, 0).reshape(n_a, S * n_a), 1, pick)
+    return torch.gather(values @ mixing, 1, pick)
+
+
+def _harmonics_forward(unit, z_coeff, select, l_max: int, pointwise: bool = False):
+    """Y (E, n_lm) = (z powers @ z_coeff) · (xy @ select) of unit (E, 3), and what the backward needs."""
+    x, y, z = unit.unbind(1)
+    powers = [torch.ones_like(z)]
+    re, im = [torch.ones_like(x)], [torch.zeros_like(x)]
+    for _ in range(l_max):
+        powers.append(powers[-1] * z)
+        re.append(re[-1] * x - im[-1] * y)
+        im.append(re[-2] * y + im[-1] * x)
+    powers, re, im = torch.stack(powers, 1), torch.stack(re, 1), torch.stack(im, 1)
+    z_part = _matmul(powers, z_coeff, pointwise)
+    xy = _matmul(torch.cat([im[:, 1:].flip(1), re], dim=1), select, pointwise)
+    return z_part * xy, powers, re, im, z_part, xy
+
+
+def _harmonics_backward(grad_y, z_coeff, select, l_max: int, powers, re, im, z_part, xy,
+                        pointwise: bool = False):
+    """dL/d unit (E, 3) from dL/dY (E, n_lm), the unit vector taken as free. With
+    P + iQ = (x + iy)^m: ∂P_m/∂x = m P_{m−1}, ∂Q_m/∂x = m Q_{m−1}, ∂P_m/∂y = −m Q_{m−1},
+    ∂Q_m/∂y = m P_{m−1}."""
+    L = l_max
+    d_zpart = _matmul(grad_y * xy, z_coeff.T, pointwise)                      # (E, L+1)
+    d_xy = _matmul(grad_y * z_part, select.T, pointwise)                       # (E, 2L+1)
+    m = torch.arange(1, L + 1, dtype=grad_y.dtype, device=grad_y.device)
+    dz = (d_zpart[:, 1:] * powers[:, :L] * m).sum(1)
+    d_re, d_im = d_xy[:, L + 1:], d_xy[:, :L].flip(1)                           # m = 1..L
+    re_prev, im_prev = re[:, :L], im[:, :L]
+    dx = ((d_re * re_prev + d_im * im_prev) * m).sum(1)
+    dy = ((d_im * re_prev - d_re * im_prev) * m).sum(1)
+    return torch.stack([dx, dy, dz], dim=1)
+
+
+def _fused_forward(vectors, vectors_a, mixing, element, pick, z_coeff, select, sum_over_m,
+                   r_cut: float, r_cut_a: float, n_radial: int, n_angular: int, l_max: int,
+                   pointwise: bool = False):
+    """Φ⁽¹⁾ (N, S, n_r), Φ⁽²⁾ (N, n_a, l_max+1) and the tensors the backward needs, from the
+    radial and angular tables (N, M, 3), (N, M_a, 3); the same operations as the default path."""
+    n_atoms, width, _ = vectors.shape
+    width_a = vectors_a.shape[1]
+    r = torch.linalg.vector_norm(vectors, dim=2).view(-1)
+    g, cos_p1, phi, h = _basis_forward(r, r_cut, n_radial)
+    radial = torch.bmm(element.transpose(1, 2), g.view(n_atoms, width, -1))
+    r_a = torch.linalg.vector_norm(vectors_a, dim=2).view(-1)
+    g_a, cos_p1_a, phi_a, h_a = _basis_forward(r_a, r_cut_a, n_angular)
+    mixed = _mix(g_a, mixing, pick, False, pointwise).view(n_atoms, width_a, n_angular)
+    unit = vectors_a.view(-1, 3) / r_a[:, None]
+    y, powers, re, im, z_part, xy = _harmonics_forward(unit, z_coeff, select, l_max, pointwise)
+    y = y.view(n_atoms, width_a, -1)
+    density = torch.bmm(mixed.transpose(1, 2), y)                              # (N, n_a, n_lm)
+    angular = (density * density) @ sum_over_m
+    saved = (r, cos_p1, phi, h, r_a, cos_p1_a, phi_a, h_a, g_a, mixed, unit, y, powers, re, im,
+             z_part, xy, density)
+    return radial, angular, saved
+
+
+def _fused_backward(grad_radial, grad_angular, vectors, mixing, element, pick, z_coeff, select,
+                    sum_over_m, saved, r_cut: float, r_cut_a: float, l_max: int, need_mixing: bool,
+                    pointwise: bool = False):
+    """dL/d(radial table) (N, M, 3), dL/d(angular table) (N, M_a, 3) and dL/d mixing (or None)
+    from dL/dΦ⁽¹⁾ (N, S, n_r) and dL/dΦ⁽²⁾ (N, n_a, l_max+1)."""
+    (r, cos_p1, phi, h, r_a, cos_p1_a, phi_a, h_a, g_a, mixed, unit, y, powers, re, im,
+     z_part, xy, density) = saved
+    n_atoms, width, S = element.shape
+    width_a, n_a = mixed.shape[1], mixed.shape[2]
+    grad_g = torch.bmm(element, grad_radial).view(n_atoms * width, -1)
+    grad_r = _basis_backward(grad_g, r, r_cut, cos_p1, phi, h)
+    grad_v = ((grad_r / r)[:, None] * vectors.view(-1, 3)).view(n_atoms, width, 3)
+    grad_density = 2.0 * density * (grad_angular @ sum_over_m.T)               # (N, n_a, n_lm)
+    grad_mixed = torch.bmm(y, grad_density.transpose(1, 2)).view(-1, n_a)      # (N·M_a, n_a)
+    grad_y = torch.bmm(mixed, grad_density).view(n_atoms * width_a, -1)
+    # back through g̃ = g W[Z_j]: dL/dg = dL/dg̃ W[Z_j]ᵀ
+    grad_g_a = _mix(grad_mixed, mixing, pick, True, pointwise)
+    grad_r_a = _basis_backward(grad_g_a, r_a, r_cut_a, cos_p1_a, phi_a, h_a)
+    grad_unit = _harmonics_backward(grad_y, z_coeff, select, l_max, powers, re, im, z_part, xy, pointwise)
+    # v = r·unit: dL/dv = (dL/du − (dL/du·u) u)/r + dL/dr u
+    radial_part = grad_r_a - (grad_unit * unit).sum(1) / r_a
+    grad_v_a = (grad_unit / r_a[:, None] + radial_part[:, None] * unit).view(n_atoms, width_a, 3)
+    grad_mixing = None
+    if need_mixing:
+        full = torch.zeros(grad_mixed.shape[0], S * n_a, dtype=r.dtype, device=r.device)
+        grad_mixing = g_a.T @ full.scatter_(1, pick, grad_mixed)
+    return grad_v, grad_v_a, grad_mixing
+
+
+_KERNELS = {"forward": _fused_forward, "backward": _fused_backward, "pointwise": False, "enabled": True}
+
+
+def use_fused_path(enabled: bool = True) -> None:
+    """Process-wide switch of the fused path (on by default; off: autograd everywhere, for
+    benchmarks and checks)."""
+    _KERNELS["enabled"] = bool(enabled)
+
+
+def compile_fused_kernels(enabled: bool = True) -> None:
+    """Run the fused path's forward and backward through ``torch.compile`` (inductor; on CPU it
+    needs a C++ compiler), which fuses their elementwise chains into fewer passes over the
+    tables. Compiling takes about 20 s per process, once (dynamic shapes: new batch sizes and
+    neighbour counts do not recompile). ``enabled=False`` goes back to the eager kernels."""
+    if enabled:
+        _KERNELS["forward"] = torch.compile(_fused_forward, dynamic=True)
+        _KERNELS["backward"] = torch.compile(_fused_backward, dynamic=True)
+        _KERNELS["pointwise"] = True
+    else:
+        _KERNELS.update(forward=_fused_forward, backward=_fused_backward, pointwise=False)
+
+
+class _FusedFeatures(torch.autograd.Function):
+    """(radial table, angular table, mixing) → (Φ⁽¹⁾, Φ⁽²⁾) with a hand-written backward
+    (first derivatives only: the backward is not itself differentiable)."""
+
+    @staticmethod
+    def forward(ctx, vectors, vectors_a, mixing, element, pick, descriptor):
+        d = descriptor
+        constants = d._fused_constants(vectors.dtype, vectors.device)
+        radial, angular, saved = _KERNELS["forward"](
+            vectors, vectors_a, mixing, element, pick, *constants, d.r_cut_radial, d.r_cut_angular,
+            d.n_radial, d.n_angular, d.l_max, _KERNELS["pointwise"])
+        ctx.descriptor, ctx.constants, ctx.n_saved = d, constants, len(saved)
+        ctx.save_for_backward(vectors, mixing, element, pick, *saved)
+        n_atoms = vectors.shape[0]
+        return radial.reshape(n_atoms, -1), angular.reshape(n_atoms, -1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_radial, grad_angular):
+        d = ctx.descriptor
+        vectors, mixing, element, pick, *saved = ctx.saved_tensors
+        n_atoms, _, S = element.shape
+        if grad_radial is None:
+            grad_radial = torch.zeros(n_atoms, S * d.n_radial, dtype=vectors.dtype, device=vectors.device)
+        if grad_angular is None:
+            grad_angular = torch.zeros(n_atoms, d.n_angular_features, dtype=vectors.dtype, device=vectors.device)
+        grad_v, grad_v_a, grad_mixing = _KERNELS["backward"](
+            grad_radial.reshape(n_atoms, S, -1).contiguous(),
+            grad_angular.reshape(n_atoms, d.n_angular, -1).contiguous(), vectors, mixing, element, pick,
+            *ctx.constants, tuple(saved), d.r_cut_radial, d.r_cut_angular, d.l_max, ctx.needs_input_grad[2],
+            _KERNELS["pointwise"])
+        return grad_v, grad_v_a, grad_mixing, None, None, None

@@ -184,20 +184,23 @@ class ACNN(torch.nn.Module):
         return species
 
     def atomic_energies(self, batch: Batch, edges: Edges) -> torch.Tensor:
-        """(N,) atomic energies E_i in eV (model dtype) of every atom of ``batch``.
+        """(N,) atomic energies E_i in eV of every atom of ``batch``, in float64.
 
         ``edges`` is a full neighbour list within at least ``self.cutoff`` (pairs beyond the
-        cutoffs are ignored).
+        cutoffs are ignored). The network runs in the model dtype; its output and the
+        per-element reference energies are added and returned in float64, because DFT reference
+        energies (hundreds to thousands of eV per atom) summed in float32 would round totals to
+        ~0.1 meV/atom, 100× the relaxation's enthalpy tolerance.
         """
         species = self.species_index(batch.numbers)
         vectors = edges.vectors(batch.positions, batch.cell, batch.system_idx).to(self.dtype)
-        features = self.descriptor(vectors, edges.index, species)
+        features = self.descriptor(vectors, edges.index, species, neighbour_table=bool(len(self.attention)))
         x = self.embedding(features.radial, features.angular, species)
         if len(self.attention):
             layout = PairLayout.build(batch.system_idx, features.neighbour, batch.n_systems)
             for module in self.attention:
                 x = module(x, features.neighbour, features.cutoff, layout)
-        return self.fitting(x).squeeze(1) + self.reference_energies[species]
+        return self.fitting(x).squeeze(1).double() + self.reference_energies.double()[species]
 
     # ----------------------------------------------------------------------------------------
     def set_reference_energies(self, energies) -> None:
@@ -238,7 +241,7 @@ class ACNN(torch.nn.Module):
             edges = neighbor_list(batch, self.cutoff)
         species = self.species_index(batch.numbers)
         vectors = edges.vectors(batch.positions, batch.cell, batch.system_idx)
-        features = self.descriptor(vectors, edges.index, species)
+        features = self.descriptor(vectors, edges.index, species, neighbour_table=False)
         emb = self.embedding
         for values, shift, scale in ((features.radial, emb.radial_shift, emb.radial_scale),
                                      (features.angular, emb.angular_shift, emb.angular_scale)):

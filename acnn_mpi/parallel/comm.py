@@ -35,6 +35,39 @@ def launcher_size() -> int:
     return 1
 
 
+#: Variables that say how many ranks the launcher started, most specific first: Hydra/MPICH and
+#: PMI-2 (PMI_SIZE), Open MPI (OMPI_COMM_WORLD_SIZE), a Slurm job step (srun).
+_RANK_COUNT_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
+
+
+def launcher_ranks(environ=None) -> tuple[int, str] | None:
+    """(ranks the launcher started, the variable that says so), or None outside a launcher.
+
+    Read from the environment without initializing MPI; compared with the communicator's size it
+    reveals the classic mismatch of an MPI library that does not speak the launcher's protocol
+    (the wheel's MPICH under a site ``srun``: N processes, each a world of size 1).
+    """
+    environ = os.environ if environ is None else environ
+    for name in _RANK_COUNT_VARIABLES:
+        value = environ.get(name, "")
+        if value.isdigit():
+            return int(value), name
+    return None
+
+
+def size_mismatch(comm_size: int, environ=None) -> str | None:
+    """A warning when the launcher started a different number of ranks than the world has."""
+    launched = launcher_ranks(environ)
+    if launched is None or launched[0] == comm_size:
+        return None
+    count, name = launched
+    return (f"the launcher started {count} rank(s) ({name}={count}) but this MPI world has "
+            f"{comm_size}: mpi4py's MPI library does not match the launcher (each process may run "
+            "alone). Launch with the mpiexec of the MPI that mpi4py uses, or build mpi4py against "
+            "the site's MPI (README 'Running on a supercomputer'; check with "
+            "`python -m acnn_mpi check --env`)")
+
+
 class Comm:
     """Collective operations the package needs, over an mpi4py communicator or none (serial)."""
 
@@ -93,6 +126,7 @@ class Comm:
 
 
 _WORLD: Comm | None = None
+_ASE_SERIAL = False
 
 
 def _keep_ase_serial() -> None:
@@ -102,20 +136,27 @@ def _keep_ase_serial() -> None:
     broadcasts (and another rank's next ``bcast`` receives it) and ``write``/optimizer logs happen
     on rank 0 only. Here every rank works on its own structures, so ASE must act serially.
     """
+    global _ASE_SERIAL
     import ase.parallel
 
     ase.parallel.world.comm = ase.parallel.DummyMPI()
+    _ASE_SERIAL = True
 
 
-def get_world() -> Comm:
-    """The job's world communicator (mpi4py COMM_WORLD under a launcher, else serial size 1)."""
+def get_world(*, serial_ase: bool = True) -> Comm:
+    """The job's world communicator (mpi4py COMM_WORLD under a launcher, else serial size 1).
+
+    ``serial_ase=False`` leaves ASE (and with it numpy) unimported, for the start-up, which must set
+    the BLAS thread variables from the node layout before numpy loads; a later plain call does it.
+    """
     global _WORLD
     if _WORLD is None:
         if launched_by_mpi():
             from mpi4py import MPI
 
             _WORLD = Comm(MPI.COMM_WORLD)
-            _keep_ase_serial()
         else:
             _WORLD = Comm(None)
+    if serial_ase and _WORLD.mpi is not None and not _ASE_SERIAL:
+        _keep_ase_serial()
     return _WORLD

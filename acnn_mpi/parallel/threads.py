@@ -1,5 +1,5 @@
-"""Threads per rank: one per rank when several ranks share a node, so 192 ranks on 192 cores do
-not start 192² BLAS/OpenMP threads."""
+"""Threads per rank from the node layout: the ranks of a node share its cores, so 192 ranks on 192
+cores do not start 192² BLAS/OpenMP threads and 4 ranks on a 192-core GPU node use 48 each."""
 
 from __future__ import annotations
 
@@ -8,15 +8,14 @@ import os
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def choose_threads(requested: int | None, n_ranks: int) -> int:
-    """Threads for this rank: ``requested`` if given, else 1 under MPI, else all cores."""
+def choose_threads(requested: int | None, cpu_share: int) -> int:
+    """Threads for this rank: ``requested`` if given, else ``cpu_share`` (the CPUs of this rank
+    divided among the ranks of its node that may run on them; NodeLayout.cpu_share)."""
     if requested is not None:
         if requested < 1:
             raise ValueError(f"threads per rank must be >= 1, got {requested}")
         return requested
-    if n_ranks > 1:
-        return 1
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return max(1, int(cpu_share))
 
 
 def set_thread_environment(n_threads: int) -> None:

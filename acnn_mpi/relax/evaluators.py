@@ -195,8 +195,9 @@ def load_model(spec: str, device=None):
             values = [float(v) for v in text[3:].split(",") if v.strip()]
         except ValueError:
             raise UserError(f"--model {spec}: write lj:epsilon,sigma[,cutoff] with numbers (eV, Å)") from None
-        if not 2 <= len(values) <= 3 or any(v <= 0 for v in values):
-            raise UserError(f"--model {spec}: write lj:epsilon,sigma[,cutoff] with positive numbers (eV, Å)")
+        if not 2 <= len(values) <= 3 or any(not 0 < v < float("inf") for v in values):  # NaN too
+            raise UserError(f"--model {spec}: write lj:epsilon,sigma[,cutoff] with positive finite "
+                            "numbers (eV, Å)")
         return LennardJones(*values)
     if os.path.exists(text):
         try:

@@ -29,7 +29,8 @@ from ..units import ev_per_a3_to_gpa, gpa_to_ev_per_a3
 from . import optimizer as opt
 from .evaluators import as_evaluator
 from .status import (CONVERGED, FAILED, NOT_CONVERGED, UNPHYSICAL, Convergence, PhysicalLimits,
-                     converged, find_unphysical, max_force, stress_residual_gpa)
+                     converged, find_unphysical, max_force, reference_energies_of,
+                     stress_residual_gpa)
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ class BatchRelaxer:
             raise ValueError(f"max_atoms = {max_atoms} must be >= 1")
         self.criteria = Convergence(fmax=fmax, dh_tol=dh_tol, stress_tol=stress_tol, max_steps=max_steps)
         self.limits = PhysicalLimits(min_distances=min_distances, min_distance_fraction=min_distance_fraction,
-                                     volume_window=volume_window, energy_floor=energy_floor)
+                                     volume_window=volume_window, energy_floor=energy_floor,
+                                     energy_references=reference_energies_of(model))
         self.evaluator = as_evaluator(model, device=device)
         self.device = device if device is not None else (getattr(self.evaluator, "device", None) or "cpu")
         self.dtype = dtype
@@ -376,7 +378,8 @@ def relax_structures(
         pressure: GPa; the relaxation minimizes H = E + PV.
         batch_size: structures relaxed together; max_atoms: optional cap on atoms in the batch.
         fmax (eV/Å), dh_tol (eV/atom), stress_tol (GPa, max |σ + P I|), max_steps: convergence.
-        min_distances, min_distance_fraction, volume_window (Å³/atom), energy_floor (eV/atom):
+        min_distances, min_distance_fraction, volume_window (Å³/atom), energy_floor (eV/atom,
+            relative to the model's per-element reference energies, 0 for models without them):
             unphysical limits (see :class:`~acnn_mpi.relax.status.PhysicalLimits`).
         maxstep: trust-radius cap per coordinate row, Å; alpha: initial Hessian, eV/Å².
         skin: Verlet skin of the neighbour lists, Å (0: rebuild every step); ignored for ASE

@@ -5,11 +5,16 @@ Every structure handed to the relaxer ends with exactly one status; nothing is d
 * ``converged`` — enthalpy change per atom, max force and stress residual all below tolerance;
 * ``not_converged`` — the step limit came first (the structure is returned at its lowest enthalpy);
 * ``unphysical`` — the model led it somewhere no real crystal goes: two atoms closer than a fraction
-  of their pair's minimum distance, a volume per atom outside a window, an energy per atom below a
-  floor, or non-finite numbers. In the self-optimizing loop these mark where the model fails;
+  of their pair's minimum distance, a volume per atom outside a window, a formation energy per atom
+  below a floor, or non-finite numbers. In the self-optimizing loop these mark where the model fails;
 * ``failed`` — the back end raised on this structure (an ASE/DFT calculator error).
 
 The checks run in batch on tensors; a message is composed only for the structures flagged.
+
+The energy floor never reads the energy zero: it compares the energy per atom *relative to
+per-element reference energies* (an ACNN's least-squares references, :func:`reference_energies_of`),
+(E − Σ_i e_Z(i)) / N, with the floor. DFT codes put every element's zero hundreds to thousands of
+eV/atom below zero; per-element constants cancel in this difference, so one floor fits every code.
 """
 
 from __future__ import annotations
@@ -102,14 +107,18 @@ class PhysicalLimits:
         min_distances: pair minimum distances (see :func:`min_distance_table`); None: covalent default.
         min_distance_fraction: unphysical when two atoms are closer than this × their pair's minimum.
         volume_window: (min, max) Å³ per atom.
-        energy_floor: eV/atom; None: no floor.
+        energy_floor: eV/atom; unphysical when (E − Σ_i e_Z(i)) / N is below it; None: no floor.
+        energy_references: e_Z, eV per atom of element Z: {atomic number or symbol: eV}; elements
+            not listed (and all, when None) count 0, so the floor then reads E / N.
     """
 
     min_distances: Optional[Mapping] = None
     min_distance_fraction: float = 0.5
     volume_window: Optional[Sequence[float]] = (0.5, 200.0)
     energy_floor: Optional[float] = None
+    energy_references: Optional[Mapping] = None
     _table: Optional[torch.Tensor] = field(default=None, init=False, repr=False)
+    _references: Optional[torch.Tensor] = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         if not 0 < float(self.min_distance_fraction) <= 1.0:
@@ -119,12 +128,37 @@ class PhysicalLimits:
             if not 0 <= low < high:
                 raise ValueError(f"volume_window = {list(self.volume_window)} Å³/atom: need 0 <= min < max")
         self._table = min_distance_table(self.min_distances) * float(self.min_distance_fraction)
+        references = torch.zeros(119, dtype=torch.float64)
+        for key, value in (self.energy_references or {}).items():
+            if not np.isfinite(float(value)):
+                raise ValueError(f"energy_references[{key!r}] = {value} eV must be finite")
+            references[_number(key)] = float(value)
+        self._references = references
+
+    def reference_energy(self, batch: Batch) -> torch.Tensor:
+        """(B,) Σ_i e_Z(i) of each structure, eV (float64)."""
+        per_atom = self._references.to(batch.device)[batch.numbers.long()]
+        out = torch.zeros(batch.n_systems, dtype=torch.float64, device=batch.device)
+        return out.index_add(0, batch.system_idx, per_atom)
 
     def thresholds(self, device, dtype) -> torch.Tensor:
         """(119, 119) closest allowed distance per pair (fraction × minimum), Å."""
         if self._table.device != torch.device(device) or self._table.dtype != dtype:
             self._table = self._table.to(device=device, dtype=dtype)
         return self._table
+
+
+def reference_energies_of(model) -> Optional[dict[int, float]]:
+    """{atomic number: eV/atom} of a model that carries per-element reference energies (an ACNN:
+    ``elements`` and ``reference_energies``), else None (Lennard-Jones, ASE calculators)."""
+    elements = getattr(model, "elements", None)
+    references = getattr(model, "reference_energies", None)
+    if elements is None or references is None:
+        return None
+    values = torch.as_tensor(references).detach().double().cpu().tolist()
+    if len(values) != len(elements):
+        return None
+    return {_number(symbol): float(e) for symbol, e in zip(elements, values)}
 
 
 def _per_structure_any(flags: torch.Tensor, system_idx: torch.Tensor, n: int) -> torch.Tensor:
@@ -180,10 +214,11 @@ def find_unphysical(
                           f"[{low:g}, {high:g}]")
         check = check & ~bad
     if limits.energy_floor is not None:
-        per_atom = energy / counts
-        bad = check & (per_atom < float(limits.energy_floor))
+        relative = (energy.double() - limits.reference_energy(batch)) / counts.double()
+        bad = check & (relative < float(limits.energy_floor))
         for b in torch.nonzero(bad).flatten().tolist():
-            reasons[b] = f"energy {float(per_atom[b]):.6g} eV/atom below the floor {float(limits.energy_floor):g}"
+            reasons[b] = (f"energy {float(relative[b]):.6g} eV/atom relative to the elemental "
+                          f"references, below the floor {float(limits.energy_floor):g}")
         check = check & ~bad
     if check_distances is not None:
         check = check & check_distances
@@ -267,6 +302,6 @@ def stress_residual_gpa(residual: torch.Tensor) -> torch.Tensor:
 
 __all__ = [
     "CONVERGED", "NOT_CONVERGED", "UNPHYSICAL", "FAILED", "STATUSES", "Convergence",
-    "PhysicalLimits", "min_distance_table", "find_unphysical", "converged", "max_force",
+    "PhysicalLimits", "min_distance_table", "reference_energies_of", "find_unphysical", "converged", "max_force",
     "stress_residual_gpa",
 ]

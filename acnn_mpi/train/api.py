@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -69,21 +68,12 @@ def _serial_comm():
     return Comm(None)
 
 
-def choose_device(requested: Optional[str], comm) -> torch.device:
-    """``auto``: CUDA when available (one GPU per rank on a node, round robin), else CPU."""
-    requested = requested or "auto"
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise UserError("device 'cuda' requested but torch sees no CUDA device")
-    local = None
-    for name in ("MPI_LOCALRANKID", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "PMI_LOCAL_RANK"):
-        if os.environ.get(name, "").isdigit():
-            local = int(os.environ[name])
-            break
-    if local is None:
-        local = comm.rank
-    return torch.device("cuda", local % torch.cuda.device_count())
+def choose_device(requested: Optional[str], comm, ranks_per_gpu: Optional[int] = None) -> torch.device:
+    """``auto``: CUDA when available (each rank of a node its own GPU, or ``ranks_per_gpu`` per
+    GPU; acnn_mpi.parallel.devices), else CPU. Collective over ``comm``."""
+    from ..parallel.devices import select_device
+
+    return torch.device(select_device(requested, comm, ranks_per_gpu))
 
 
 def _numbers(symbols: Sequence[str]) -> list[int]:
@@ -219,7 +209,8 @@ def train_model(
 
     # -- the model (before the data: it says which elements are allowed) -------------------------
     dtype = torch_dtype(model_settings.dtype)
-    torch_device = choose_device(device or model_settings.device, comm)
+    torch_device = choose_device(device or model_settings.device, comm,
+                                 getattr(getattr(config, "parallel", None), "ranks_per_gpu", None))
     if checkpoint is not None:
         model = model_from_record(checkpoint["model"])
     elif refine_from is not None:

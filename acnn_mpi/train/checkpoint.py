@@ -40,8 +40,10 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    from ..errors import naming_file
+
     try:
-        with open(tmp, "wb") as handle:
+        with naming_file(path), open(tmp, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -91,12 +93,64 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return atomic_torch_save(record, path)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (raises ValueError if it is not one)."""
-    record = torch.load(path, map_location="cpu", weights_only=False)
+#: entries of a checkpoint and the type each must have
+_ENTRIES = {"model": dict, "optimizer": dict, "schedule": dict, "step": int, "sampler": dict,
+            "data": dict, "history": list, "rng": dict}
+
+
+def load_checkpoint(path: str | Path, entries=tuple(_ENTRIES)) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`, checking that it holds ``entries``
+    (default: all that resuming needs) with the right types, and that its model can be rebuilt.
+
+    Raises:
+        DamagedFileError (a UserError and a ValueError): the file is not a checkpoint, is torn or
+            damaged, or is of a newer version; the message names it and how to go on.
+    """
+    from ..errors import DamagedFileError
+
+    path = Path(path)
+    fix = f"move it away (mv {path} {path}.bad) to start this training over"
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+        record = torch.load(path, map_location="cpu", weights_only=False)
+    except OSError as error:
+        raise DamagedFileError(f"{path}: cannot read the training checkpoint ({error.strerror})") from None
+    except Exception as error:  # noqa: BLE001 - torch and pickle raise many kinds for damaged files
+        what = "is empty" if not head else (
+            "is not a torch file" if not head.startswith((b"PK\x03\x04", b"\x80")) else
+            f"is a torn or damaged torch file ({_first_line(error)})")
+        raise DamagedFileError(f"{path} {what}, not an acnn_mpi training checkpoint: {fix}") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an acnn_mpi training checkpoint")
-    if record.get("version", 0) > VERSION:
-        raise ValueError(f"{path} has checkpoint version {record['version']}, newer than this "
-                         f"acnn_mpi reads ({VERSION})")
+        raise DamagedFileError(f"{path} is not an acnn_mpi training checkpoint: {fix}")
+    version = record.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
+        raise DamagedFileError(f"{path} has checkpoint version {version!r}, newer than this acnn_mpi "
+                               f"reads ({VERSION}): resume with the version that wrote it, or {fix}")
+    for name in entries:
+        kind = _ENTRIES[name]
+        value = record.get(name)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise DamagedFileError(f"{path} is a damaged training checkpoint ({name} is "
+                                   f"{type(value).__name__}, not {kind.__name__}): {fix}")
+    data = record.get("data", {})
+    if "data" in entries and not all(isinstance(data.get(k), list) for k in ("train_ids", "valid_ids")):
+        raise DamagedFileError(f"{path} is a damaged training checkpoint (no train/validation "
+                               f"frame lists): {fix}")
+    try:
+        from .models import model_from_record
+
+        if "model" in entries:
+            model_from_record(record["model"])
+    except Exception as error:  # noqa: BLE001 - any failure to rebuild the model is damage
+        raise DamagedFileError(f"{path} is a damaged training checkpoint (its model cannot be "
+                               f"rebuilt: {_first_line(error)}): {fix}") from None
     return record
+
+
+def _first_line(error: BaseException) -> str:
+    """The first sentence of an error message (torch's run on for lines)."""
+    text = str(error).strip()
+    if not text:
+        return type(error).__name__
+    return text.splitlines()[0].split(". ")[0].rstrip(".")[:160]

@@ -113,3 +113,108 @@ def test_sigterm_stops_cleanly_then_resumes(reference, tmp_path):
     result = campaign(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert final_hull(tmp_path) == final_hull(reference)
+
+
+# -- real-DFT behaviour: any energy zero, elements without labels, failed final relaxations --------
+
+def stable_phases(directory):
+    return {p["formula"]: p["formation_enthalpy_meV"] for p in final_hull(directory)["stable"]}
+
+
+def test_shifted_labels_give_the_same_hull(reference, tmp_path):
+    """Labels with a DFT-like energy zero (hundreds of eV per atom, of both signs, different per
+    element) give the same campaign: same phases, formation enthalpies within 1 meV/atom."""
+    from tests.campaign.shifted_labeller import shifted_campaign
+
+    config = shifted_campaign(TINY, tmp_path / "shifted.yaml")
+    result = campaign(tmp_path / "run", config=config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    plain, shifted = stable_phases(reference), stable_phases(tmp_path / "run")
+    assert set(shifted) == set(plain) and len(plain) >= 3, (plain, shifted)
+    for formula, value in plain.items():
+        assert abs(shifted[formula] - value) < 1.0, (formula, value, shifted[formula])
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert sum(r["unphysical"] for r in state["history"]) < sum(r["structures_relaxed"]
+                                                               for r in state["history"]) / 2
+
+
+def test_every_final_relaxation_failing_finishes_with_the_single_point_hull(reference, tmp_path):
+    """The final stage is redone with relaxations that all fail (a time limit no relaxation
+    meets): the campaign says so and finishes with the labels' hull, and a rerun is a no-op."""
+    import shutil
+
+    import yaml
+
+    run = tmp_path / "run"
+    shutil.copytree(reference, run, ignore=shutil.ignore_patterns("final", "report"))
+    state = json.loads((run / "state.json").read_text())
+    state.update(final_done=False, final_relaxed=0, final_failed=0, final_evaluations=0)
+    (run / "state.json").write_text(json.dumps(state))
+    data = yaml.safe_load(TINY.read_text())
+    data["labeller"] = dict(data["labeller"], relax_timeout=1e-6, retries=0)
+    config = tmp_path / "failing.yaml"
+    config.write_text(yaml.safe_dump(data))
+    for attempt in range(2):
+        result = campaign(run, config=config)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert "the final hull is the single-point hull" in (run / "campaign.log").read_text()
+    state = json.loads((run / "state.json").read_text())
+    assert state["final_done"] and state["final_relaxed"] == 0 and state["final_failed"] >= 3
+    assert state["final_hull_source"].startswith("single points")
+    hull = final_hull(run)
+    assert {p["source"] for p in hull["stable"]} == {"single point"}
+    last = json.loads((run / "iter_002" / "hull.json").read_text())["stable"]
+    assert stable_phases(run) == {p["formula"]: p["formation_enthalpy_meV"] for p in last}
+    from acnn_mpi.campaign.report import write_report
+
+    text = write_report(run).markdown.read_text()
+    assert "Hull from single points (every final relaxation failed)." in text
+    # every CIF (stable phases, candidates) is read from labels.h5, none from the empty relaxations
+    assert text.count("(structures/single_point/") >= len(last) and "(structures/0" not in text
+
+
+def test_report_counts_every_labeller_evaluation(reference, tmp_path):
+    from acnn_mpi.campaign.report import write_report
+
+    state = json.loads((reference / "state.json").read_text())
+    single = sum(r["label_evaluations"] for r in state["history"])
+    labelled = sum(r["labelled"] + r["label_failures"] for r in state["history"])
+    assert single >= labelled > 0
+    # each final relaxation takes several ionic steps, each one labeller evaluation
+    assert state["final_evaluations"] > 2 * state["final_relaxed"] >= 2 * 3
+    assert sum(r["label_core_seconds"] for r in state["history"]) > 0
+    files = write_report(reference, out=tmp_path / "report")
+    text = files.markdown.read_text()
+    total = single + state["final_evaluations"]
+    assert (f"labeller evaluations: {total:,} = {single:,} single points (failed attempts included) "
+            f"+ {state['final_evaluations']:,} ionic steps of {state['final_relaxed']} final "
+            "relaxations") in text
+    steps = sum(r["structures_relaxed"] * (r["relax_steps_mean"] + 1) for r in state["history"])
+    assert f"speed-up in labeller evaluations: {steps / total:.0f}×" in text
+
+
+def test_elements_outside_the_space_and_failed_element_labels(tmp_path):
+    """A binary-only search (include_subsystems: false) whose Pt labels all fail in iteration 0:
+    Cu and Pt are sampled anyway, the iteration-0 hull covers Cu alone, Pt is labelled again in
+    iteration 1, and the campaign finishes with both corners of the hull."""
+    import yaml
+
+    from acnn_mpi.campaign.plan import ITERATION_STRIDE
+    from tests.campaign.shifted_labeller import CALCULATOR
+
+    data = yaml.safe_load(TINY.read_text())
+    data["compositions"]["include_subsystems"] = False
+    data["search"]["max_iterations"] = 1
+    data["labeller"] = {"kind": "ase", "calculator": CALCULATOR, "retries": 0,
+                        "parameters": {"fail_pure_below": {"Pt": ITERATION_STRIDE}}}
+    config = tmp_path / "binary.yaml"
+    config.write_text(yaml.safe_dump(data))
+    result = campaign(tmp_path / "run", config=config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert [r["missing_elements"] for r in state["history"]] == [["Pt"], []]
+    assert state["history"][0]["label_failures"] >= 3  # Pt's share: 16 structures, 7 compositions
+    assert {p["formula"] for p in state["history"][0]["hull"]} == {"Cu"}
+    phases = stable_phases(tmp_path / "run")
+    # both corners (whether a compound is found in one 16-structure iteration is chance)
+    assert {"Cu", "Pt"} <= set(phases) and all(v <= 0 for v in phases.values())

@@ -135,7 +135,7 @@ def test_report_links_symmetrised_phases(campaign_dir, tmp_path):
 
     config = load_config(TINY)
     paths = CampaignPaths(campaign_dir)
-    label_hull, hull = labels_hull(config, paths.final / "relaxed.h5")
+    label_hull, hull = labels_hull(config, paths.labels, paths.final / "relaxed.h5")   # the final hull
     write_hull_files(paths.final, label_hull, hull, title="test")
     files = write_report(campaign_dir, tmp_path / "report")
     text = files.markdown.read_text()

@@ -86,3 +86,13 @@ def test_same_seed_same_plan(cells):
     b = plan_chunks(cells, 4, 1000, 16, seed=3)
     c = plan_chunks(cells, 4, 1000, 16, seed=4)
     assert a == b and per_structure(a) != per_structure(c)
+
+
+def test_leading_cells_outside_the_space_are_sampled_as_compositions(cells):
+    from acnn_mpi.campaign.plan import Cell
+
+    binary = [c for c in cells if c.formula in ("MgH2", "CaH2")]
+    lead = [Cell(counts=(("Mg", 1),), formula="Mg", units=1), Cell(counts=(("H", 2),), formula="H", units=2)]
+    share = Counter(c.formula for c in per_structure(plan_chunks(binary, 0, 40, 16, 1, lead)))
+    assert share == {"MgH2": 10, "CaH2": 10, "Mg": 10, "H": 10}
+    assert Counter(c.formula for c in per_structure(plan_chunks(binary, 0, 3, 16, 1, lead)))["Mg"] == 1

@@ -188,3 +188,18 @@ def test_reader_converts_to_another_pressure(tmp_path):
     np.testing.assert_allclose(results.enthalpy, expected)
     assert results.ids.tolist() == [10, 11, 12] and results.pressure == 5.0
     assert results.counts.tolist() == [[2, 0], [1, 0], [0, 2]]
+
+
+@pytest.mark.parametrize("elements", [["Mg", "H"], ["Mg", "Ca", "H"]])
+def test_per_element_energy_zeros_cancel(elements):
+    """DFT codes put each element's zero hundreds of eV/atom away (of either sign): adding a
+    constant per atom of each element changes no formation enthalpy, E_hull or stable phase."""
+    rows = BINARY if len(elements) == 2 else TERNARY
+    counts, h = build(rows, elements)
+    shifts = np.array([-1480.25, 362.5, -215.75])[: len(elements)]
+    plain = convex_hull(counts, h, elements)
+    shifted = convex_hull(counts, h + counts @ shifts, elements)
+    assert shifted.stable.tolist() == plain.stable.tolist()
+    np.testing.assert_allclose(shifted.formation_enthalpy, plain.formation_enthalpy, atol=1e-9)
+    np.testing.assert_allclose(shifted.e_hull, plain.e_hull, atol=1e-9)
+    np.testing.assert_allclose(shifted.references - plain.references, shifts, atol=1e-9)

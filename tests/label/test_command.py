@@ -239,52 +239,18 @@ def test_template_placeholders_leave_shell_braces_alone():
 
 # -- VASP: the input set through ASE, a fake vasp writing an OUTCAR, the SCF check ------------------
 
-FAKE_VASP = r'''
-import sys
-import numpy as np
-from ase.io import read
-from ase.calculators.emt import EMT
-from ase.units import GPa
-mode = sys.argv[1]
-atoms = read("POSCAR", format="vasp")
-atoms.calc = EMT()
-e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
-species = list(dict.fromkeys(atoms.get_chemical_symbols()))
-counts = [atoms.get_chemical_symbols().count(x) for x in species]
-nelm = 40
-lines = [f" POTCAR:    PAW_PBE {sp} 22Jun2005" for sp in species + species]
-lines.append(f"   NELM   =     {nelm};   NELMIN=  2; NELMDL= -5     # of ELM steps")
-lines.append("   ions per type =  " + "  ".join(map(str, counts)))
-for it in range(1, (nelm if mode == "unconverged" else 11) + 1):
-    lines.append(f"----------------------------------------- Iteration      1({it:4d})  ------------------------")
-lines.append(" direct lattice vectors                 reciprocal lattice vectors")
-for row, rec in zip(atoms.cell.array, np.linalg.inv(atoms.cell.array).T):
-    lines.append("  " + " ".join(f"{x:13.9f}" for x in row) + "  " + " ".join(f"{x:13.9f}" for x in rec))
-kb = -s / GPa * 10.0
-lines.append("  in kB  " + " ".join(f"{x:12.5f}" for x in (kb[0,0], kb[1,1], kb[2,2], kb[0,1], kb[1,2], kb[2,0])))
-lines.append(" POSITION                                       TOTAL-FORCE (eV/Angst)")
-lines.append(" " + "-" * 83)
-for p, ff in zip(atoms.positions, f):
-    lines.append("  " + " ".join(f"{x:12.5f}" for x in p) + "    " + " ".join(f"{x:13.6f}" for x in ff))
-lines.append(" " + "-" * 83)
-lines += ["", "  FREE ENERGIE OF THE ION-ELECTRON SYSTEM (eV)", "  " + "-" * 51,
-          f"  free  energy   TOTEN  =      {e:14.8f} eV", "",
-          f"  energy  without entropy=     {e:14.8f}  energy(sigma->0) =     {e:14.8f}"]
-lines.append(" General timing and accounting informations for this job:")
-open("OUTCAR", "w").write("\n".join(lines) + "\n")
-'''
+FAKE_VASP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_vasp.py")
 
 
 @pytest.fixture
 def vasp_setup(tmp_path, monkeypatch):
+    """Fake POTCARs in $VASP_PP_PATH; returns the fake VASP script (tests/label/fake_vasp.py)."""
     for element in ("Cu", "Au"):
         folder = tmp_path / "pp" / "potpaw_PBE" / element
         folder.mkdir(parents=True)
         (folder / "POTCAR").write_text(f"  PAW_PBE {element} 06Sep2000\n   POMASS =  63.5; ZVAL   =   11.000\n End of Dataset\n")
     monkeypatch.setenv("VASP_PP_PATH", str(tmp_path / "pp"))
-    script = tmp_path / "fake_vasp.py"
-    script.write_text(FAKE_VASP)
-    return script
+    return FAKE_VASP
 
 
 def test_vasp_input_set_and_outcar_in_original_atom_order(vasp_setup, tmp_path):

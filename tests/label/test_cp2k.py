@@ -81,8 +81,8 @@ def test_cp2k_scf_not_converged_is_a_failure(tmp_path):
 
 
 def test_cp2k_kpoints_smearing_and_stress_against_energy_differences(tmp_path):
-    # 2π × 0.2 Å⁻¹ gives a 2×2×2 Monkhorst-Pack mesh for this cell; Fermi-Dirac smearing on
-    labeller = make_labeller(dict(kind="cp2k", workdir=str(tmp_path), keep_files="all",
+    # 2π × 0.2 Å⁻¹ gives a (shifted) 2×2×2 Monkhorst-Pack mesh for this cell; Fermi-Dirac smearing on
+    labeller = make_labeller(dict(kind="cp2k", workdir=str(tmp_path), keep_files="all", gamma_centered=False,
                                   **dict(SMALL, kpoint_spacing=0.2, smearing_temperature=1000.0)))
     atoms = silicon()
     result = labeller.label(atoms, name="k")
@@ -99,3 +99,38 @@ def test_cp2k_kpoints_smearing_and_stress_against_energy_differences(tmp_path):
         energies.append(other.energy)
     numerical = (energies[0] - energies[1]) / (2 * eps) / atoms.get_volume() / 3
     assert np.trace(result.stress) / 3 == pytest.approx(numerical, rel=0.02)
+
+
+def test_cp2k_cell_opt_agrees_with_ase_optimizer_on_cp2k_single_points(tmp_path):
+    """CP2K's own CELL_OPT and ASE's BFGS on cp2k_shell single points reach the same lattice
+    constant (within 0.5 %), and every CELL_OPT step comes back as a label.
+
+    Cubic Si₈ at the Γ point (cubic symmetry kept: a shifted 2×2×2 mesh of Si₂ shears the cell),
+    compressed at a = 5.55 Å (this tiny setup's minimum is near 5.71 Å): 5-7 evaluations each."""
+    cheap = dict(SMALL, timeout=300)
+    atoms = bulk("Si", "diamond", a=5.55, cubic=True)
+    native = make_labeller(dict(kind="command", command=f"{_cp2k_program()} -i {{input}} -o {{output}}",
+                                input_format="cp2k", workdir=str(tmp_path / "n"), **cheap))
+    result = native.relax(atoms, pressure_gpa=0.0, fmax=0.01, steps=30, name="si8")
+    assert result.ok, (result.failure, result.reason, result.log_tail)
+    assert result.info["relax_driver"] == "cp2k native" and result.info["relax_converged"]
+    reference = make_labeller(dict(kind="cp2k", workdir=str(tmp_path / "a"), relax_optimizer="BFGS",
+                                   **cheap)).relax(atoms, pressure_gpa=0.0, fmax=0.01, steps=30, name="si8")
+    assert reference.ok and reference.info["relax_converged"], reference.reason
+    a_native = result.atoms.get_volume() ** (1 / 3)
+    a_ase = reference.atoms.get_volume() ** (1 / 3)
+    assert a_native == pytest.approx(a_ase, rel=0.005)
+    assert a_native > 5.6                                 # it did expand from 5.55 Å
+    # every step is a label; step 0 is the input, evaluated alike by both drivers
+    frames = result.trajectory
+    assert len(frames) >= 3 and result.evaluations >= len(frames)
+    assert frames[0].get_potential_energy() == pytest.approx(
+        reference.trajectory[0].get_potential_energy(), abs=1e-3)
+    assert frames[-1].get_volume() == pytest.approx(result.atoms.get_volume(), rel=1e-9)
+    pressures = [-ev_per_a3_to_gpa(np.trace(f.get_stress(voigt=False)) / 3) for f in frames]
+    assert pressures[0] > 1.0 and abs(pressures[-1]) < 0.1   # GPa: compressed, then relaxed
+    assert result.energy == pytest.approx(reference.energy, abs=2e-3)
+
+
+def _cp2k_program():
+    return next(c for c in ("cp2k", "cp2k.psmp", "cp2k.ssmp", "cp2k.popt", "cp2k.sopt") if shutil.which(c))

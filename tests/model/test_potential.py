@@ -184,12 +184,27 @@ def test_float32_model_close_to_float64(make_model, crystal):
     atoms = crystal(["Mg", "Ca", "H", "H", "H", "H"], volume_per_atom=9.0)
     out64 = _eval(model64, [atoms])
     out32 = evaluate(model32, Batch.from_atoms([atoms], dtype=torch.float32))
-    assert out32.energy.dtype == torch.float32 and out32.forces.dtype == torch.float32
+    # energies are summed in float64 (DFT-sized references); forces stay in the model dtype
+    assert out32.energy.dtype == torch.float64 and out32.forces.dtype == torch.float32
     assert abs(float(out32.energy[0]) - float(out64.energy[0])) < 1e-5
     np.testing.assert_allclose(out32.forces.double().numpy(), out64.forces.numpy(), atol=1e-5)
     # a float64 batch through a float32 model also works (computed in the model's dtype)
     mixed = _eval(model32, [atoms])
     assert abs(float(mixed.energy[0]) - float(out64.energy[0])) < 1e-5
+
+
+def test_float32_model_keeps_sub_meV_energies_with_dft_sized_references(make_model, crystal):
+    # CP2K/QE-like reference energies: -1480 eV and +362 eV per atom on a 48-atom cell; the
+    # energy difference the references add must be exact (float32 sums would lose ~0.1 meV/atom)
+    model = make_model(elements=["Mg", "H"]).to(torch.float32)
+    atoms = crystal(["Mg"] * 16 + ["H"] * 32, volume_per_atom=9.0)
+    batch = Batch.from_atoms([atoms], dtype=torch.float32)
+    before = float(evaluate(model, batch).energy[0])
+    old = model.reference_energies.double()
+    model.set_reference_energies({"Mg": -1480.25, "H": 362.5})
+    after = float(evaluate(model, batch).energy[0])
+    expected = before + 16 * (-1480.25 - float(old[0])) + 32 * (362.5 - float(old[1]))
+    assert abs(after - expected) / len(atoms) < 1e-9
 
 
 def test_unknown_element_is_a_clear_error(make_model):
@@ -285,3 +300,69 @@ def test_atoms_without_neighbours(model):
     assert float(out.forces[1, 0]) == pytest.approx(-float(out.forces[2, 0]), rel=1e-12)
     assert abs(float(out.forces[1, 0])) > 1e-5
     assert torch.isfinite(out.energy).all()
+
+
+@pytest.mark.parametrize("attention_layers", [0, 1])
+@pytest.mark.parametrize("same_cutoffs", [False, True], ids=["two-cutoffs", "one-cutoff"])
+def test_fused_backward_equals_autograd(make_model, crystal, attention_layers, same_cutoffs):
+    """The hand-written first-derivative path (used whenever create_graph is False) gives the
+    autograd path's energy, forces, stress and angular-mixing gradient."""
+    from acnn_mpi.model.descriptor import first_derivatives_only
+
+    overrides = {"r_cut_angular": 4.0} if same_cutoffs else {}
+    model = make_model(attention_layers=attention_layers, **overrides)
+    structures = [crystal(["Mg", "Ca"] + ["H"] * 6, volume_per_atom=7.0),
+                  crystal(["Ca"] * 2 + ["H"] * 3, volume_per_atom=9.0)]
+    batch = Batch.from_atoms(structures, dtype=torch.float64)
+    fused = evaluate(model, batch)
+    reference = evaluate(model, batch, create_graph=True)
+    assert torch.allclose(fused.energy, reference.energy.detach(), rtol=0, atol=1e-12)
+    assert torch.allclose(fused.forces, reference.forces.detach(), rtol=0, atol=1e-12)
+    assert torch.allclose(fused.stress, reference.stress.detach(), rtol=0, atol=1e-13)
+    assert float(reference.forces.detach().abs().max()) > 1e-3
+    grads = []
+    for enabled in (True, False):
+        model.zero_grad()
+        with first_derivatives_only(enabled):
+            energy = model.atomic_energies(batch, neighbor_list(batch, model.cutoff)).sum()
+        energy.backward()
+        grads.append(model.descriptor.angular_mixing.grad.clone())
+    assert float(grads[1].abs().max()) > 1e-6
+    assert torch.allclose(grads[0], grads[1], rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.slow
+def test_compiled_fused_kernels_equal_eager(make_model, crystal):
+    """torch.compile of the fused kernels (inductor; ~20 s to compile) changes nothing but speed."""
+    from acnn_mpi.model.descriptor import compile_fused_kernels
+
+    model = make_model()
+    batch = Batch.from_atoms([crystal(["Mg", "Ca"] + ["H"] * 6, volume_per_atom=7.0)])
+    eager = evaluate(model, batch)
+    compile_fused_kernels(True)
+    try:
+        compiled = evaluate(model, batch)
+    finally:
+        compile_fused_kernels(False)
+    assert torch.allclose(compiled.forces, eager.forces, rtol=0, atol=1e-12)
+    assert torch.allclose(compiled.stress, eager.stress, rtol=0, atol=1e-13)
+
+
+def test_bucketed_neighbour_tables_change_nothing(make_model, crystal):
+    """Atoms processed in buckets of similar neighbour counts (each padded to its own width) give
+    the single-table energies, forces and stress."""
+    model = make_model()
+    structures = [crystal(["Mg", "Ca"] + ["H"] * 6, volume_per_atom=5.0),
+                  crystal(["Ca", "H", "H"], volume_per_atom=14.0),
+                  crystal(["Mg"] * 2 + ["H"] * 4, volume_per_atom=9.0)]
+    batch = Batch.from_atoms(structures, dtype=torch.float64)
+    edges = neighbor_list(batch, model.cutoff)
+    counts = torch.bincount(edges.index[0], minlength=batch.positions.shape[0])
+    model.descriptor.BUCKET_COST_ENTRIES = 10 ** 12
+    single = evaluate(model, batch, edges=edges)
+    model.descriptor.BUCKET_COST_ENTRIES = 0
+    assert len(model.descriptor._buckets(counts)) > 1
+    bucketed = evaluate(model, batch, edges=edges)
+    assert torch.allclose(bucketed.energy, single.energy, rtol=0, atol=1e-12)
+    assert torch.allclose(bucketed.forces, single.forces, rtol=0, atol=1e-12)
+    assert torch.allclose(bucketed.stress, single.stress, rtol=0, atol=1e-13)

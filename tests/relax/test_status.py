@@ -82,3 +82,34 @@ def test_non_finite_and_step_limit_and_failed():
     results = relax_structures(copper, FailingEMT(), 0.0)
     assert results[0].status == "converged"
     assert results[1].status == "failed" and "SCF did not converge" in results[1].reason
+
+
+class ShiftedLJ(torch.nn.Module):
+    """Lennard-Jones argon with a DFT-like energy zero: −1000 eV per atom, carried as the per-element
+    reference energy (as an ACNN carries its least-squares references)."""
+
+    def __init__(self, with_references: bool):
+        super().__init__()
+        self.inner = lj()
+        self.cutoff = self.inner.cutoff
+        if with_references:
+            self.elements = ["Ar"]
+            self.register_buffer("reference_energies", torch.tensor([-1000.0], dtype=torch.float64))
+
+    def atomic_energies(self, batch, edges):
+        return self.inner.atomic_energies(batch, edges) - 1000.0
+
+
+def test_energy_floor_reads_energies_relative_to_the_reference_energies():
+    from acnn_mpi.relax.status import reference_energies_of
+
+    structures = random_argon(2, seed=5)
+    assert reference_energies_of(ShiftedLJ(True)) == {18: -1000.0}
+    assert reference_energies_of(lj()) is None
+    results = relax_structures(structures, ShiftedLJ(True), 0.0, energy_floor=-10.0)
+    assert [r.status for r in results] == ["converged", "converged"]
+    assert all(-1000.1 < r.energy / len(r.atoms) < -1000.0 for r in results)
+    # the same energies without the references: the floor reads E/N = −1000 eV/atom
+    flagged = relax_structures(structures, ShiftedLJ(False), 0.0, energy_floor=-10.0)
+    assert [r.status for r in flagged] == ["unphysical", "unphysical"]
+    assert "relative to the elemental references, below the floor -10" in flagged[0].reason
