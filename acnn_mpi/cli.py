@@ -54,14 +54,24 @@ def _launcher_rank() -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common_options(defaults: bool) -> argparse.ArgumentParser:
+    """--threads, -v, --log-all-ranks, accepted before and after the subcommand. Only the top
+    level sets defaults: a subcommand's default would overwrite `--threads 2 train ...`."""
+    def default(value):
+        return value if defaults else argparse.SUPPRESS
+
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--threads", type=int, default=None, metavar="N",
+    common.add_argument("--threads", type=int, default=default(None), metavar="N",
                         help="torch/BLAS threads per rank (default: the cores of the node divided among "
                         "its ranks; 1 when ranks fill the node)")
-    common.add_argument("-v", "--verbose", action="store_true", help="debug output")
-    common.add_argument("--log-all-ranks", action="store_true",
+    common.add_argument("-v", "--verbose", action="store_true", default=default(False), help="debug output")
+    common.add_argument("--log-all-ranks", action="store_true", default=default(False),
                         help="let every rank log, not only the root")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options(defaults=True)
     parser = _Parser(
         prog="python -m acnn_mpi",
         description="Self-optimizing crystal structure prediction with the ACNN potential, "
@@ -71,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"acnn_mpi {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        command_parser = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        command_parser = sub.add_parser(name, help=help_text, description=help_text,
+                                        parents=[_common_options(defaults=False)])
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as error:

@@ -116,11 +116,23 @@ class TrainingSettings(_Section):
     lr_decay: float = Field(0.97, gt=0, le=1, description="learning-rate factor every decay_steps "
                             "(the clock runs on over a campaign's refinements, so p_f reaches its end)")
     decay_steps: int = Field(10_000, ge=1)
+    lr_schedule: Literal["staircase", "exponential", "cosine"] = Field(
+        "staircase", description="'staircase': lr_decay every decay_steps (paper, DeePMD); "
+        "'exponential': the same, smooth; 'cosine': from learning_rate to lr_min_ratio × it over "
+        "each (re)training, in lr_cycles cycles (warm restarts), on the training's own steps")
+    lr_min_ratio: float = Field(0.01, ge=0, le=1, description="cosine: final lr / learning_rate")
+    lr_cycles: int = Field(1, ge=1, description="cosine: cycles per (re)training (warm restarts)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     p_energy: float = Field(0.1, ge=0)
+    p_energy_end: Optional[float] = Field(None, ge=0, description="energy prefactor that p_e tends to "
+                                          "as lr falls (p_f's rule); null: p_energy throughout")
     p_force_start: float = Field(10.0, ge=0)
     p_force_end: float = Field(0.1, ge=0)
     p_virial: float = Field(0.1, ge=0)
+    ema_decay: Optional[float] = Field(0.999, gt=0, lt=1, description="validate and write an "
+                                       "exponential moving average of the weights with this decay "
+                                       "per step (docs/training.md); null: the weights themselves "
+                                       "(the paper)")
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     refine_perturbation: float = Field(0.01, ge=0, description="relative parameter noise on refine")
     max_label_force: float = Field(50.0, gt=0, description="eV/Å: labels with a larger force "

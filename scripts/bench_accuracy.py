@@ -1,14 +1,19 @@
-"""Accuracy benchmark: train the ACNN on the mlearn Ge/Li/Si training splits and compare test errors
-with the published potentials (Zuo et al. 2020; Chen & Ong 2022), side by side.
+"""Accuracy benchmark: train the ACNN with ``python -m acnn_mpi train --config FILE`` on a training
+split and compare its test-split errors with published potentials.
 
-    python scripts/bench_accuracy.py                       # all three elements, default budget
-    python scripts/bench_accuracy.py --element Si --steps 2000 --threads 2
+    python scripts/bench_accuracy.py                                  # mlearn Ge, Li, Si
+    python scripts/bench_accuracy.py --element Si --steps 1500 --set training.ema_decay=0.99
+    python scripts/bench_accuracy.py --train Cu_train.xyz --test Cu_test.xyz --name Cu
+    python scripts/bench_accuracy.py --element Si --valid-only        # choose settings: no test
 
-Data: ../shared/data/mlearn/{El}_training.xyz and {El}_test.xyz relative to the repository (or
---data-dir). The model trains on the whole training split (no frames held out); the test split is
-only evaluated (every --validate-every steps for the log, and at the end for the table), never used
-to pick a model. Prints the machine, the budget (steps, wall time, threads) and a Markdown table;
-writes results.json and each run's model, checkpoint and logs under --out.
+For each data set the script writes ``OUT/NAME/config.yaml`` (the campaign defaults of
+``acnn_mpi.config`` plus the benchmark's budget and any ``--set``), runs the CLI on it in a child
+process (``--valid TEST`` adds the test split to the log only; the held-out part of the training
+split, ``training.validation_fraction``, is the only thing that chooses a model), then evaluates
+``model.pt`` on the test split. ``--valid-only`` reports the validation errors and never reads the
+test split: use it to compare settings. mlearn data: ../shared/data/mlearn/{El}_training.xyz and
+{El}_test.xyz (or --data-dir). Prints the machine, each run's wall and CPU time (the child's user +
+system seconds) and a Markdown table; writes OUT/results.json.
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
+
 from benchlib import machine_line  # noqa: E402  (scripts/ is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,126 +49,173 @@ PUBLISHED_MAE = {
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--element", action="append", choices=sorted(PUBLISHED_RMSE),
-                   help="element(s) to run (repeat; default all)")
-    p.add_argument("--steps", type=int, default=6000, help="optimizer steps per element")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1: the machine this ran on is shared; a second thread lost)")
+                   help="mlearn element(s) to run (repeat; default all three unless --train)")
+    p.add_argument("--train", help="training split (any file `acnn_mpi train --data` reads)")
+    p.add_argument("--test", help="test split (with --train)")
+    p.add_argument("--name", help="label of the --train/--test run (default: the file's stem)")
+    p.add_argument("--published", action="append", default=[], metavar="NAME=E,F",
+                   help="published RMSE of --train/--test's data (meV/atom, eV/Å), e.g. MTP=3.0,0.088")
+    p.add_argument("--steps", type=int, default=8000, help="optimizer steps per data set")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the training process")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a model/training setting (YAML value), e.g. training.batch_size=8")
+    p.add_argument("--valid-only", action="store_true",
+                   help="report validation-split errors only; the test split is never read")
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "mlearn"))
     p.add_argument("--out", default=str(REPO / "build" / "bench_accuracy"))
-    p.add_argument("--batch-size", type=int, default=4, help="structures per minibatch")
-    p.add_argument("--lr", type=float, default=3e-3, help="initial learning rate")
-    p.add_argument("--final-lr-ratio", type=float, default=0.05,
-                   help="lr at the last step / initial lr (staircase, 20 decays per run)")
-    p.add_argument("--p-energy", type=float, default=1.0)
-    p.add_argument("--p-force-start", type=float, default=30.0)
-    p.add_argument("--p-force-end", type=float, default=1.0)
-    p.add_argument("--r-angular", type=float, default=5.0, help="angular cutoff, Å (radial: 5.0)")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--validate-every", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if bool(args.train) != bool(args.test):
+        p.error("--train and --test go together")
+    return args
 
 
-def machine() -> str:
-    import torch
-
-    return machine_line(f"{platform.system()} {platform.release()}", f"torch {torch.__version__}")
-
-
-def config_for(element: str, args):
-    from acnn_mpi.config import config_from_dict
-
-    decays = 20
-    decay_steps = max(1, args.steps // decays)
-    lr_decay = args.final_lr_ratio ** (1.0 / decays)
-    return config_from_dict({
-        "elements": [element],
-        "model": {"r_cut_radial": 5.0, "r_cut_angular": args.r_angular, "dtype": args.dtype,
-                  "device": "cpu"},  # paper sizes: n_r 16, n_a 14, l_max 4, [64,64], [256,256]
-        "training": {"steps": args.steps, "batch_size": args.batch_size, "learning_rate": args.lr,
-                     "lr_decay": lr_decay, "decay_steps": decay_steps, "p_energy": args.p_energy,
-                     "p_force_start": args.p_force_start, "p_force_end": args.p_force_end,
-                     "validation_fraction": 0.0, "log_every": max(1, args.validate_every // 4),
-                     "validate_every": args.validate_every, "checkpoint_every": args.validate_every,
-                     "seed": args.seed},
-    })
+def datasets(args) -> list[dict]:
+    """[{name, train, test, published}] from --train/--test and --element."""
+    sets = []
+    if args.train:
+        published = {}
+        for item in args.published:
+            label, _, numbers = item.partition("=")
+            energy, force = (float(x) for x in numbers.split(","))
+            published[label] = (energy, force)
+        sets.append({"name": args.name or Path(args.train).stem, "train": args.train,
+                     "test": args.test, "published": published, "mae": {}})
+    for element in args.element or ([] if args.train else sorted(PUBLISHED_RMSE)):
+        data = Path(args.data_dir)
+        sets.append({"name": element, "train": str(data / f"{element}_training.xyz"),
+                     "test": str(data / f"{element}_test.xyz"), "published": PUBLISHED_RMSE[element],
+                     "mae": PUBLISHED_MAE[element]})
+    for s in sets:
+        for key in ("train", "test"):
+            if not Path(s[key]).exists():
+                sys.exit(f"error: {s[key]} not found (give --data-dir or --train/--test)")
+    return sets
 
 
-def run_element(element: str, args) -> dict:
-    from acnn_mpi.train import train_model
+#: The benchmark's recipe on top of the config defaults (docs/training.md, ablation table): the
+#: cutoffs and loss weights suit these elemental sets; the schedule and EMA are the defaults'.
+RECIPE = {
+    "model": {"r_cut_radial": 5.0, "r_cut_angular": 5.0, "dtype": "float32"},
+    "training": {"batch_size": 4, "learning_rate": 3e-3, "lr_schedule": "cosine",
+                 "lr_min_ratio": 0.01, "ema_decay": 0.999, "p_energy": 1.0,
+                 "p_force_start": 30.0, "p_force_end": 1.0, "validation_fraction": 0.0},
+}
+
+
+def benchmark_settings(args) -> dict:
+    """The ``model``/``training`` sections: the config defaults, :data:`RECIPE`, the budget, then
+    ``--set``."""
+    settings = {"model": {**RECIPE["model"], "device": "cpu"},
+                "training": {**RECIPE["training"], "steps": args.steps, "epochs": None,
+                             "log_every": max(1, args.steps // 24),
+                             "validate_every": max(1, args.steps // 12),
+                             "checkpoint_every": max(1, args.steps // 6)}}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        section, _, name = key.partition(".")
+        if section not in settings or not name:
+            sys.exit(f"error: --set {item}: use model.KEY=VALUE or training.KEY=VALUE")
+        settings[section][name] = yaml.safe_load(value)
+    return settings
+
+
+def write_config(path: Path, train_file: str, settings: dict) -> Path:
+    """A campaign YAML with the data's elements and ``settings``; validated like the CLI does."""
+    from acnn_mpi.config import load_config
+    from acnn_mpi.data.io import read_frames
+
+    elements = sorted({s for atoms in read_frames(train_file) for s in atoms.get_chemical_symbols()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"elements": elements, **settings}, sort_keys=False))
+    load_config(path)  # a bad --set fails here, before any training
+    return path
+
+
+def train(config: Path, dataset: dict, out: Path, args) -> dict:
+    """Run the CLI on ``config``; returns its wall and CPU seconds."""
+    command = [sys.executable, "-m", "acnn_mpi", "train", "--threads", str(args.threads),
+               "--config", str(config), "--data", dataset["train"], "--out", str(out)]
+    if not args.valid_only:
+        command += ["--valid", dataset["test"]]  # logged only; never chooses the model
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    with open(out / "train.log", "w") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if code:
+        sys.exit(f"error: training failed (exit {code}); see {out / 'train.log'}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "command": " ".join(command)}
+
+
+def run_dataset(dataset: dict, args) -> dict:
     from acnn_mpi.train.metrics import evaluate_errors
-    from acnn_mpi.model.potential import ACNN
+    from acnn_mpi.train.models import load_model
 
-    data = Path(args.data_dir)
-    train_file, test_file = data / f"{element}_training.xyz", data / f"{element}_test.xyz"
-    for path in (train_file, test_file):
-        if not path.is_file():
-            sys.exit(f"error: {path} not found (give --data-dir)")
-    out = Path(args.out) / element
-    started, cpu_started = time.perf_counter(), time.process_time()
-    result = train_model(config_for(element, args), train_file, out, valid=test_file)
-    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    test = evaluate_errors(ACNN.load(result.model_path), test_file)
-    load = os.getloadavg()[1] if hasattr(os, "getloadavg") else None
-    return {"element": element, "steps": result.steps, "wall_s": wall, "cpu_s": cpu,
-            "load_avg_5min": load, "n_train": result.n_train, "test": test,
-            "train": result.metrics.get("train")}
+    out = Path(args.out) / dataset["name"]
+    out.mkdir(parents=True, exist_ok=True)
+    config = write_config(out / "config.yaml", dataset["train"], benchmark_settings(args))
+    timing = train(config, dataset, out, args)
+    summary = json.loads((out / "metrics.json").read_text())
+    final = summary.get("final", {})
+    steps = max((r["step"] for r in summary.get("records", summary.get("history", []))),
+                default=args.steps)
+    result = {"name": dataset["name"], "steps": steps, **timing,
+              "load_avg_5min": os.getloadavg()[1], "valid": final.get("valid"),
+              "train": final.get("train"), "published": dataset["published"], "mae": dataset["mae"]}
+    if not args.valid_only:
+        result["test"] = evaluate_errors(load_model(out / "model.pt"), dataset["test"])
+    return result
 
 
-def table(results: list[dict]) -> str:
-    lines = ["| element | ACNN (this run) RMSE E / F | MTP | NNP | M3GNet | ACNN MAE E / F | GAP MAE | MTP MAE | steps | wall (CPU) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+def _pair(e, f) -> str:
+    return f"{e:.2f} / {f:.4f}"
+
+
+def table(results: list[dict], split: str) -> str:
+    labels = sorted({k for r in results for k in r["published"]})
+    lines = [f"| data | ACNN RMSE E / F ({split}) | " + " | ".join(labels)
+             + " | ACNN MAE E / F | steps | wall (CPU) |",
+             "|---" * (len(labels) + 5) + "|"]
     for r in results:
-        el, t = r["element"], r["test"]
-        pub, mae = PUBLISHED_RMSE[el], PUBLISHED_MAE[el]
-        fmt = lambda e, f: f"{e:.1f} / {f:.4f}"  # noqa: E731
+        t = r[split] or {}
+        pub = [_pair(*r["published"][k]) if k in r["published"] else "" for k in labels]
         lines.append(
-            f"| {el} | **{fmt(t['energy_rmse'], t['force_rmse'] / 1000)}** | {fmt(*pub['MTP'])} | "
-            f"{fmt(*pub['NNP'])} | {fmt(*pub['M3GNet'])} | "
-            f"{t['energy_mae']:.2f} / {t['force_mae'] / 1000:.3f} | {mae['GAP'][0]} / {mae['GAP'][1]} | "
-            f"{mae['MTP'][0]} / {mae['MTP'][1]} | {r['steps']} | {r['wall_s'] / 60:.1f} min "
-            f"({r.get('cpu_s', 0) / 60:.1f} min) |")
-    lines.append("Energy meV/atom, force eV/Å, on the mlearn test split; published numbers from "
-                 "PUBLISHED.md.")
+            f"| {r['name']} | **{_pair(t['energy_rmse'], t['force_rmse'] / 1000)}** | "
+            + " | ".join(pub)
+            + f" | {t['energy_mae']:.2f} / {t['force_mae'] / 1000:.4f} | {r['steps']} | "
+            f"{r['wall_s'] / 60:.1f} min ({r['cpu_s'] / 60:.1f} min) |")
+    lines.append(f"Energy meV/atom, force eV/Å, on the {split} split; published: PUBLISHED.md.")
     return "\n".join(lines)
 
 
-def verdict(r: dict) -> str:
-    el, t = r["element"], r["test"]
-    best_e = min(v[0] for v in PUBLISHED_RMSE[el].values())
-    best_f = min(v[1] for v in PUBLISHED_RMSE[el].values())
+def verdict(r: dict, split: str) -> str:
+    t = r[split]
     e, f = t["energy_rmse"], t["force_rmse"] / 1000
-    return (f"{el}: energy RMSE {e:.2f} vs best published {best_e} meV/atom "
-            f"({'matches/beats' if e <= best_e else f'{e / best_e:.1f}× worse'}); force RMSE {f:.4f} vs "
-            f"{best_f} eV/Å ({'matches/beats' if f <= best_f else f'{f / best_f:.1f}× worse'})")
+    parts = [f"{r['name']} ({split}): E {e:.2f} meV/atom, F {f:.4f} eV/Å"]
+    for label, (pe, pf) in r["published"].items():
+        parts.append(f"{label} {pe}/{pf}: E ×{e / pe:.2f}, F ×{f / pf:.2f}")
+    return "; ".join(parts)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    import logging
-
-    import torch
-
-    torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    print(f"machine: {machine()}; {args.threads} torch thread(s)")
-    print(f"budget: {args.steps} steps/element, batch {args.batch_size}, lr {args.lr} → "
-          f"{args.lr * args.final_lr_ratio:g}, p_e {args.p_energy}, p_f {args.p_force_start} → "
-          f"{args.p_force_end}, cutoffs 5.0/{args.r_angular} Å, {args.dtype}")
+    sets = datasets(args)
+    split = "valid" if args.valid_only else "test"
+    print(f"machine: {machine_line()}; {args.threads} torch thread(s)")
+    print(f"settings: {json.dumps(benchmark_settings(args))}")
     results = []
-    for element in args.element or sorted(PUBLISHED_RMSE):
-        results.append(run_element(element, args))
-        print(verdict(results[-1]), flush=True)
+    for dataset in sets:
+        results.append(run_dataset(dataset, args))
+        print(verdict(results[-1], split), flush=True)
     print()
-    print(table(results))
-    for r in results:
-        print(verdict(r))
+    print(table(results, split))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(
-        {"machine": machine(), "threads": args.threads, "args": vars(args), "results": results},
-        indent=1))
+        {"machine": machine_line(), "args": vars(args), "results": results}, indent=1))
     print(f"results: {out / 'results.json'}")
     return 0
 

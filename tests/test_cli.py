@@ -60,3 +60,16 @@ def test_no_arguments_reads_campaign_yaml_in_cwd(acnn, tmp_path):
     result = acnn([], cwd=tmp_path)
     assert result.returncode == 2
     assert "campaign.yaml not found: create it" in result.stderr
+
+
+@pytest.mark.parametrize("argv, threads, verbose", [
+    (["--threads", "3", "train", "--data", "x", "--out", "y"], 3, False),
+    (["train", "--threads", "2", "--data", "x", "--out", "y"], 2, False),
+    (["-v", "check", "a.yaml"], None, True),
+    (["check", "a.yaml"], None, False),
+])
+def test_common_options_before_or_after_the_subcommand(argv, threads, verbose):
+    from acnn_mpi.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert (args.threads, args.verbose) == (threads, verbose)

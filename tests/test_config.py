@@ -17,6 +17,10 @@ def test_paper_defaults():
     assert m.embedding == [64, 64] and m.fitting == [256, 256] and m.attention_layers == 0
     assert (t.steps, t.decay_steps, t.lr_decay) == (100_000, 10_000, 0.97)
     assert (t.p_energy, t.p_force_start, t.p_force_end, t.p_virial) == (0.1, 10.0, 0.1, 0.1)
+    assert t.lr_schedule == "staircase" and t.p_energy_end is None and t.ema_decay == 0.999
+    for name in ("mgcah_300gpa.yaml", "bepno.yaml"):  # the paper's inputs keep the paper's recipe
+        paper = load_config(INPUTS / name).training
+        assert paper.lr_schedule == "staircase" and paper.ema_decay is None
     assert (s.initial_structures, s.c_max, s.l_max) == (500, 300, 3)
     assert config.relax.fmax_ev_per_a == 1e-3 and config.relax.dh_tol_ev_per_atom == 1e-6
 

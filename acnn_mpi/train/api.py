@@ -26,6 +26,7 @@ import torch
 
 from ..errors import UserError
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng_states
+from .ema import WeightAverage
 from .frames import Frame, FrameBatcher, collapsed_weights, read_labelled
 from .loss import Schedule
 from .metrics import evaluate_errors
@@ -292,12 +293,13 @@ def train_model(
         extra = (FrameBatcher(extra_frames, model.cutoff, dtype=dtype, device=torch_device)
                  if extra_frames else None)
         run = TrainingRun(
-            model=model, optimizer=optimizer, schedule=Schedule.from_settings(training),
+            model=model, optimizer=optimizer, schedule=Schedule.from_settings(training, total_steps),
             sampler=sampler, batcher=batcher, train_ids=train_ids, valid_ids=valid_ids, extra=extra,
             data_info={"n_frames": len(frames), "n_rejected": len(rejected), "source": str(data)[:500],
                        "refined_from": str(refine_from) if refine_from else None},
             settings={"training": training.model_dump(), "model": model_settings.model_dump(),
                       "elements": elements, "ranks": comm.size, "device": str(torch_device)},
+            ema=WeightAverage(model, training.ema_decay) if training.ema_decay else None,
         )
         if checkpoint is not None:
             optimizer.load_state_dict(checkpoint["optimizer"])
@@ -312,11 +314,14 @@ def train_model(
             run.best = checkpoint.get("best")
             run.since_best = int(checkpoint.get("since_best", 0))
             run.finished_early = bool(checkpoint.get("finished_early", False))
+            if run.ema is not None and checkpoint.get("ema"):
+                run.ema.load_state_dict(checkpoint["ema"])
             restore_rng_states(checkpoint["rng"])
             log.info("resuming from %s at step %d", checkpoint_file, run.step)
         else:
             run.clock_start = comm.root_then_bcast(lambda: schedule_clock(continue_schedule_from))
             _seed_everything(training.seed)
+        run.schedule = Schedule.from_settings(training, total_steps, origin=run.clock_start)
         log.info("training on %d frames, validating on %d%s; %d step(s) to go on %d rank(s), %s %s",
                  len(train_ids), len(valid_ids), f" (+{len(extra_frames)} extra)" if extra_frames else "",
                  max(total_steps - run.step, 0), comm.size, torch_device, str(dtype).replace("torch.", ""))
@@ -326,8 +331,8 @@ def train_model(
         stopped = trainer.fit(total_steps)
         if run.step == first_step:  # nothing to do (steps reached already, or 0): still write out
             trainer.save(run.wall_s, final_model=True)
-        if training.keep_best and run.best:  # the final errors are those of the model written
-            model.load_state_dict(run.best["state"])
+        # the final errors are those of the model written
+        model.load_state_dict(trainer.final_model().state_dict())
         metrics = trainer.validate()
         if len(train_ids):
             metrics["train"] = evaluate_errors(model, None, batcher=batcher,

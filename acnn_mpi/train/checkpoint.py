@@ -13,6 +13,7 @@ A checkpoint is one ``torch.save`` file (a dict, see :func:`checkpoint_state`):
 - ``data``: what it was trained on (number of frames, train/validation indices);
 - ``history``: every validation record so far (the CSV/JSON logs are rewritten from it);
 - ``settings``: the training and model settings used.
+- ``ema``: the moving average of the weights (:mod:`.ema`), when ``ema_decay`` is set.
 
 Writes go to a temporary file in the same folder, are flushed and fsync'ed, then renamed over the
 old file (and the folder fsync'ed), so a kill at any moment leaves the previous good checkpoint.

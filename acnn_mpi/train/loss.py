@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import torch
 
@@ -38,7 +39,15 @@ from .frames import Targets
 
 @dataclass
 class Schedule:
-    """Learning rate and loss prefactors as functions of the optimizer step."""
+    """Learning rate and loss prefactors as functions of the schedule clock t (optimizer steps).
+
+    ``kind``: "staircase" (lr₀ · lr_decay^⌊t/decay_steps⌋), "exponential" (the same without the
+    floor) or "cosine" (lr_min + (lr₀ − lr_min)(1 + cos(π τ/period))/2 with lr_min =
+    lr_min_ratio · lr₀ and τ = (t − origin) mod period: warm restarts every ``period`` steps). The
+    prefactors follow DeePMD's rule on the factor f(t) = lr(t)/lr₀:
+    p(t) = p_end + (p_start − p_end) · f(t), for p_f (p_force_start → p_force_end) and p_e
+    (p_energy → p_energy_end; constant when p_energy_end is None).
+    """
 
     learning_rate: float
     lr_decay: float
@@ -48,17 +57,32 @@ class Schedule:
     p_force_end: float
     p_virial: float
     staircase: bool = True
+    kind: str = "staircase"
+    lr_min_ratio: float = 0.0
+    period: int = 1
+    origin: int = 0
+    p_energy_end: Optional[float] = None
 
     @classmethod
-    def from_settings(cls, training) -> "Schedule":
-        """From :class:`acnn_mpi.config.TrainingSettings`."""
+    def from_settings(cls, training, total_steps: int = 1, origin: int = 0) -> "Schedule":
+        """From :class:`acnn_mpi.config.TrainingSettings`; ``total_steps`` (this training's steps)
+        and ``origin`` (its clock at step 0) place the cosine cycles (``training.lr_cycles`` of
+        them in the training)."""
+        kind = getattr(training, "lr_schedule", "staircase")
+        cycles = getattr(training, "lr_cycles", 1)
         return cls(learning_rate=training.learning_rate, lr_decay=training.lr_decay,
                    decay_steps=training.decay_steps, p_energy=training.p_energy,
                    p_force_start=training.p_force_start, p_force_end=training.p_force_end,
-                   p_virial=training.p_virial)
+                   p_virial=training.p_virial, staircase=kind != "exponential", kind=kind,
+                   lr_min_ratio=getattr(training, "lr_min_ratio", 0.0),
+                   period=max(1, math.ceil(max(int(total_steps), 1) / cycles)), origin=int(origin),
+                   p_energy_end=getattr(training, "p_energy_end", None))
 
     def decay_factor(self, step: int) -> float:
         """lr(step)/lr₀."""
+        if self.kind == "cosine":
+            phase = ((step - self.origin) % self.period) / self.period
+            return self.lr_min_ratio + (1.0 - self.lr_min_ratio) * 0.5 * (1.0 + math.cos(math.pi * phase))
         exponent = step // self.decay_steps if self.staircase else step / self.decay_steps
         return math.pow(self.lr_decay, exponent)
 
@@ -67,8 +91,12 @@ class Schedule:
 
     def prefactors(self, step: int) -> tuple[float, float, float]:
         """(p_e, p_f, p_w) at ``step``."""
-        p_f = self.p_force_end + (self.p_force_start - self.p_force_end) * self.decay_factor(step)
-        return self.p_energy, p_f, self.p_virial
+        factor = self.decay_factor(step)
+        p_f = self.p_force_end + (self.p_force_start - self.p_force_end) * factor
+        p_e = self.p_energy
+        if self.p_energy_end is not None:
+            p_e = self.p_energy_end + (self.p_energy - self.p_energy_end) * factor
+        return p_e, p_f, self.p_virial
 
     def state_dict(self) -> dict:
         return asdict(self)

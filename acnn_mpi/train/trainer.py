@@ -12,11 +12,14 @@ clock where the training it refines stopped, so the schedule runs on over a camp
 validation the score p_e·E_rmse² + p_f,end·F_rmse² (meV/atom, meV/Å) of the held-out split is
 compared with the best so far; the best parameters are kept (in the checkpoint, so a resume is
 exact) and, with ``keep_best``, are what ``model.pt`` holds. With ``patience``, training ends after
-that many validations without a better score.
+that many validations without a better score. With ``ema_decay`` the weights validated, kept and
+written are the moving average of :mod:`.ema` (updated after every step); training runs on the
+weights themselves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
@@ -29,6 +32,7 @@ import torch
 
 from ..model.forces import evaluate
 from .checkpoint import CHECKPOINT_NAME, save_checkpoint
+from .ema import WeightAverage
 from .frames import FrameBatcher
 from .loss import Schedule, loss_sum
 from .logbook import flatten_errors, progress_line, write_logs
@@ -62,6 +66,7 @@ class TrainingRun:
     best: Optional[dict] = None           # {"score", "step", "state"}: the best validated parameters
     since_best: int = 0                   # validations since the best one
     finished_early: bool = False          # patience ran out (a resume does nothing more)
+    ema: Optional[WeightAverage] = None   # averaged weights for validation and the model file
 
     @property
     def clock(self) -> int:
@@ -135,6 +140,8 @@ class Trainer:
         self.parallel.sum_gradients(self.parameters)
         sums = self.parallel.sum_tensor(sums).cpu().numpy()
         run.optimizer.step()
+        if run.ema is not None:
+            run.ema.update(run.model)
         run.step += 1
         self._window += sums[:5]
         self._window_steps += 1
@@ -193,6 +200,7 @@ class Trainer:
             "best": run.best,
             "since_best": run.since_best,
             "finished_early": run.finished_early,
+            "ema": run.ema.state_dict() if run.ema is not None else None,
         }
 
     def summary(self) -> dict:
@@ -209,12 +217,25 @@ class Trainer:
             save_model(self.final_model(), self.model_path)
 
     def final_model(self) -> torch.nn.Module:
-        """The model to hand on: the best validated parameters with ``keep_best``, else the last."""
-        if not (self.training.keep_best and self.run.best):
-            return self.run.model
-        model = copy.deepcopy(self.run.model)
-        model.load_state_dict(self.run.best["state"])
+        """The model to hand on: the best validated parameters with ``keep_best``, else the last
+        (their moving average with ``ema_decay``)."""
+        run = self.run
+        if not (self.training.keep_best and run.best) and run.ema is None:
+            return run.model
+        model = copy.deepcopy(run.model)
+        if self.training.keep_best and run.best:
+            model.load_state_dict(run.best["state"])
+        else:
+            with run.ema.applied(run.model):
+                model.load_state_dict(run.model.state_dict())
         return model
+
+    def evaluation_weights(self):
+        """Context in which the model holds the weights that are validated and kept (the EMA's
+        when there is one)."""
+        if self.run.ema is None:
+            return contextlib.nullcontext(self.run.model)
+        return self.run.ema.applied(self.run.model)
 
     def track_best(self, errors: dict) -> bool:
         """Keep the parameters if the held-out score is the best so far; True when ``patience``
@@ -249,14 +270,18 @@ class Trainer:
             if do_log:
                 now = time.perf_counter()  # training speed, without the validation below
                 speed = (run.step - last_logged_step) / (now - last_log_time) if now > last_log_time else None
-                errors = self.validate() if do_valid else None
+                errors, best_stalled = None, False
+                if do_valid:
+                    with self.evaluation_weights():
+                        errors = self.validate()
+                        best_stalled = self.track_best(errors)
                 record = self._record(errors, started, speed)
                 last_logged_step, last_log_time = run.step, time.perf_counter()
                 run.history.append(record)
                 if errors:
                     self._latest_valid = {k: v for k, v in record.items()
                                           if k.startswith(("valid_", "extra_"))}
-                    run.finished_early = self.track_best(errors) and not at_end
+                    run.finished_early = best_stalled and not at_end
                     at_end = at_end or run.finished_early
                 log.info("%s", progress_line({**self._latest_valid, **record}, total_steps))
             if run.step % cfg.checkpoint_every == 0 or at_end:
@@ -271,7 +296,8 @@ class Trainer:
 
 
 def validation_score(errors: dict, training) -> float:
-    """p_e·E_rmse² + p_f,end·F_rmse² of held-out errors (meV/atom, meV/Å; a missing term is 0)."""
+    """p_e,end·E_rmse² + p_f,end·F_rmse² of held-out errors (meV/atom, meV/Å; a missing term is 0)."""
     energy = errors.get("energy_rmse") or 0.0
     forces = errors.get("force_rmse") or 0.0
-    return float(training.p_energy * energy ** 2 + training.p_force_end * forces ** 2)
+    p_e = training.p_energy if getattr(training, "p_energy_end", None) is None else training.p_energy_end
+    return float(p_e * energy ** 2 + training.p_force_end * forces ** 2)

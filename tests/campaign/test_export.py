@@ -44,7 +44,7 @@ def relaxed(atoms, structure_id, enthalpy, status="converged"):
 def campaign_dir(tmp_path_factory):
     paths = CampaignPaths(tmp_path_factory.mktemp("campaign"))
     paths.make(1)
-    save_state(paths.root, CampaignState(iteration=2, stage="final"))
+    save_state(paths.root, CampaignState(iteration=2, stage="csp", converged=True, final_done=True))
     cu, pt = bulk("Cu", "fcc", a=3.6), bulk("Pt", "fcc", a=3.92)
     rattled = l12()
     rattled.rattle(0.05, seed=1)

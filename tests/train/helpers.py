@@ -111,7 +111,8 @@ SMALL = {
     "training": {"steps": 200, "batch_size": 4, "learning_rate": 0.01, "lr_decay": 0.5,
                  "decay_steps": 70, "p_energy": 10.0, "p_force_start": 10.0, "p_force_end": 1.0,
                  "p_virial": 0.1, "validation_fraction": 0.25, "log_every": 25,
-                 "validate_every": 50, "checkpoint_every": 1000, "seed": 0},
+                 "validate_every": 50, "checkpoint_every": 1000, "seed": 0,
+                 "ema_decay": None},  # the tests of the EMA set it
 }
 
 

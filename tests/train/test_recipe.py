@@ -1,0 +1,92 @@
+"""Training-recipe options: cosine schedule (with warm restarts), energy-prefactor ramp, and the
+moving average of the weights (EMA) that is validated and written."""
+
+import math
+
+import pytest
+import torch
+
+from acnn_mpi.config import TrainingSettings
+from acnn_mpi.model.potential import ACNN
+from acnn_mpi.train import train_model
+from acnn_mpi.train.checkpoint import load_checkpoint
+from acnn_mpi.train.ema import WeightAverage
+from acnn_mpi.train.loss import Schedule
+from acnn_mpi.train.metrics import evaluate_errors
+from acnn_mpi.train.models import model_from_record
+from tests.train.helpers import emt_frames, small_config
+
+
+def test_cosine_schedule_end_values_and_restarts():
+    training = TrainingSettings(lr_schedule="cosine", learning_rate=2e-3, lr_min_ratio=0.01,
+                                p_force_start=30.0, p_force_end=1.0, p_energy=0.5, p_energy_end=5.0)
+    s = Schedule.from_settings(training, total_steps=1000)
+    assert s.lr(0) == pytest.approx(2e-3)
+    assert s.lr(500) == pytest.approx(2e-3 * (0.01 + 0.99 * 0.5))  # half way: the mean
+    assert s.lr(999) == pytest.approx(2e-5, rel=1e-3)  # ends at lr_min = 0.01 lr₀
+    assert s.lr(250) > s.lr(500) > s.lr(750)
+    p_e, p_f, _ = s.prefactors(0)
+    assert (p_e, p_f) == pytest.approx((0.5, 30.0))
+    p_e, p_f, _ = s.prefactors(999)  # both follow lr/lr₀ towards their end values
+    assert p_f == pytest.approx(1.0 + 29.0 * 0.01, rel=1e-3)
+    assert p_e == pytest.approx(5.0 - 4.5 * 0.01, rel=1e-3)
+    # two cycles: a warm restart half way; a refinement's cycle starts at its own clock origin
+    restarts = Schedule.from_settings(training.model_copy(update={"lr_cycles": 2}), total_steps=1000)
+    assert restarts.lr(500) == pytest.approx(2e-3) and restarts.lr(250) == pytest.approx(s.lr(500))
+    refined = Schedule.from_settings(training, total_steps=1000, origin=7000)
+    assert refined.lr(7000) == pytest.approx(2e-3) and refined.lr(7500) == pytest.approx(s.lr(500))
+    # p_energy_end unset: p_e constant, as in the paper
+    assert Schedule.from_settings(TrainingSettings(p_energy=0.1)).prefactors(10 ** 6)[0] == 0.1
+
+
+def test_ema_of_constant_weights_is_those_weights_and_averages_a_sequence():
+    model = torch.nn.Linear(3, 2).double()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    ema = WeightAverage(model, decay=0.9)
+    for _ in range(50):
+        ema.update(model)
+    for name, value in ema.shadow.items():
+        assert torch.equal(value, start[name])
+    # after the weights move by +1, n more updates: the average is the weighted old/new mix
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    decays = []
+    for _ in range(20):
+        decays.append(ema.current_decay())
+        ema.update(model)
+    assert decays[0] == pytest.approx(52 / 61) and decays[-1] == pytest.approx(71 / 80)  # warm-up
+    kept = math.prod(decays)  # fraction of the old weights left
+    with ema.applied(model) as averaged:
+        assert torch.allclose(averaged.weight, start["weight"] + (1 - kept), atol=1e-12)
+    assert torch.allclose(model.weight, start["weight"] + 1.0, atol=1e-12)  # restored after
+    other = WeightAverage(torch.nn.Linear(3, 2).double(), decay=0.5)
+    other.load_state_dict(ema.state_dict())
+    assert other.updates == 70 and torch.equal(other.shadow["bias"], ema.shadow["bias"])
+
+
+def test_ema_model_is_written_and_validated_and_resumes(tmp_path):
+    """The model file holds the averaged weights; its errors are the reported ones; a resumed run
+    continues the average exactly."""
+    config = small_config(steps=40, ema_decay=0.9, keep_best=False, lr_schedule="cosine",
+                          log_every=10, validate_every=20, checkpoint_every=20)
+    frames = emt_frames(16, seed=5)
+    result = train_model(config, frames, tmp_path / "a")
+    written = ACNN.load(result.model_path)
+    check = load_checkpoint(result.checkpoint_path)
+    assert check["ema"]["updates"] == 40
+    state = written.state_dict()
+    for name, value in check["ema"]["shadow"].items():
+        assert torch.equal(state[name], value)
+    raw = dict(model_from_record(check["model"]).named_parameters())  # the last weights differ
+    assert any(not torch.allclose(p, state[name]) for name, p in raw.items())
+    valid = evaluate_errors(written, [frames[i] for i in check["data"]["valid_ids"]])
+    assert valid["energy_rmse"] == pytest.approx(result.metrics["valid"]["energy_rmse"], rel=1e-9)
+    calls = iter(range(10 ** 6))
+    half = train_model(config, frames, tmp_path / "b", should_stop=lambda: next(calls) >= 19)
+    assert half.stopped and half.steps == 20  # same 40-step cosine, stopped half way
+    resumed = train_model(config, frames, tmp_path / "b", resume=True)
+    again = load_checkpoint(resumed.checkpoint_path)["ema"]["shadow"]
+    for name, value in check["ema"]["shadow"].items():
+        assert torch.allclose(again[name], value, rtol=0, atol=1e-12)
+    assert resumed.metrics["valid"]["energy_rmse"] == pytest.approx(result.metrics["valid"]["energy_rmse"])
