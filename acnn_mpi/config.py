@@ -582,6 +582,11 @@ def _describe(error: dict) -> str:
     location = ".".join(str(part) for part in error["loc"]) or "(top level)"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
+        loc = error["loc"]
+        if len(loc) == 2 and loc[0] == "relax" and str(loc[1]) in RelaxOptions.short_names() \
+                and RelaxOptions.short_names()[str(loc[1])] != loc[1]:
+            return (f"{location}: renamed to relax.{RelaxOptions.short_names()[str(loc[1])]} "
+                    "(relax settings carry their unit in the name)")
         return f"{location}: unknown key (check the spelling; see README 'Input file reference')"
     if error["type"] == "missing":
         return f"{location}: required but missing"

@@ -9,7 +9,6 @@ import errno
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import h5py
@@ -201,6 +200,19 @@ def test_damaged_state_is_refused_by_run_report_and_check(capsys, tmp_path, name
     config.write_text(GOOD + f"output_dir: {campaign}\n")
     assert_refused(cli(capsys, "check", config), state)
     assert snapshot(campaign) == before and sorted(p.name for p in campaign.iterdir()) == ["state.json"]
+
+
+@pytest.mark.parametrize("text", ["", "{\"stable\": [", "[1, 2]", "{\"stable\": 3}"])
+def test_damaged_hull_json_is_refused_by_report(capsys, tmp_path, text):
+    from acnn_mpi.campaign.state import CampaignState, save_state
+
+    campaign = tmp_path / "c"
+    (campaign / "iter_001").mkdir(parents=True)
+    save_state(campaign, CampaignState(iteration=2, stage="csp"))
+    hull = campaign / "iter_001" / "hull.json"
+    hull.write_text(text)
+    line = assert_refused(cli(capsys, "report", campaign), hull)
+    assert "move it away" in line
 
 
 # -- damaged HDF5 stores -----------------------------------------------------------------------------

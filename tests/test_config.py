@@ -78,3 +78,10 @@ def test_default_labeller_is_emt():
 def test_missing_file_says_what_to_create(tmp_path):
     with pytest.raises(UserError, match="not found: create it"):
         load_config(tmp_path / "campaign.yaml")
+
+
+def test_old_relax_key_names_the_new_one(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("elements: [Cu]\nrelax: {fmax: 0.01}\n")
+    with pytest.raises(UserError, match=r"relax.fmax: renamed to relax.fmax_ev_per_a"):
+        load_config(path)

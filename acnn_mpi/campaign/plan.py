@@ -118,7 +118,7 @@ def plan_chunks(cells: list[Cell], iteration: int, n_structures: int, chunk_size
     formulas = list(dict.fromkeys([cell.formula for cell in cells] + list(first)))
     sizes = {f: [c for c in cells if c.formula == f] or [first[f]] for f in formulas}
     shares = composition_shares(len(formulas), n_structures, rng, [formulas.index(f) for f in first])
-    cell_of, rounds, keys = [], [], []
+    cell_of, rounds = [], []
     for f, share in zip(formulas, shares):
         cycle = [sizes[f][i] for i in rng.permutation(len(sizes[f]))]
         if f in first and first[f] in cycle:  # the leading cell first

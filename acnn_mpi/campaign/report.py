@@ -37,7 +37,7 @@ def write_report(directory: str | Path, out: str | Path | None = None,
     out = Path(out) if out else paths.root / "report"
     out.mkdir(parents=True, exist_ok=True)
     hull_dir = paths.final if (paths.final / "hull.json").exists() else _latest_hull_dir(paths)
-    hull = json.loads((hull_dir / "hull.json").read_text()) if hull_dir else {"stable": [], "compositions": []}
+    hull = _read_hull(hull_dir / "hull.json") if hull_dir else {"stable": [], "compositions": []}
     history = sorted(state.history, key=lambda r: r.iteration)
     figures = _figures(history, hull_dir, out)
     cifs = _symmetrized_structures(paths, hull_dir, hull, out / "structures", symprec, ehull_window_mev)
@@ -99,6 +99,21 @@ def write_report(directory: str | Path, out: str | Path | None = None,
 
 def _fmt(value) -> str:
     return "" if value is None or not np.isfinite(value) else f"{value:.3g}"
+
+
+def _read_hull(path: Path) -> dict:
+    """A hull.json written by the campaign, or a one-line UserError naming the damage."""
+    try:
+        hull = json.loads(path.read_text(encoding="utf-8"))
+        ok = isinstance(hull, dict) and all(isinstance(hull.get(key), list)
+                                            for key in ("stable", "compositions"))
+        problem = None if ok else "no 'stable' and 'compositions' lists"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        problem = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if problem:
+        raise UserError(f"{path} is damaged ({problem}): move it away (mv {path} {path}.bad) to "
+                        "report the previous iteration's hull, or rerun the campaign to rewrite it")
+    return hull
 
 
 def _latest_hull_dir(paths: CampaignPaths) -> Path | None:

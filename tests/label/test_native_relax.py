@@ -3,7 +3,6 @@ PSTRESS, QE vc-relax with press, CP2K CELL_OPT with EXTERNAL_PRESSURE) and every
 back as labels, here with a fake VASP (fake_vasp.py) that relaxes with EMT and writes a multi-step
 OUTCAR."""
 
-import os
 import sys
 
 import numpy as np

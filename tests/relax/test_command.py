@@ -17,7 +17,7 @@ from tests.relax.helpers import random_argon
 
 N = 24
 COMMON = ["--model", "lj:0.0104,3.4,8.5", "--pressure", "0.5", "--batch-size", "4", "--chunk-size", "4",
-          "--fmax", "3e-3", "--dh-tol", "1e-5", "--log-every", "1"]
+          "--fmax", "3e-3", "--dh-tol", "1e-5", "--log-every", "0.05"]
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +57,11 @@ def test_mpi_relaxes_every_structure_exactly_once(reference_run):
     assert _committed_rows(out) == N  # no structure written twice
     assert set(data.status) <= {"converged", "not_converged", "unphysical"}
     assert (data.status == "converged").sum() >= N - 2
+    # one shard per rank that got work (the root works too: on a loaded machine it may take all)
     shards = list_shards(out)
-    assert len(shards) == 2 and {os.path.basename(p)[:8] for p in shards} == {"rank0000", "rank0001"}
+    assert {os.path.basename(p)[:8] for p in shards} <= {"rank0000", "rank0001"} and shards
     assert "relax: rank 1 relaxed" in result.stderr and "structures per core-hour" in result.stderr
+    assert f"{N}/{N} done in" in result.stderr   # the closing summary
     assert "done (" in result.stderr and "ETA" in result.stderr
     with h5py.File(out / "index.h5") as f:
         assert sorted(f["structure_id"][:].tolist()) == list(range(500, 500 + N))
