@@ -379,10 +379,7 @@ class ReferenceSettings(_Section):
 class ParallelSettings(_Section):
     """Ranks, threads, GPUs and the batch job's walltime (README 'Running on a supercomputer')."""
 
-    threads_per_rank: Optional[int] = Field(None, ge=1, description="default: the node's cores "
-                                            "divided among its ranks (1 when ranks fill the node)")
     root_works: Optional[bool] = Field(None, description="root also relaxes (default: ≤ 4 ranks)")
-    grace_seconds: float = Field(60.0, gt=0, description="time to wind down after SIGTERM/SIGUSR1")
     ranks_per_gpu: Optional[int] = Field(
         None, ge=1, description="with model.device auto/cuda: this many neighbouring ranks of a "
         "node share each GPU; default: local rank mod GPUs (round robin)")
@@ -578,11 +575,22 @@ def _pair_table(raw: MinDistances, elements: list[str]) -> dict[str, float]:
 
 # -- loading ----------------------------------------------------------------------------------------
 
+#: keys of earlier versions that are no longer settings, and what to do instead
+_REMOVED_KEYS = {
+    ("parallel", "threads_per_rank"): "no longer a campaign setting (threads are fixed when a rank "
+    "starts, before the file is read): give --threads N on the command line",
+    ("parallel", "grace_seconds"): "no longer a setting (a stop finishes the work in flight; "
+    "parallel.walltime_margin_s sets how early a batch job stops)",
+}
+
+
 def _describe(error: dict) -> str:
     location = ".".join(str(part) for part in error["loc"]) or "(top level)"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         loc = error["loc"]
+        if tuple(map(str, loc)) in _REMOVED_KEYS:
+            return f"{location}: {_REMOVED_KEYS[tuple(map(str, loc))]}"
         if len(loc) == 2 and loc[0] == "relax" and str(loc[1]) in RelaxOptions.short_names() \
                 and RelaxOptions.short_names()[str(loc[1])] != loc[1]:
             return (f"{location}: renamed to relax.{RelaxOptions.short_names()[str(loc[1])]} "

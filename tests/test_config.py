@@ -85,3 +85,10 @@ def test_old_relax_key_names_the_new_one(tmp_path):
     path.write_text("elements: [Cu]\nrelax: {fmax: 0.01}\n")
     with pytest.raises(UserError, match=r"relax.fmax: renamed to relax.fmax_ev_per_a"):
         load_config(path)
+
+
+def test_removed_parallel_keys_say_what_to_do(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("elements: [Cu]\nparallel: {threads_per_rank: 4}\n")
+    with pytest.raises(UserError, match=r"parallel.threads_per_rank: no longer a campaign setting.*--threads N"):
+        load_config(path)
