@@ -38,20 +38,11 @@ class _Parser(argparse.ArgumentParser):
     """argparse with a one-line error (the usage is one ``--help`` away)."""
 
     def error(self, message: str):
-        if _launcher_rank() != 0:  # every rank parses the same line: one says it
+        from .parallel.comm import launcher_rank
+
+        if launcher_rank() != 0:  # every rank parses the same line: one says it
             self.exit(2)
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
-
-
-def _launcher_rank() -> int:
-    """This process's rank as the MPI launcher set it in the environment (0 when not launched)."""
-    import os
-
-    for name in ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID"):
-        value = os.environ.get(name)
-        if value and value.isdigit():
-            return int(value)
-    return 0
 
 
 def _common_options(defaults: bool) -> argparse.ArgumentParser:

@@ -215,8 +215,8 @@ def label_structures(comm, structures, settings, labels_path: str, *,
         if labeller is not None:
             labeller.close()
         if run_comm is not None and run_comm is not comm:
-            run_comm.mpi.Free()
-    _wait_quietly(comm)   # ranks without a job sleep here while the others run theirs
+            run_comm.free()
+    comm.sleeping_barrier()   # ranks without a job sleep here while the others run theirs
     if comm.is_root:
         summary.failures_by_kind = dict(by_kind)
         summary.per_rank = dict(per_rank)
@@ -240,7 +240,6 @@ def _job_layout(comm, settings, root_works):
     """(this rank's JobSlot or None, the communicator of the ranks that deal or run jobs or None,
     a description). In-process calculators: every rank labels on one core. External codes: the
     job layout of :func:`acnn_mpi.label.layout.plan_jobs` over the nodes of ``comm``."""
-    from ..parallel.comm import Comm
     from ..parallel.nodes import node_layout
     from .layout import JobSlot, plan_jobs
 
@@ -252,28 +251,14 @@ def _job_layout(comm, settings, root_works):
         for note in plan.notes:
             log.warning("DFT job layout: %s", note)
     slot = plan.slots.get(comm.rank)
-    if comm.mpi is None or comm.size == 1:
+    if comm.size == 1:
         return slot, comm, plan.text()
     active = comm.is_root or slot is not None
-    # only parallel/ imports mpi4py; Split is a method of the communicator we were given
-    sub = Comm(comm.mpi.Split(0 if active else 1, comm.rank))
+    sub = comm.split(0 if active else 1)
     if not active:
-        sub.mpi.Free()
+        sub.free()
         return None, None, plan.text()
     return slot, sub, plan.text()
-
-
-#: seconds between checks of a rank without a job (a blocking barrier busy-spins in MPICH)
-_IDLE_POLL_S = 0.01
-
-
-def _wait_quietly(comm) -> None:
-    """A barrier over ``comm`` that sleeps between checks instead of spinning on a core."""
-    if comm.mpi is None or comm.size == 1:
-        return
-    request = comm.mpi.Ibarrier()
-    while not request.Test():
-        time.sleep(_IDLE_POLL_S)
 
 
 def _plan_everywhere(comm, plan):

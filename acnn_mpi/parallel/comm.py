@@ -26,15 +26,6 @@ def launched_by_mpi() -> bool:
     return any(name in os.environ for name in _LAUNCHER_VARIABLES)
 
 
-def launcher_size() -> int:
-    """Number of ranks the launcher started, read from the environment without initializing MPI."""
-    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS"):
-        value = os.environ.get(name)
-        if value and value.isdigit():
-            return int(value)
-    return 1
-
-
 #: Variables that say how many ranks the launcher started, most specific first: Hydra/MPICH and
 #: PMI-2 (PMI_SIZE), Open MPI (OMPI_COMM_WORLD_SIZE), a Slurm job step (srun).
 _RANK_COUNT_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS")
@@ -47,8 +38,22 @@ def launcher_ranks(environ=None) -> tuple[int, str] | None:
     reveals the classic mismatch of an MPI library that does not speak the launcher's protocol
     (the wheel's MPICH under a site ``srun``: N processes, each a world of size 1).
     """
-    environ = os.environ if environ is None else environ
-    for name in _RANK_COUNT_VARIABLES:
+    return _first_number(_RANK_COUNT_VARIABLES, os.environ if environ is None else environ)
+
+
+#: Variables in which launchers give a process its rank: Hydra/MPICH, PMIx, Open MPI, Slurm.
+_RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID")
+
+
+def launcher_rank() -> int:
+    """This process's rank as the launcher set it in the environment (0 when not launched)."""
+    found = _first_number(_RANK_VARIABLES, os.environ)
+    return found[0] if found else 0
+
+
+def _first_number(names, environ) -> tuple[int, str] | None:
+    """(value, name) of the first of ``names`` that holds a whole number in ``environ``."""
+    for name in names:
         value = environ.get(name, "")
         if value.isdigit():
             return int(value), name
@@ -96,6 +101,30 @@ class Comm:
     def barrier(self) -> None:
         if self.mpi is not None:
             self.mpi.Barrier()
+
+    def sleeping_barrier(self, poll_s: float = 0.01) -> None:
+        """A barrier that sleeps ``poll_s`` seconds between checks: MPICH's blocking barrier
+        busy-spins, taking a core from the ranks still working."""
+        if self.mpi is None or self.size == 1:
+            return
+        import time
+
+        request = self.mpi.Ibarrier()
+        while not request.Test():
+            time.sleep(poll_s)
+
+    def split(self, color: int) -> "Comm":
+        """The ranks of the same ``color`` as a new communicator (ordered by rank); collective.
+        Serial: this communicator. Release a split one with :meth:`free`."""
+        if self.mpi is None or self.size == 1:
+            return self
+        return Comm(self.mpi.Split(color, self.rank))
+
+    def free(self) -> None:
+        """Release a communicator made by :meth:`split` (not the world)."""
+        if self.mpi is not None:
+            self.mpi.Free()
+            self.mpi = None
 
     def abort(self, code: int = 1) -> None:
         """End every rank of the job now (MPI_Abort); in serial, exit the process."""
