@@ -23,7 +23,6 @@ tolerance in a comment and in ``_acnn_mpi_symprec_angstrom``; ``index.json`` lis
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -227,8 +226,8 @@ def read_relax_results(path, pressure: Optional[float] = None,
     return result
 
 
-#: file suffix -> reader, or "module:function" imported when first used
-READERS: dict[str, object] = {
+#: file suffix -> reader
+READERS: dict[str, Callable[..., ResultSet]] = {
     ".xyz": read_extxyz_results,
     ".extxyz": read_extxyz_results,
     ".h5": read_relax_results,
@@ -245,14 +244,6 @@ def read_results(path, pressure: Optional[float] = None,
     reader = READERS.get(suffix)
     if reader is None:
         raise UserError(f"{path}: unknown results format {suffix!r}; use one of {sorted(READERS)}")
-    if isinstance(reader, str):
-        module_name, name = reader.split(":")
-        try:
-            reader = getattr(importlib.import_module(module_name), name)
-        except (ImportError, AttributeError):
-            raise UserError(f"{path}: reading HDF5 relaxation results needs {reader}, which this "
-                            f"installation does not have yet; write the results as extended XYZ "
-                            f"with info['enthalpy'] per frame instead") from None
     return reader(path, pressure, elements)
 
 
