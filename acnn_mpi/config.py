@@ -84,6 +84,10 @@ class ModelSettings(_Section):
     attention_heads: int = Field(4, ge=1)
     dtype: Literal["float32", "float64"] = "float32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: bool = Field(False, description="torch.compile (inductor) the descriptor's fused "
+                          "kernels in CSP relaxations: ~7-17 % faster per core (docs/"
+                          "performance_model.md), ~10-20 s to compile per rank, needs a C++ compiler "
+                          "on CPU (without one: a warning, uncompiled)")
 
     @field_validator("embedding", "fitting")
     @classmethod

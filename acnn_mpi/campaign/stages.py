@@ -120,6 +120,9 @@ class CSP(Stage):
         from ..parallel.devices import select_device
 
         device = select_device(self.config.model.device, self.comm, self.config.parallel.ranks_per_gpu)
+        from ..model.descriptor import configure_kernels
+
+        configure_kernels(self.config.model.compile)
         service = make_service(self.config, self.paths, k, self.comm.rank, device=device)
         return serve(self.comm, tasks, service, progress.on_result,
                      should_stop=lambda: shutdown.requested() or progress.unphysical >= search.b_max,

@@ -19,7 +19,9 @@ Chemistry: the neighbour's element enters both feature sets.
 from __future__ import annotations
 
 import math
+import os
 import threading
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
@@ -515,14 +517,52 @@ def use_fused_path(enabled: bool = True) -> None:
 def compile_fused_kernels(enabled: bool = True) -> None:
     """Run the fused path's forward and backward through ``torch.compile`` (inductor; on CPU it
     needs a C++ compiler), which fuses their elementwise chains into fewer passes over the
-    tables. Compiling takes about 20 s per process, once (dynamic shapes: new batch sizes and
-    neighbour counts do not recompile). ``enabled=False`` goes back to the eager kernels."""
+    tables. Compiling happens at the first model call, once per process (dynamic shapes: new
+    batch sizes and neighbour counts do not recompile). Where it fails (no compiler, an
+    unsupported platform) the eager kernels take over with one warning (:func:`_run_kernel`).
+    ``enabled=False`` goes back to the eager kernels."""
     if enabled:
         _KERNELS["forward"] = torch.compile(_fused_forward, dynamic=True)
         _KERNELS["backward"] = torch.compile(_fused_backward, dynamic=True)
         _KERNELS["pointwise"] = True
     else:
         _KERNELS.update(forward=_fused_forward, backward=_fused_backward, pointwise=False)
+
+
+def configure_kernels(compile_kernels: bool) -> bool:
+    """Apply the ``model.compile`` setting of a campaign: torch.compile the fused kernels or not.
+    Returns whether they will be compiled: False (with one warning) when asked for but no C++
+    compiler is found, which inductor needs on CPU."""
+    if not compile_kernels:
+        compile_fused_kernels(False)
+        return False
+    import shutil
+
+    compiler = os.environ.get("CXX") or next((c for c in ("g++", "c++", "clang++") if shutil.which(c)), None)
+    if compiler is None:
+        warnings.warn("model.compile: no C++ compiler (g++, c++, clang++ or $CXX) found, which torch.compile "
+                      "needs on CPU; the model runs uncompiled (set model.compile: false to silence this)")
+        compile_fused_kernels(False)
+        return False
+    compile_fused_kernels(True)
+    return True
+
+
+def _run_kernel(name: str, *args):
+    """The fused kernel ``name`` ('forward' or 'backward'); a compiled kernel that fails to build
+    is replaced by the eager kernels for the rest of the process, with one warning."""
+    kernel = _KERNELS[name]
+    if kernel is _fused_forward or kernel is _fused_backward:
+        return kernel(*args)
+    try:
+        return kernel(*args)
+    except Exception as exc:  # noqa: BLE001 - inductor raises many kinds when it cannot build
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        warnings.warn(f"model.compile: torch.compile failed ({type(exc).__name__}: {reason}); "
+                      "the model runs uncompiled")
+        compile_fused_kernels(False)
+        args = args[:-1] + (False,)  # the eager kernels' own (matmul) formulation
+        return _KERNELS[name](*args)
 
 
 class _FusedFeatures(torch.autograd.Function):
@@ -533,8 +573,8 @@ class _FusedFeatures(torch.autograd.Function):
     def forward(ctx, vectors, vectors_a, mixing, element, pick, descriptor):
         d = descriptor
         constants = d._fused_constants(vectors.dtype, vectors.device)
-        radial, angular, saved = _KERNELS["forward"](
-            vectors, vectors_a, mixing, element, pick, *constants, d.r_cut_radial, d.r_cut_angular,
+        radial, angular, saved = _run_kernel(
+            "forward", vectors, vectors_a, mixing, element, pick, *constants, d.r_cut_radial, d.r_cut_angular,
             d.n_radial, d.n_angular, d.l_max, _KERNELS["pointwise"])
         ctx.descriptor, ctx.constants, ctx.n_saved = d, constants, len(saved)
         ctx.save_for_backward(vectors, mixing, element, pick, *saved)
@@ -551,8 +591,8 @@ class _FusedFeatures(torch.autograd.Function):
             grad_radial = torch.zeros(n_atoms, S * d.n_radial, dtype=vectors.dtype, device=vectors.device)
         if grad_angular is None:
             grad_angular = torch.zeros(n_atoms, d.n_angular_features, dtype=vectors.dtype, device=vectors.device)
-        grad_v, grad_v_a, grad_mixing = _KERNELS["backward"](
-            grad_radial.reshape(n_atoms, S, -1).contiguous(),
+        grad_v, grad_v_a, grad_mixing = _run_kernel(
+            "backward", grad_radial.reshape(n_atoms, S, -1).contiguous(),
             grad_angular.reshape(n_atoms, d.n_angular, -1).contiguous(), vectors, mixing, element, pick,
             *ctx.constants, tuple(saved), d.r_cut_radial, d.r_cut_angular, d.l_max, ctx.needs_input_grad[2],
             _KERNELS["pointwise"])

@@ -366,3 +366,40 @@ def test_bucketed_neighbour_tables_change_nothing(make_model, crystal):
     assert torch.allclose(bucketed.energy, single.energy, rtol=0, atol=1e-12)
     assert torch.allclose(bucketed.forces, single.forces, rtol=0, atol=1e-12)
     assert torch.allclose(bucketed.stress, single.stress, rtol=0, atol=1e-13)
+
+
+def test_compile_setting_without_compiler_warns_and_runs_eager(monkeypatch):
+    """model.compile: true on a machine without a C++ compiler: one warning, eager kernels."""
+    import shutil
+
+    from acnn_mpi.model import descriptor
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.warns(UserWarning, match="no C.. compiler"):
+        assert descriptor.configure_kernels(True) is False
+    assert descriptor._KERNELS["forward"] is descriptor._fused_forward
+    assert descriptor.configure_kernels(False) is False
+
+
+def test_failing_compiled_kernel_falls_back_to_eager(make_model, crystal, monkeypatch):
+    """A compiled kernel that cannot be built is replaced by the eager one, with one warning, and
+    the result is the eager result."""
+    from acnn_mpi.model import descriptor
+
+    model = make_model()
+    batch = Batch.from_atoms([crystal(["Mg", "Ca"] + ["H"] * 6, volume_per_atom=7.0)])
+    eager = evaluate(model, batch)
+
+    def broken(*args):
+        raise RuntimeError("inductor: no working C++ compiler\nsecond line")
+
+    monkeypatch.setitem(descriptor._KERNELS, "forward", broken)
+    monkeypatch.setitem(descriptor._KERNELS, "backward", broken)
+    monkeypatch.setitem(descriptor._KERNELS, "pointwise", True)
+    with pytest.warns(UserWarning, match="torch.compile failed .RuntimeError: inductor: no working C.. compiler.;"):
+        fallback = evaluate(model, batch)
+    assert descriptor._KERNELS["forward"] is descriptor._fused_forward
+    assert descriptor._KERNELS["pointwise"] is False
+    assert torch.equal(fallback.forces, eager.forces)
+    assert torch.equal(fallback.stress, eager.stress)
