@@ -1,0 +1,226 @@
+// Fused per-edge kernels of the ACNN descriptor (acnn_mpi/model/descriptor.py), CPU, float32.
+//
+// forward:  one pass over the centre-sorted edges of a batch: radial features resolved by
+//           neighbour element, radial[i, z_j, n] = sum_j g_n(r_ij), and the unmixed angular
+//           densities dens[i, z_j, n, lm] = sum_j g^a_n(r_ij) Y_lm(r_ij / r_ij).
+// backward: dL/d r_ij (E, 3) from dL/d radial and dL/d dens, recomputing g, dg/dr, Y and dY/du
+//           per edge, so nothing per edge is stored between the two.
+// Basis: g_n = (1 + T_n(w)) h with w = 2u^2 - 1, u = 1 - r/r_c, h = f_c/2 (Eq. 8), by the
+// Chebyshev recurrences (dT_n/dw = n U_{n-1}(w)). Harmonics: Y_col = Zpoly_col(z) * XY_col(x, y)
+// with XY = Re/Im (x + iy)^|m| (descriptor.RealSphericalHarmonics).
+#include <torch/extension.h>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+constexpr int MAX_BASIS = 64;
+constexpr int MAX_L = 8;
+constexpr int MAX_LM = (MAX_L + 1) * (MAX_L + 1);
+
+struct Basis {
+  float g[MAX_BASIS];
+  float dg[MAX_BASIS];
+};
+
+// g_n(r) and dg_n/dr for n < n_basis; r < r_cut required
+inline void basis(float r, float r_cut, int n_basis, Basis& out) {
+  const float pi = 3.14159265358979323846f;
+  float arg = r * (pi / r_cut);
+  float h = 0.25f * (std::cos(arg) + 1.0f);
+  float dh = (-0.25f * pi / r_cut) * std::sin(arg);
+  float u = 1.0f - r / r_cut;
+  float w = 2.0f * u * u - 1.0f;
+  float dw = -4.0f * u / r_cut;
+  float t[MAX_BASIS], un[MAX_BASIS];  // T_n(w), U_n(w)
+  t[0] = 1.0f;
+  un[0] = 1.0f;
+  if (n_basis > 1) {
+    t[1] = w;
+    un[1] = 2.0f * w;
+  }
+  for (int n = 2; n < n_basis; ++n) {
+    t[n] = 2.0f * w * t[n - 1] - t[n - 2];
+    un[n] = 2.0f * w * un[n - 1] - un[n - 2];
+  }
+  out.g[0] = 2.0f * h;
+  out.dg[0] = 2.0f * dh;
+  for (int n = 1; n < n_basis; ++n) {
+    out.g[n] = (1.0f + t[n]) * h;
+    out.dg[n] = dh * (1.0f + t[n]) + h * n * un[n - 1] * dw;
+  }
+}
+
+struct Harmonics {
+  float y[MAX_LM];
+  float dy[3][MAX_LM];  // dY/du (u the unit vector taken as free)
+};
+
+// zc: (L+1, n_lm) coefficients of the z polynomials; xy_m: (n_lm) signed m of each column
+inline void harmonics(float x, float y, float z, int l_max, int n_lm, const float* zc, const int* xy_m,
+                      bool derivatives, Harmonics& out) {
+  float re[MAX_L + 1], im[MAX_L + 1], zp[MAX_L + 1];
+  re[0] = 1.0f;
+  im[0] = 0.0f;
+  zp[0] = 1.0f;
+  for (int k = 1; k <= l_max; ++k) {
+    re[k] = re[k - 1] * x - im[k - 1] * y;
+    im[k] = re[k - 1] * y + im[k - 1] * x;
+    zp[k] = zp[k - 1] * z;
+  }
+  for (int c = 0; c < n_lm; ++c) {
+    float poly = 0.0f, dpoly = 0.0f;
+    for (int k = 0; k <= l_max; ++k) {
+      float coef = zc[k * n_lm + c];
+      poly += coef * zp[k];
+      if (k > 0) dpoly += coef * k * zp[k - 1];
+    }
+    int m = xy_m[c];
+    int a = m < 0 ? -m : m;
+    float xyv = m > 0 ? re[a] : (m < 0 ? im[a] : 1.0f);
+    out.y[c] = poly * xyv;
+    if (derivatives) {
+      float dx = 0.0f, dy = 0.0f;
+      if (m > 0) {
+        dx = a * re[a - 1];
+        dy = -a * im[a - 1];
+      } else if (m < 0) {
+        dx = a * im[a - 1];
+        dy = a * re[a - 1];
+      }
+      out.dy[0][c] = poly * dx;
+      out.dy[1][c] = poly * dy;
+      out.dy[2][c] = dpoly * xyv;
+    }
+  }
+}
+
+void check(const torch::Tensor& t, torch::ScalarType type, const char* name) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == type && t.is_contiguous(), name,
+              " must be a contiguous CPU tensor of the kernel's type");
+}
+
+}  // namespace
+
+// vectors (E, 3) float32; offsets (N+1) int64 (edges of atom i: offsets[i]..offsets[i+1]);
+// neighbour_species (E) int64; zc (L+1, n_lm) float32; xy_m (n_lm) int32.
+// Returns radial (N, S, n_r) and dens (N, S, n_a, n_lm).
+std::vector<torch::Tensor> forward(torch::Tensor vectors, torch::Tensor offsets, torch::Tensor species,
+                                   int64_t n_elements, double r_cut, double r_cut_a, int64_t n_r,
+                                   int64_t n_a, int64_t l_max, torch::Tensor zc, torch::Tensor xy_m) {
+  check(vectors, torch::kFloat32, "vectors");
+  check(offsets, torch::kInt64, "offsets");
+  check(species, torch::kInt64, "neighbour species");
+  check(zc, torch::kFloat32, "zc");
+  check(xy_m, torch::kInt32, "xy_m");
+  TORCH_CHECK(n_r <= MAX_BASIS && n_a <= MAX_BASIS && l_max <= MAX_L, "basis too large for the kernel");
+  const int64_t n_atoms = offsets.size(0) - 1;
+  const int n_lm = (l_max + 1) * (l_max + 1);
+  auto radial = torch::zeros({n_atoms, n_elements, n_r}, vectors.options());
+  auto dens = torch::zeros({n_atoms, n_elements, n_a, n_lm}, vectors.options());
+  const float* v = vectors.data_ptr<float>();
+  const int64_t* off = offsets.data_ptr<int64_t>();
+  const int64_t* z = species.data_ptr<int64_t>();
+  const float* zcp = zc.data_ptr<float>();
+  const int* xym = xy_m.data_ptr<int>();
+  float* rad = radial.data_ptr<float>();
+  float* den = dens.data_ptr<float>();
+  const float rc = r_cut, rca = r_cut_a;
+#pragma omp parallel for schedule(dynamic, 8)
+  for (int64_t i = 0; i < n_atoms; ++i) {
+    Basis b;
+    Harmonics h;
+    for (int64_t e = off[i]; e < off[i + 1]; ++e) {
+      float x = v[3 * e], y = v[3 * e + 1], w = v[3 * e + 2];
+      float r = std::sqrt(x * x + y * y + w * w);
+      int64_t zj = z[e];
+      if (r < rc && r > 0.0f) {
+        basis(r, rc, n_r, b);
+        float* out = rad + (i * n_elements + zj) * n_r;
+        for (int n = 0; n < n_r; ++n) out[n] += b.g[n];
+      }
+      if (r < rca && r > 0.0f) {
+        basis(r, rca, n_a, b);
+        harmonics(x / r, y / r, w / r, l_max, n_lm, zcp, xym, false, h);
+        float* out = den + (i * n_elements + zj) * n_a * n_lm;
+        for (int n = 0; n < n_a; ++n) {
+          float gn = b.g[n];
+          float* row = out + n * n_lm;
+#pragma omp simd
+          for (int c = 0; c < n_lm; ++c) row[c] += gn * h.y[c];
+        }
+      }
+    }
+  }
+  return {radial, dens};
+}
+
+// dL/d vectors (E, 3) from grad_radial (N, S, n_r) and grad_dens (N, S, n_a, n_lm).
+torch::Tensor backward(torch::Tensor grad_radial, torch::Tensor grad_dens, torch::Tensor vectors,
+                       torch::Tensor offsets, torch::Tensor species, double r_cut, double r_cut_a,
+                       int64_t n_r, int64_t n_a, int64_t l_max, torch::Tensor zc, torch::Tensor xy_m) {
+  check(grad_radial, torch::kFloat32, "grad_radial");
+  check(grad_dens, torch::kFloat32, "grad_dens");
+  check(vectors, torch::kFloat32, "vectors");
+  const int64_t n_atoms = offsets.size(0) - 1;
+  const int64_t n_elements = grad_radial.size(1);
+  const int n_lm = (l_max + 1) * (l_max + 1);
+  auto grad = torch::zeros_like(vectors);
+  const float* v = vectors.data_ptr<float>();
+  const int64_t* off = offsets.data_ptr<int64_t>();
+  const int64_t* z = species.data_ptr<int64_t>();
+  const float* zcp = zc.data_ptr<float>();
+  const int* xym = xy_m.data_ptr<int>();
+  const float* gr = grad_radial.data_ptr<float>();
+  const float* gd = grad_dens.data_ptr<float>();
+  float* out = grad.data_ptr<float>();
+  const float rc = r_cut, rca = r_cut_a;
+#pragma omp parallel for schedule(dynamic, 8)
+  for (int64_t i = 0; i < n_atoms; ++i) {
+    Basis b;
+    Harmonics h;
+    float dl_dy[MAX_LM];
+    for (int64_t e = off[i]; e < off[i + 1]; ++e) {
+      float x = v[3 * e], y = v[3 * e + 1], w = v[3 * e + 2];
+      float r = std::sqrt(x * x + y * y + w * w);
+      if (!(r > 0.0f)) continue;
+      int64_t zj = z[e];
+      float dl_dr = 0.0f;
+      float ux = x / r, uy = y / r, uz = w / r;
+      float du[3] = {0.0f, 0.0f, 0.0f};
+      if (r < rc) {
+        basis(r, rc, n_r, b);
+        const float* g = gr + (i * n_elements + zj) * n_r;
+        for (int n = 0; n < n_r; ++n) dl_dr += g[n] * b.dg[n];
+      }
+      if (r < rca) {
+        basis(r, rca, n_a, b);
+        harmonics(ux, uy, uz, l_max, n_lm, zcp, xym, true, h);
+        const float* block = gd + (i * n_elements + zj) * n_a * n_lm;
+        for (int c = 0; c < n_lm; ++c) dl_dy[c] = 0.0f;
+        for (int n = 0; n < n_a; ++n) {
+          const float* row = block + n * n_lm;
+          float gn = b.g[n], dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+          for (int c = 0; c < n_lm; ++c) {
+            dl_dy[c] += gn * row[c];
+            dot += row[c] * h.y[c];
+          }
+          dl_dr += dot * b.dg[n];
+        }
+        for (int k = 0; k < 3; ++k) {
+          float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+          for (int c = 0; c < n_lm; ++c) s += dl_dy[c] * h.dy[k][c];
+          du[k] = s;
+        }
+      }
+      // v = r u: dL/dv = (dL/du - (dL/du . u) u) / r + dL/dr u
+      float radial_part = dl_dr - (du[0] * ux + du[1] * uy + du[2] * uz) / r;
+      out[3 * e] = du[0] / r + radial_part * ux;
+      out[3 * e + 1] = du[1] / r + radial_part * uy;
+      out[3 * e + 2] = du[2] / r + radial_part * uz;
+    }
+  }
+  return grad;
+}
