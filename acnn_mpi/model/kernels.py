@@ -35,8 +35,8 @@ def load():
 
         source = _SOURCE.read_text()
         _STATE["module"] = load_inline(
-            name="acnn_descriptor_kernels_v1", cpp_sources=[source], functions=["forward", "backward"],
-            extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False)
+            name="acnn_descriptor_kernels_v4", cpp_sources=[source], functions=["forward", "backward"],
+            extra_cflags=["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=fast"], extra_ldflags=["-fopenmp"], verbose=False)
     except Exception as exc:  # noqa: BLE001 - compiler missing, build errors, unsupported platform
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         warnings.warn(f"model.compile: cpp: the C++ descriptor kernels could not be built ({type(exc).__name__}: "
@@ -100,7 +100,8 @@ def features(descriptor, vectors: torch.Tensor, centre: torch.Tensor, neighbour:
     offsets[1:] = torch.cumsum(torch.bincount(centre, minlength=n_atoms), 0)
     radial, dens = CppFeatures.apply(vectors.contiguous(), offsets, species.index_select(0, neighbour), d)
     mixing = d.angular_mixing if parameter_gradients else d.angular_mixing.detach()
-    blocks = mixing.view(n_a, S, n_a)                                          # [n, z, c]
-    density = torch.einsum("iznl,nzc->icl", dens, blocks)                      # (N, n_a, n_lm)
-    angular = (density * density) @ d.harmonics.sum_over_m.to(density.dtype)
+    # W[z]ᵀ side by side: (n_a, S·n_a), column (z, n); density[i, c, lm] = Σ_{z,n} W[z]_{n,c} D[i, z, n, lm]
+    side_by_side = mixing.view(n_a, S, n_a).permute(2, 1, 0).reshape(n_a, S * n_a)
+    density = torch.matmul(side_by_side, dens.view(n_atoms, S * n_a, -1))       # (N, n_a, n_lm)
+    angular = (density * density) @ d.harmonics.sum_over_m.to(density.dtype)    # (N, n_a, l_max+1)
     return radial.reshape(n_atoms, -1), angular.reshape(n_atoms, -1)

@@ -2,7 +2,8 @@
 //
 // forward:  one pass over the centre-sorted edges of a batch: radial features resolved by
 //           neighbour element, radial[i, z_j, n] = sum_j g_n(r_ij), and the unmixed angular
-//           densities dens[i, z_j, n, lm] = sum_j g^a_n(r_ij) Y_lm(r_ij / r_ij).
+//           densities dens[i, z_j, n, lm] = sum_j g^a_n(r_ij) Y_lm(r_ij / r_ij) (lm innermost:
+//           the per-edge loops run over 25 contiguous columns; measured faster than n innermost).
 // backward: dL/d r_ij (E, 3) from dL/d radial and dL/d dens, recomputing g, dg/dr, Y and dY/du
 //           per edge, so nothing per edge is stored between the two.
 // Basis: g_n = (1 + T_n(w)) h with w = 2u^2 - 1, u = 1 - r/r_c, h = f_c/2 (Eq. 8), by the
@@ -56,41 +57,67 @@ struct Harmonics {
   float dy[3][MAX_LM];  // dY/du (u the unit vector taken as free)
 };
 
-// zc: (L+1, n_lm) coefficients of the z polynomials; xy_m: (n_lm) signed m of each column
-inline void harmonics(float x, float y, float z, int l_max, int n_lm, const float* zc, const int* xy_m,
-                      bool derivatives, Harmonics& out) {
+// Per-call constants of the harmonics: zc (L+1, n_lm) coefficients of the z polynomials, their
+// derivatives dzc[k] = (k+1) zc[k+1], and the index m + L of each column's xy factor.
+struct HarmonicsTable {
+  int l_max, n_lm;
+  std::vector<float> zc, dzc;
+  std::vector<int> xy_index;
+  HarmonicsTable(int l_max_, const float* zc_, const int* xy_m) : l_max(l_max_), n_lm((l_max_ + 1) * (l_max_ + 1)) {
+    zc.assign(zc_, zc_ + (l_max + 1) * n_lm);
+    dzc.assign((l_max + 1) * n_lm, 0.0f);
+    for (int k = 0; k < l_max; ++k)
+      for (int c = 0; c < n_lm; ++c) dzc[k * n_lm + c] = (k + 1) * zc[(k + 1) * n_lm + c];
+    for (int c = 0; c < n_lm; ++c) xy_index.push_back(xy_m[c] + l_max);
+  }
+};
+
+// Y (and dY/du) of the unit vector (x, y, z); loops over the n_lm columns are vectorizable
+inline void harmonics(float x, float y, float z, const HarmonicsTable& t, bool derivatives, Harmonics& out) {
+  const int L = t.l_max, n_lm = t.n_lm;
   float re[MAX_L + 1], im[MAX_L + 1], zp[MAX_L + 1];
   re[0] = 1.0f;
   im[0] = 0.0f;
   zp[0] = 1.0f;
-  for (int k = 1; k <= l_max; ++k) {
+  for (int k = 1; k <= L; ++k) {
     re[k] = re[k - 1] * x - im[k - 1] * y;
     im[k] = re[k - 1] * y + im[k - 1] * x;
     zp[k] = zp[k - 1] * z;
   }
-  for (int c = 0; c < n_lm; ++c) {
-    float poly = 0.0f, dpoly = 0.0f;
-    for (int k = 0; k <= l_max; ++k) {
-      float coef = zc[k * n_lm + c];
-      poly += coef * zp[k];
-      if (k > 0) dpoly += coef * k * zp[k - 1];
+  // xy factor of each m = -L..L (index m + L): Im P_|m| for m < 0, 1, Re P_m for m > 0; and its
+  // x, y derivatives from dP_m/dx = m P_{m-1}, dP_m/dy = i m P_{m-1}
+  float xyv[2 * MAX_L + 1], dxv[2 * MAX_L + 1], dyv[2 * MAX_L + 1];
+  xyv[L] = 1.0f;
+  dxv[L] = dyv[L] = 0.0f;
+  for (int a = 1; a <= L; ++a) {
+    xyv[L + a] = re[a];
+    dxv[L + a] = a * re[a - 1];
+    dyv[L + a] = -a * im[a - 1];
+    xyv[L - a] = im[a];
+    dxv[L - a] = a * im[a - 1];
+    dyv[L - a] = a * re[a - 1];
+  }
+  float poly[MAX_LM], dpoly[MAX_LM];
+  for (int c = 0; c < n_lm; ++c) poly[c] = dpoly[c] = 0.0f;
+  for (int k = 0; k <= L; ++k) {
+    const float* row = t.zc.data() + k * n_lm;
+    const float* drow = t.dzc.data() + k * n_lm;
+    float p = zp[k];
+#pragma omp simd
+    for (int c = 0; c < n_lm; ++c) {
+      poly[c] += row[c] * p;
+      dpoly[c] += drow[c] * p;
     }
-    int m = xy_m[c];
-    int a = m < 0 ? -m : m;
-    float xyv = m > 0 ? re[a] : (m < 0 ? im[a] : 1.0f);
-    out.y[c] = poly * xyv;
-    if (derivatives) {
-      float dx = 0.0f, dy = 0.0f;
-      if (m > 0) {
-        dx = a * re[a - 1];
-        dy = -a * im[a - 1];
-      } else if (m < 0) {
-        dx = a * im[a - 1];
-        dy = a * re[a - 1];
-      }
-      out.dy[0][c] = poly * dx;
-      out.dy[1][c] = poly * dy;
-      out.dy[2][c] = dpoly * xyv;
+  }
+  const int* xi = t.xy_index.data();
+#pragma omp simd
+  for (int c = 0; c < n_lm; ++c) out.y[c] = poly[c] * xyv[xi[c]];
+  if (derivatives) {
+#pragma omp simd
+    for (int c = 0; c < n_lm; ++c) {
+      out.dy[0][c] = poly[c] * dxv[xi[c]];
+      out.dy[1][c] = poly[c] * dyv[xi[c]];
+      out.dy[2][c] = dpoly[c] * xyv[xi[c]];
     }
   }
 }
@@ -126,6 +153,7 @@ std::vector<torch::Tensor> forward(torch::Tensor vectors, torch::Tensor offsets,
   float* rad = radial.data_ptr<float>();
   float* den = dens.data_ptr<float>();
   const float rc = r_cut, rca = r_cut_a;
+  const HarmonicsTable table(l_max, zcp, xym);
 #pragma omp parallel for schedule(dynamic, 8)
   for (int64_t i = 0; i < n_atoms; ++i) {
     Basis b;
@@ -141,7 +169,7 @@ std::vector<torch::Tensor> forward(torch::Tensor vectors, torch::Tensor offsets,
       }
       if (r < rca && r > 0.0f) {
         basis(r, rca, n_a, b);
-        harmonics(x / r, y / r, w / r, l_max, n_lm, zcp, xym, false, h);
+        harmonics(x / r, y / r, w / r, table, false, h);
         float* out = den + (i * n_elements + zj) * n_a * n_lm;
         for (int n = 0; n < n_a; ++n) {
           float gn = b.g[n];
@@ -175,6 +203,7 @@ torch::Tensor backward(torch::Tensor grad_radial, torch::Tensor grad_dens, torch
   const float* gd = grad_dens.data_ptr<float>();
   float* out = grad.data_ptr<float>();
   const float rc = r_cut, rca = r_cut_a;
+  const HarmonicsTable table(l_max, zcp, xym);
 #pragma omp parallel for schedule(dynamic, 8)
   for (int64_t i = 0; i < n_atoms; ++i) {
     Basis b;
@@ -195,7 +224,7 @@ torch::Tensor backward(torch::Tensor grad_radial, torch::Tensor grad_dens, torch
       }
       if (r < rca) {
         basis(r, rca, n_a, b);
-        harmonics(ux, uy, uz, l_max, n_lm, zcp, xym, true, h);
+        harmonics(ux, uy, uz, table, true, h);
         const float* block = gd + (i * n_elements + zj) * n_a * n_lm;
         for (int c = 0; c < n_lm; ++c) dl_dy[c] = 0.0f;
         for (int n = 0; n < n_a; ++n) {
