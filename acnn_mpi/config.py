@@ -84,10 +84,18 @@ class ModelSettings(_Section):
     attention_heads: int = Field(4, ge=1)
     dtype: Literal["float32", "float64"] = "float32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    compile: bool = Field(False, description="torch.compile (inductor) the descriptor's fused "
-                          "kernels in CSP relaxations: ~7-17 % faster per core (docs/"
-                          "performance_model.md), ~10-20 s to compile per rank, needs a C++ compiler "
-                          "on CPU (without one: a warning, uncompiled)")
+    compile: Literal["off", "cpp", "inductor"] = Field(
+        "off", description="compiled descriptor kernels for CSP relaxations (docs/performance_model.md): "
+        "'cpp' the C++ per-edge kernels (~2x per core; built once per machine, ~1-2 min, cached), "
+        "'inductor' torch.compile (~1.1x; ~10-20 s per rank); both need a C++ compiler, and "
+        "without one a warning and the uncompiled model; true means 'cpp', false 'off'")
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_flag(cls, value):
+        if isinstance(value, bool):
+            return "cpp" if value else "off"
+        return value
 
     @field_validator("embedding", "fitting")
     @classmethod

@@ -433,34 +433,35 @@ def _mix(values: torch.Tensor, mixing: torch.Tensor, pick: torch.Tensor, transpo
 
 
 def _harmonics_forward(unit, z_coeff, select, l_max: int, pointwise: bool = False):
-    """Y (E, n_lm) = (z powers @ z_coeff) · (xy @ select) of unit (E, 3), and what the backward
-    needs: z powers (E, L+1), P = (x + iy)^m (E, L) complex (m = 1..L), z part and xy part
-    (E, n_lm). The powers are two cumulative products, not a recurrence of 4L column operations."""
+    """Y (E, n_lm) = (z powers @ z_coeff) · (xy @ select) of unit (E, 3), and what the backward needs."""
     x, y, z = unit.unbind(1)
-    n_edges, L = unit.shape[0], l_max
-    ones = torch.ones(n_edges, 1, dtype=unit.dtype, device=unit.device)
-    powers = torch.cat([ones, z[:, None].expand(n_edges, L).cumprod(1)], dim=1)
-    xy_powers = torch.complex(x, y)[:, None].expand(n_edges, L).cumprod(1)
-    parts = torch.view_as_real(xy_powers)                                      # (E, L, 2)
+    powers = [torch.ones_like(z)]
+    re, im = [torch.ones_like(x)], [torch.zeros_like(x)]
+    for _ in range(l_max):
+        powers.append(powers[-1] * z)
+        re.append(re[-1] * x - im[-1] * y)
+        im.append(re[-2] * y + im[-1] * x)
+    powers, re, im = torch.stack(powers, 1), torch.stack(re, 1), torch.stack(im, 1)
     z_part = _matmul(powers, z_coeff, pointwise)
-    xy = _matmul(torch.cat([parts[:, :, 1].flip(1), ones, parts[:, :, 0]], dim=1), select, pointwise)
-    return z_part * xy, powers, xy_powers, z_part, xy
+    xy = _matmul(torch.cat([im[:, 1:].flip(1), re], dim=1), select, pointwise)
+    return z_part * xy, powers, re, im, z_part, xy
 
 
-def _harmonics_backward(grad_y, z_coeff, select, l_max: int, powers, xy_powers, z_part, xy,
+def _harmonics_backward(grad_y, z_coeff, select, l_max: int, powers, re, im, z_part, xy,
                         pointwise: bool = False):
     """dL/d unit (E, 3) from dL/dY (E, n_lm), the unit vector taken as free. With
-    P_m = (x + iy)^m: ∂P_m/∂x = m P_{m−1} and ∂P_m/∂y = i m P_{m−1}, so for real L(Re P, Im P)
-    dL/dx + i dL/dy = Σ_m m (∂L/∂Re P_m + i ∂L/∂Im P_m) · conj(P_{m−1})."""
+    P + iQ = (x + iy)^m: ∂P_m/∂x = m P_{m−1}, ∂Q_m/∂x = m Q_{m−1}, ∂P_m/∂y = −m Q_{m−1},
+    ∂Q_m/∂y = m P_{m−1}."""
     L = l_max
-    m = torch.arange(1, L + 1, dtype=grad_y.dtype, device=grad_y.device)
     d_zpart = _matmul(grad_y * xy, z_coeff.T, pointwise)                      # (E, L+1)
     d_xy = _matmul(grad_y * z_part, select.T, pointwise)                       # (E, 2L+1)
-    dz = (d_zpart[:, 1:] * powers[:, :L]) @ m
-    d_p = torch.complex(d_xy[:, L + 1:], d_xy[:, :L].flip(1))                   # m = 1..L
-    previous = torch.cat([torch.ones_like(xy_powers[:, :1]), xy_powers[:, :L - 1]], dim=1).conj()
-    dxy = torch.view_as_real(d_p * previous).transpose(1, 2) @ m               # (E, 2): dx, dy
-    return torch.cat([dxy, dz[:, None]], dim=1)
+    m = torch.arange(1, L + 1, dtype=grad_y.dtype, device=grad_y.device)
+    dz = (d_zpart[:, 1:] * powers[:, :L] * m).sum(1)
+    d_re, d_im = d_xy[:, L + 1:], d_xy[:, :L].flip(1)                           # m = 1..L
+    re_prev, im_prev = re[:, :L], im[:, :L]
+    dx = ((d_re * re_prev + d_im * im_prev) * m).sum(1)
+    dy = ((d_im * re_prev - d_re * im_prev) * m).sum(1)
+    return torch.stack([dx, dy, dz], dim=1)
 
 
 def _fused_forward(vectors, vectors_a, mixing, element, pick, z_coeff, select, sum_over_m,
@@ -477,12 +478,12 @@ def _fused_forward(vectors, vectors_a, mixing, element, pick, z_coeff, select, s
     g_a, dg_a = _basis_forward(r_a, r_cut_a, n_angular)
     mixed = _mix(g_a, mixing, pick, False, pointwise).view(n_atoms, width_a, n_angular)
     unit = vectors_a.view(-1, 3) / r_a[:, None]
-    y, powers, xy_powers, z_part, xy = _harmonics_forward(unit, z_coeff, select, l_max, pointwise)
+    y, powers, re, im, z_part, xy = _harmonics_forward(unit, z_coeff, select, l_max, pointwise)
     y = y.view(n_atoms, width_a, -1)
     density = torch.bmm(mixed.transpose(1, 2), y)                              # (N, n_a, n_lm)
     angular = (density * density) @ sum_over_m
-    saved = (r, dg.view(n_atoms, width, -1), r_a, dg_a, g_a, mixed, unit, y, powers, xy_powers, z_part,
-             xy, density)
+    saved = (r, dg.view(n_atoms, width, -1), r_a, dg_a, g_a, mixed, unit, y, powers, re, im,
+             z_part, xy, density)
     return radial, angular, saved
 
 
@@ -491,7 +492,7 @@ def _fused_backward(grad_radial, grad_angular, vectors, mixing, element, pick, z
                     pointwise: bool = False):
     """dL/d(radial table) (N, M, 3), dL/d(angular table) (N, M_a, 3) and dL/d mixing (or None)
     from dL/dΦ⁽¹⁾ (N, S, n_r) and dL/dΦ⁽²⁾ (N, n_a, l_max+1)."""
-    r, dg, r_a, dg_a, g_a, mixed, unit, y, powers, xy_powers, z_part, xy, density = saved
+    r, dg, r_a, dg_a, g_a, mixed, unit, y, powers, re, im, z_part, xy, density = saved
     n_atoms, width, S = element.shape
     width_a, n_a = mixed.shape[1], mixed.shape[2]
     # dL/dr_ij = Σ_n dg_n(r_ij) dL/dΦ⁽¹⁾_{i,Z_j,n}: (N, M, n_r) @ (N, n_r, S), then the Z_j column
@@ -503,7 +504,7 @@ def _fused_backward(grad_radial, grad_angular, vectors, mixing, element, pick, z
     # back through g̃ = g W[Z_j]: dL/dg = dL/dg̃ W[Z_j]ᵀ
     grad_g_a = _mix(grad_mixed, mixing, pick, True, pointwise)
     grad_r_a = _row_dot(grad_g_a, dg_a)
-    grad_unit = _harmonics_backward(grad_y, z_coeff, select, l_max, powers, xy_powers, z_part, xy, pointwise)
+    grad_unit = _harmonics_backward(grad_y, z_coeff, select, l_max, powers, re, im, z_part, xy, pointwise)
     # v = r·unit: dL/dv = (dL/du − (dL/du·u) u)/r + dL/dr u
     radial_part = grad_r_a - (grad_unit * unit).sum(1) / r_a
     grad_v_a = (grad_unit / r_a[:, None] + radial_part[:, None] * unit).view(n_atoms, width_a, 3)
@@ -538,23 +539,28 @@ def compile_fused_kernels(enabled: bool = True) -> None:
         _KERNELS.update(forward=_fused_forward, backward=_fused_backward, pointwise=False)
 
 
-def configure_kernels(compile_kernels: bool) -> bool:
-    """Apply the ``model.compile`` setting of a campaign: torch.compile the fused kernels or not.
-    Returns whether they will be compiled: False (with one warning) when asked for but no C++
-    compiler is found, which inductor needs on CPU."""
-    if not compile_kernels:
-        compile_fused_kernels(False)
-        return False
+def configure_kernels(mode: str) -> str:
+    """Apply the ``model.compile`` setting ('off', 'cpp' or 'inductor'): the C++ per-edge kernels
+    (:mod:`acnn_mpi.model.kernels`), torch.compile of the fused kernels, or neither. Returns the
+    mode in effect: 'off' (with one warning) when a compiled mode was asked for and no C++
+    compiler is found or the build fails."""
+    if mode not in ("off", "cpp", "inductor"):
+        raise ValueError(f"model.compile must be 'off', 'cpp' or 'inductor', got {mode!r}")
+    kernels.use_cpp_kernels(False)
+    compile_fused_kernels(False)
+    if mode == "off":
+        return "off"
     import shutil
 
     compiler = os.environ.get("CXX") or next((c for c in ("g++", "c++", "clang++") if shutil.which(c)), None)
     if compiler is None:
-        warnings.warn("model.compile: no C++ compiler (g++, c++, clang++ or $CXX) found, which torch.compile "
-                      "needs on CPU; the model runs uncompiled (set model.compile: false to silence this)")
-        compile_fused_kernels(False)
-        return False
+        warnings.warn(f"model.compile: {mode}: no C++ compiler (g++, c++, clang++ or $CXX) found; the model "
+                      "runs uncompiled (set model.compile: off to silence this)")
+        return "off"
+    if mode == "cpp":
+        return "cpp" if kernels.use_cpp_kernels(True) else "off"
     compile_fused_kernels(True)
-    return True
+    return "inductor"
 
 
 def _run_kernel(name: str, *args):

@@ -25,6 +25,23 @@ _SOURCE = Path(__file__).with_name("csrc") / "acnn_descriptor.cpp"
 _STATE: dict = {"module": None, "tried": False}
 
 
+def _build_name() -> str:
+    """Extension name, unique per source and CPU instruction set: the build uses -march=native,
+    and torch caches builds by name (in ~/.cache/torch_extensions, often shared by a cluster's
+    nodes), so a node with other CPU flags must not load another node's build."""
+    import hashlib
+    import platform
+
+    flags = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags += next((line for line in handle if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        pass
+    digest = hashlib.sha1(flags.encode() + _SOURCE.read_bytes()).hexdigest()[:12]
+    return f"acnn_descriptor_kernels_{digest}"
+
+
 def load():
     """The compiled extension module, or None (with one warning) where it cannot be built."""
     if _STATE["tried"]:
@@ -35,7 +52,7 @@ def load():
 
         source = _SOURCE.read_text()
         _STATE["module"] = load_inline(
-            name="acnn_descriptor_kernels_v4", cpp_sources=[source], functions=["forward", "backward"],
+            name=_build_name(), cpp_sources=[source], functions=["forward", "backward"],
             extra_cflags=["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=fast"], extra_ldflags=["-fopenmp"], verbose=False)
     except Exception as exc:  # noqa: BLE001 - compiler missing, build errors, unsupported platform
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
