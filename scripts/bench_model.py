@@ -187,13 +187,16 @@ def levers(repeats, rng, batch_sizes):
             rate = n_atoms / cpu
             reference.setdefault(size, rate)
             print(f"{name:48s} {size:5d} {n_atoms:6d} {rate:9.0f} {rate / reference[size]:6.2f}x", flush=True)
+    for mode in ("off", "cpp"):
+        if descriptor.configure_kernels(mode) == mode:
+            bound(model, Batch.from_atoms(structures[:16], dtype=model.dtype), repeats, mode)
     descriptor.configure_kernels("off")
-    bound(model, Batch.from_atoms(structures[:16], dtype=model.dtype), repeats)
 
 
-def bound(model, batch, repeats):
-    """What the time is made of (fused eager path, allocator tuned): one evaluate against its
-    parts and against one elementwise pass over the padded radial table (N·M, n_r)."""
+def bound(model, batch, repeats, mode):
+    """What the time is made of (allocator tuned; ``mode``: the model.compile mode in effect): one
+    evaluate against its parts and against one elementwise pass over the padded radial table
+    (N·M, n_r)."""
     from acnn_mpi.model import descriptor
 
     edges = neighbor_list(batch, model.cutoff)
@@ -212,7 +215,7 @@ def bound(model, batch, repeats):
     def descriptor_only():
         v = vectors.detach().requires_grad_(True)
         with descriptor.first_derivatives_only(True, parameter_gradients=False):
-            out = model.descriptor(v, edges.index, species)
+            out = model.descriptor(v, edges.index, species, neighbour_table=False)
         torch.autograd.grad(out.radial.sum() + out.angular.sum(), v)
 
     width = features.neighbour.shape[1]
@@ -224,7 +227,7 @@ def bound(model, batch, repeats):
     t_mlp = timed(mlps, reps)[1]
     t_pass = timed(lambda: torch.mul(a, b, out=out), 20)[1]
     gbs = 3 * a.numel() * 4 / t_pass / 1e9
-    print(f"\nwhere the time goes (batch {batch.n_systems}, {n_atoms} atoms, radial table {n_atoms} x {width} "
+    print(f"\nwhere the time goes (kernels: {mode}; batch {batch.n_systems}, {n_atoms} atoms, radial table {n_atoms} x {width} "
           f"x {model.descriptor.n_radial}):\n"
           f"  evaluate {1e3 * t_all:.1f} ms = descriptor forward+backward {1e3 * t_desc:.1f} ms "
           f"({100 * t_desc / t_all:.0f} %) + MLPs forward+backward {1e3 * t_mlp:.1f} ms "

@@ -225,24 +225,27 @@ class ACNNDescriptor(torch.nn.Module):
 
         ``neighbour_table=False`` (no attention): the output carries no neighbour table, and atoms
         are processed in buckets of similar neighbour counts, each padded to its own width
-        (:meth:`_buckets`), so that a few dense structures do not pad the whole batch.
+        (:meth:`_buckets`), so that a few dense structures do not pad the whole batch; or, with
+        the C++ kernels switched on (``model.compile: cpp``, float32 on CPU, first derivatives
+        only), by :func:`acnn_mpi.model.kernels.features` straight from the edges.
         """
         n_atoms = species.shape[0]
         centre, neighbour = index[0], index[1]
         if centre.numel() > 1 and not bool((centre[1:] >= centre[:-1]).all()):
             order = torch.argsort(centre, stable=True)
             vectors, centre, neighbour = vectors.index_select(0, order), centre[order], neighbour[order]
+        fused, parameter_gradients = _fused_state()
+        if not neighbour_table and fused and kernels.available_for(vectors):
+            # C++ per-edge kernels: no tables, no buckets (kernels.py)
+            radial, angular = kernels.features(self, vectors, centre, neighbour, species, parameter_gradients)
+            return DescriptorOutput(radial=radial, angular=angular, neighbour=None, vectors=None,
+                                    r_cut=self.r_cut_radial)
         r_plain = torch.linalg.vector_norm(vectors.detach(), dim=1)
         edges = (vectors, centre, neighbour, r_plain)
         if neighbour_table:
             radial, angular, table = self._bucket_features(edges, species, None)
             return DescriptorOutput(radial=radial, angular=angular, neighbour=table.neighbour,
                                     vectors=table.vectors, r_cut=self.r_cut_radial)
-        fused, parameter_gradients = _fused_state()
-        if fused and kernels.available_for(vectors):
-            radial, angular = kernels.features(self, vectors, centre, neighbour, species, parameter_gradients)
-            return DescriptorOutput(radial=radial, angular=angular, neighbour=None, vectors=None,
-                                    r_cut=self.r_cut_radial)
         counts = torch.bincount(centre[r_plain < self.r_cut_radial], minlength=n_atoms)
         buckets = self._buckets(counts)
         if len(buckets) == 1:
