@@ -127,6 +127,27 @@ void check(const torch::Tensor& t, torch::ScalarType type, const char* name) {
               " must be a contiguous CPU tensor of the kernel's type");
 }
 
+// The inputs both passes share, checked: edge vectors, CSR offsets, neighbour elements, harmonics.
+struct EdgeInputs {
+  const float* v;
+  const int64_t* off;
+  const int64_t* z;
+  int64_t n_atoms;
+  HarmonicsTable table;
+};
+
+EdgeInputs edge_inputs(const torch::Tensor& vectors, const torch::Tensor& offsets, const torch::Tensor& species,
+                       int64_t n_r, int64_t n_a, int64_t l_max, const torch::Tensor& zc, const torch::Tensor& xy_m) {
+  check(vectors, torch::kFloat32, "vectors");
+  check(offsets, torch::kInt64, "offsets");
+  check(species, torch::kInt64, "neighbour species");
+  check(zc, torch::kFloat32, "zc");
+  check(xy_m, torch::kInt32, "xy_m");
+  TORCH_CHECK(n_r <= MAX_BASIS && n_a <= MAX_BASIS && l_max <= MAX_L, "basis too large for the kernel");
+  return EdgeInputs{vectors.data_ptr<float>(), offsets.data_ptr<int64_t>(), species.data_ptr<int64_t>(),
+                    offsets.size(0) - 1, HarmonicsTable(l_max, zc.data_ptr<float>(), xy_m.data_ptr<int>())};
+}
+
 }  // namespace
 
 // vectors (E, 3) float32; offsets (N+1) int64 (edges of atom i: offsets[i]..offsets[i+1]);
@@ -135,25 +156,16 @@ void check(const torch::Tensor& t, torch::ScalarType type, const char* name) {
 std::vector<torch::Tensor> forward(torch::Tensor vectors, torch::Tensor offsets, torch::Tensor species,
                                    int64_t n_elements, double r_cut, double r_cut_a, int64_t n_r,
                                    int64_t n_a, int64_t l_max, torch::Tensor zc, torch::Tensor xy_m) {
-  check(vectors, torch::kFloat32, "vectors");
-  check(offsets, torch::kInt64, "offsets");
-  check(species, torch::kInt64, "neighbour species");
-  check(zc, torch::kFloat32, "zc");
-  check(xy_m, torch::kInt32, "xy_m");
-  TORCH_CHECK(n_r <= MAX_BASIS && n_a <= MAX_BASIS && l_max <= MAX_L, "basis too large for the kernel");
-  const int64_t n_atoms = offsets.size(0) - 1;
+  const EdgeInputs in = edge_inputs(vectors, offsets, species, n_r, n_a, l_max, zc, xy_m);
+  const int64_t n_atoms = in.n_atoms;
   const int n_lm = (l_max + 1) * (l_max + 1);
   auto radial = torch::zeros({n_atoms, n_elements, n_r}, vectors.options());
   auto dens = torch::zeros({n_atoms, n_elements, n_a, n_lm}, vectors.options());
-  const float* v = vectors.data_ptr<float>();
-  const int64_t* off = offsets.data_ptr<int64_t>();
-  const int64_t* z = species.data_ptr<int64_t>();
-  const float* zcp = zc.data_ptr<float>();
-  const int* xym = xy_m.data_ptr<int>();
+  const float *v = in.v, rc = r_cut, rca = r_cut_a;
+  const int64_t *off = in.off, *z = in.z;
+  const HarmonicsTable& table = in.table;
   float* rad = radial.data_ptr<float>();
   float* den = dens.data_ptr<float>();
-  const float rc = r_cut, rca = r_cut_a;
-  const HarmonicsTable table(l_max, zcp, xym);
 #pragma omp parallel for schedule(dynamic, 8)
   for (int64_t i = 0; i < n_atoms; ++i) {
     Basis b;
@@ -189,21 +201,16 @@ torch::Tensor backward(torch::Tensor grad_radial, torch::Tensor grad_dens, torch
                        int64_t n_r, int64_t n_a, int64_t l_max, torch::Tensor zc, torch::Tensor xy_m) {
   check(grad_radial, torch::kFloat32, "grad_radial");
   check(grad_dens, torch::kFloat32, "grad_dens");
-  check(vectors, torch::kFloat32, "vectors");
-  const int64_t n_atoms = offsets.size(0) - 1;
-  const int64_t n_elements = grad_radial.size(1);
+  const EdgeInputs in = edge_inputs(vectors, offsets, species, n_r, n_a, l_max, zc, xy_m);
+  const int64_t n_atoms = in.n_atoms, n_elements = grad_radial.size(1);
   const int n_lm = (l_max + 1) * (l_max + 1);
   auto grad = torch::zeros_like(vectors);
-  const float* v = vectors.data_ptr<float>();
-  const int64_t* off = offsets.data_ptr<int64_t>();
-  const int64_t* z = species.data_ptr<int64_t>();
-  const float* zcp = zc.data_ptr<float>();
-  const int* xym = xy_m.data_ptr<int>();
+  const float *v = in.v, rc = r_cut, rca = r_cut_a;
+  const int64_t *off = in.off, *z = in.z;
+  const HarmonicsTable& table = in.table;
   const float* gr = grad_radial.data_ptr<float>();
   const float* gd = grad_dens.data_ptr<float>();
   float* out = grad.data_ptr<float>();
-  const float rc = r_cut, rca = r_cut_a;
-  const HarmonicsTable table(l_max, zcp, xym);
 #pragma omp parallel for schedule(dynamic, 8)
   for (int64_t i = 0; i < n_atoms; ++i) {
     Basis b;
