@@ -15,7 +15,6 @@ Where the build fails, :func:`load` warns once and returns None, and the torch p
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -53,7 +52,8 @@ def load():
         source = _SOURCE.read_text()
         _STATE["module"] = load_inline(
             name=_build_name(), cpp_sources=[source], functions=["forward", "backward"],
-            extra_cflags=["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=fast"], extra_ldflags=["-fopenmp"], verbose=False)
+            extra_cflags=["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=fast"],
+            extra_ldflags=["-fopenmp"], verbose=False)
     except Exception as exc:  # noqa: BLE001 - compiler missing, build errors, unsupported platform
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         warnings.warn(f"model.compile: cpp: the C++ descriptor kernels could not be built ({type(exc).__name__}: "
