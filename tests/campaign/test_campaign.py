@@ -29,8 +29,8 @@ def final_hull(directory):
             for key, entries in hull.items()}
 
 
-def start_campaign(directory):
-    command = [str(MPIEXEC), "-n", "2", sys.executable, "-m", "acnn_mpi", "run", str(TINY),
+def start_campaign(directory, config=TINY):
+    command = [str(MPIEXEC), "-n", "2", sys.executable, "-m", "acnn_mpi", "run", str(config),
                "--output-dir", str(directory)]
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
