@@ -59,8 +59,11 @@ def resume_problems(directory) -> list[str]:
         problem = _model_problem(paths.model(k - 1))
         if problem:
             problems.append(problem)
-    if state.stage in ("csp", "process") and not state.converged and paths.relax_dir(k).is_dir():
-        problems += _shard_problems(paths.relax_dir(k), redone=state.stage == "csp")
+    if state.stage in ("csp", "process") and not state.converged:
+        from ..campaign.catalog import relax_dirs
+
+        for relax_dir in relax_dirs(paths, k):  # iter_K/relax, or its P<p>/ folders (several pressures)
+            problems += _shard_problems(relax_dir, redone=state.stage == "csp")
     return problems
 
 
