@@ -177,19 +177,35 @@ def test_report_has_a_hull_per_pressure_and_the_pressure_plot(campaign, tmp_path
     assert "| 1 | 10 | 16 |" in text   # the CSP per pressure table
 
 
+def kill_when(path: Path, process, timeout=300) -> None:
+    """kill -9 the whole job as soon as ``path`` exists."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, f"the campaign ended before {path} was written"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
 def test_kill_between_pressures_resumes_to_the_same_result(campaign, tmp_path):
     """kill -9 once the second pressure's CSP relaxations have begun, then rerun the command."""
     config, reference = campaign
-    process = start_campaign(tmp_path, config=config)
-    second = tmp_path / "iter_001" / "relax" / f"P{PRESSURES[1]:g}" / "shards"
-    deadline = time.monotonic() + 300
-    while not second.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert process.poll() is None, "the campaign ended before the second pressure's relaxations"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
+    kill_when(tmp_path / "iter_001" / "relax" / f"P{PRESSURES[1]:g}" / "shards",
+              start_campaign(tmp_path, config=config))
     state = json.loads((tmp_path / "state.json").read_text())
     assert (state["iteration"], state["stage"]) == (1, "csp")
     run(config, tmp_path)
     assert hulls(tmp_path) == hulls(reference)
     assert (tmp_path / "final" / "enthalpy_vs_pressure.png").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("marker", [
+    "iter_001/P10/selection.json",     # Process: the second pressure's selection written
+    "final/P10/relaxed.h5",            # Final: the second pressure's labeller relaxations begun
+])
+def test_kill_in_other_stages_between_pressures(campaign, tmp_path, marker):
+    config, reference = campaign
+    kill_when(tmp_path / marker, start_campaign(tmp_path, config=config))
+    run(config, tmp_path)
+    assert hulls(tmp_path) == hulls(reference)
