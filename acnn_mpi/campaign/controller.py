@@ -7,6 +7,10 @@ those labels (the learning curve), refines model k on all labels, and updates th
 The loop stops when the hull has not changed for ``converge_iterations`` iterations or at
 ``max_iterations``; then the top-K near-hull structures are relaxed with the labeller.
 
+A campaign over several pressures (``pressure: [p1, p2, ...]``) does the CSP, processing, hull,
+convergence and final steps once per pressure (:attr:`Controller.views`, campaign/pressures.py)
+with one label store and one model; it has converged when every pressure's hull has.
+
 Each box of Fig. 2 is a stage object (campaign/stages.py: plan on the root, work on every rank,
 commit on the root) and :meth:`Controller.run_stage` is the one place that runs them. The root
 decides and saves the state after each stage; every rank reads it from the root. A stage is either
