@@ -444,6 +444,14 @@ class CampaignConfig(_Section):
         except UserError as error:
             raise ValueError(str(error)) from None
 
+    @field_validator("pressure", mode="before")
+    @classmethod
+    def _pressure_form(cls, value):
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+            raise ValueError("give a number (GPa) or a list of numbers such as [100, 200, 300]")
+        return value
+
     @field_validator("pressure")
     @classmethod
     def _pressures(cls, value):

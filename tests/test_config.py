@@ -62,6 +62,7 @@ def test_paper_matrices_and_schedule():
     ({"elements": ["Cu"], "labeller": {"kind": "ase", "calculater": "x"}}, "labeller.calculater: unknown key"),
     ({"elements": ["Mg", "O"], "compositions": {"charge_neutral": True}}, "oxidation_states is empty"),
     ({"elements": ["Cu"], "pressure": []}, "pressure = []: an empty list"),
+    ({"elements": ["Cu"], "pressure": [100, "high"]}, "give a number (GPa) or a list of numbers"),
     ({"elements": ["Cu"], "pressure": [100, 100.0]}, "lists a pressure twice"),
     ({"elements": ["Cu"], "pressure": list(range(11))}, "11 pressures: a campaign searches at most 10"),
 ])
