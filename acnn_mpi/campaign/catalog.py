@@ -173,7 +173,8 @@ def campaign_records(directory, elements: Sequence[str], pressure: float | Seque
         for atoms, fields in sources[kind]():
             fields["enthalpy_per_atom"] = fields["enthalpy"] / len(atoms)
             if symprec is not None:
-                key = (kind, fields["structure_id"], fields["iteration"], fields.get("source"))
+                key = (kind, fields["structure_id"], fields["iteration"], fields.get("source"),
+                       None if kind == "label" else fields["pressure_gpa"])   # final: one cell per P
                 if last[0] != key:
                     last = (key, space_group(atoms, symprec))
                 fields["space_group"], fields["space_group_number"] = last[1]
