@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
 
 import h5py
 import numpy as np
@@ -180,6 +181,21 @@ def test_label_store_shard_and_structure_file_are_one_layout(tmp_path):
         ["atoms", "frames"], {"layout": "acnn_mpi frames", "version": 2}, {"n_frames", "column_groups"}, set())
 
 
+@contextmanager
+def log_lines(caplog, name):
+    """INFO records of logger ``name`` into ``caplog`` (the CLI tests may have stopped the
+    package's loggers from propagating)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(caplog.handler)
+        logger.setLevel(level)
+
+
 def make_version_1_store(path, frames):
     """A label store as version 1 wrote it: the same groups and columns, older attributes."""
     with FrameStore(path, "w") as store:
@@ -197,7 +213,7 @@ def test_a_version_1_label_store_is_read_and_upgraded_in_place_on_append(tmp_pat
         assert_same_frames(store.read(), frames[:4])
     with h5py.File(path, "r") as f:
         assert f.attrs["version"] == 1  # a reader changes nothing
-    with caplog.at_level(logging.INFO), FrameStore(path, "a") as store:
+    with log_lines(caplog, "acnn_mpi.data.h5frames"), FrameStore(path, "a") as store:
         store.append(frames[4:])
     assert "frame layout version 1 -> 2" in caplog.text
     with h5py.File(path, "r") as f:
@@ -240,7 +256,7 @@ def test_a_previous_version_shard_is_read_and_rewritten_by_a_resumed_rank(tmp_pa
     np.testing.assert_array_equal(old.atoms(2).positions, rows[2].atoms.positions)
     np.testing.assert_array_equal(old.extra["fingerprints"][[1]], [[[6, 7, 8], [9, 10, 11]]])
     assert StructureFile(path).ids.tolist() == [1000, 1001, 1002]
-    with caplog.at_level(logging.INFO):
+    with log_lines(caplog, "acnn_mpi.relax.shards"):
         writer = ShardWriter(path, pressure_gpa=3.0)
     assert "rewritten in frame layout 2 (3 structures kept)" in caplog.text and writer.committed == 3
     more = results(6, seed=1)[4:]
