@@ -261,7 +261,7 @@ class RelaxResults:
         reasons = self.reason[indices] if len(indices) else []
         for s in np.unique(self.shard_index[indices]) if len(indices) else []:
             where = np.nonzero(self.shard_index[indices] == s)[0]
-            with open_frames(self.shards[s]) as (_, reader):
+            with open_frames(self.shards[s], check=False) as (_, reader):
                 structures = h5frames.read_structures(reader, self.row[indices[where]])
             for k, atoms in zip(where, structures):
                 i = int(indices[k])
@@ -303,7 +303,7 @@ class ShardColumn:
         for s in np.unique(self.shard_index[index]):
             mine = np.flatnonzero(self.shard_index[index] == s)
             unique, inverse = np.unique(self.row[index[mine]], return_inverse=True)
-            with open_frames(self.shards[s]) as (_, reader):
+            with open_frames(self.shards[s], check=False) as (_, reader):  # read_results checked it
                 parts.append(reader.read(self.name, unique)[inverse.ravel()])
             where.append(mine)
         if not parts:
