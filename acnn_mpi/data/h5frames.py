@@ -444,12 +444,13 @@ class FrameWriter(FrameReader):
         missing = sorted(present - set(columns) - set(atoms))
         if missing:
             raise ValueError(f"{self.path}: the write lacks the columns {', '.join(missing)}")
+        wrong = [f"{name}: {len(v)} rows for {n} frames" for name, v in columns.items() if len(v) != n]
+        if wrong:
+            raise ValueError(f"{self.path}: {'; '.join(wrong)}")
         for table, group, start, per_atom in ((columns, self.frames, self.written, False),
                                               (atoms, self.atoms, self.written_atoms, True)):
             for name, values in table.items():
                 values = np.asarray(values, dtype=object) if _is_text(name, values) else np.asarray(values)
-                if len(values) != (int(n_atoms.sum()) if per_atom else n):
-                    raise ValueError(f"column {name}: {len(values)} rows")
                 entry = self._columns.get(name)
                 ds = entry[0] if entry is not None else self._new_column(group, name, values, start, per_atom)
                 ds.resize(start + len(values), axis=0)

@@ -429,7 +429,7 @@ def file_digest(path: str | os.PathLike) -> str:
 def write_index(directory: str | os.PathLike) -> str:
     """Write ``DIR/index.h5``, a file of the frame layout (``kind`` "index") whose columns are
     virtual datasets joining the committed rows of every readable shard (the columns all of them
-    have), plus real ``frames/atom_offset`` (global first-atom row), ``frames/shard`` and
+    have; shards of earlier versions are rewritten in the current layout first), plus real ``frames/atom_offset`` (global first-atom row), ``frames/shard`` and
     ``frames/row`` and the attribute ``shards`` (relative paths). h5py reads it as one file;
     written to a temporary name and renamed."""
     import h5py
@@ -438,6 +438,10 @@ def write_index(directory: str | os.PathLike) -> str:
     entries = []  # (relative path, frames, atoms, {column: (dataset path, shape, dtype)}, n_atoms, pressure)
     for path in list_shards(directory):
         try:
+            with open_frames(path) as (f, reader):
+                flat = reader.flat
+            if flat:  # one dtype per column across shards: a virtual dataset needs it
+                upgrade_flat_shard(path)
             with open_frames(path) as (f, reader):
                 if reader.kind != h5frames.RELAXED or not len(reader):
                     continue

@@ -297,3 +297,14 @@ def test_a_flat_structure_file_of_the_previous_version_is_read(tmp_path):
     with h5py.File(tmp_path / "old.h5", "r") as f:  # an unchecked open reads the same rows
         reader = h5frames.FrameReader(f, check=False)
         np.testing.assert_array_equal(reader.read_atoms("numbers", [1]), structures[1].numbers)
+
+
+def test_an_index_over_old_and_new_shards_reads_every_structure(tmp_path):
+    (tmp_path / "shards").mkdir()
+    write_flat_shard(shard_path(tmp_path, 1), results(4))  # a rank of the old job that did not resume
+    ShardWriter(shard_path(tmp_path, 0)).append(results(6, seed=2)[4:])
+    from acnn_mpi.relax.io import open_structures
+
+    source = open_structures(tmp_path)
+    assert sorted(source.ids.tolist()) == [1000, 1001, 1002, 1004, 1005]
+    assert {a.get_chemical_formula() for a in source.read(range(5))} == {"AuCu3"}
