@@ -166,7 +166,10 @@ std::vector<torch::Tensor> forward(torch::Tensor vectors, torch::Tensor offsets,
   const HarmonicsTable& table = in.table;
   float* rad = radial.data_ptr<float>();
   float* den = dens.data_ptr<float>();
-#pragma omp parallel for schedule(dynamic, 8)
+  // torch's thread count (torch.set_num_threads), not the OpenMP runtime's default: the extension
+  // may link another libgomp than torch's, whose default would be every core, on every MPI rank
+  const int n_threads = at::get_num_threads();
+#pragma omp parallel for schedule(dynamic, 8) num_threads(n_threads)
   for (int64_t i = 0; i < n_atoms; ++i) {
     Basis b;
     Harmonics h;
@@ -211,7 +214,10 @@ torch::Tensor backward(torch::Tensor grad_radial, torch::Tensor grad_dens, torch
   const float* gr = grad_radial.data_ptr<float>();
   const float* gd = grad_dens.data_ptr<float>();
   float* out = grad.data_ptr<float>();
-#pragma omp parallel for schedule(dynamic, 8)
+  // torch's thread count (torch.set_num_threads), not the OpenMP runtime's default: the extension
+  // may link another libgomp than torch's, whose default would be every core, on every MPI rank
+  const int n_threads = at::get_num_threads();
+#pragma omp parallel for schedule(dynamic, 8) num_threads(n_threads)
   for (int64_t i = 0; i < n_atoms; ++i) {
     Basis b;
     Harmonics h;
