@@ -17,6 +17,7 @@ second (equal on an idle machine).
     python scripts/bench_model.py                  # everything (< 2 minutes)
     python scripts/bench_model.py --batch-sizes 64 --cases a
     python scripts/bench_model.py --levers --batch-sizes 16,64   # each speed lever, one process
+    python scripts/bench_model.py --compile off,cpp,inductor      # model.compile modes side by side
 """
 
 from __future__ import annotations
