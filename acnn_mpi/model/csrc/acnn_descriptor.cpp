@@ -148,6 +148,22 @@ EdgeInputs edge_inputs(const torch::Tensor& vectors, const torch::Tensor& offset
                     offsets.size(0) - 1, HarmonicsTable(l_max, zc.data_ptr<float>(), xy_m.data_ptr<int>())};
 }
 
+// f(i, e, x, y, z, r) for every edge e of every atom i with r > 0, in parallel over atoms with
+// torch's thread count (torch.set_num_threads), not the OpenMP runtime's default: the extension
+// may link another libgomp than torch's, whose default would be every core, on every MPI rank
+template <class F>
+void for_each_edge(const EdgeInputs& in, F&& f) {
+  const int n_threads = at::get_num_threads();
+#pragma omp parallel for schedule(dynamic, 8) num_threads(n_threads)
+  for (int64_t i = 0; i < in.n_atoms; ++i) {
+    for (int64_t e = in.off[i]; e < in.off[i + 1]; ++e) {
+      float x = in.v[3 * e], y = in.v[3 * e + 1], w = in.v[3 * e + 2];
+      float r = std::sqrt(x * x + y * y + w * w);
+      if (r > 0.0f) f(i, e, x, y, w, r);
+    }
+  }
+}
+
 }  // namespace
 
 // vectors (E, 3) float32; offsets (N+1) int64 (edges of atom i: offsets[i]..offsets[i+1]);
@@ -161,40 +177,32 @@ std::vector<torch::Tensor> forward(torch::Tensor vectors, torch::Tensor offsets,
   const int n_lm = (l_max + 1) * (l_max + 1);
   auto radial = torch::zeros({n_atoms, n_elements, n_r}, vectors.options());
   auto dens = torch::zeros({n_atoms, n_elements, n_a, n_lm}, vectors.options());
-  const float *v = in.v, rc = r_cut, rca = r_cut_a;
-  const int64_t *off = in.off, *z = in.z;
+  const float rc = r_cut, rca = r_cut_a;
+  const int64_t* z = in.z;
   const HarmonicsTable& table = in.table;
   float* rad = radial.data_ptr<float>();
   float* den = dens.data_ptr<float>();
-  // torch's thread count (torch.set_num_threads), not the OpenMP runtime's default: the extension
-  // may link another libgomp than torch's, whose default would be every core, on every MPI rank
-  const int n_threads = at::get_num_threads();
-#pragma omp parallel for schedule(dynamic, 8) num_threads(n_threads)
-  for (int64_t i = 0; i < n_atoms; ++i) {
+  for_each_edge(in, [&](int64_t i, int64_t e, float x, float y, float w, float r) {
     Basis b;
     Harmonics h;
-    for (int64_t e = off[i]; e < off[i + 1]; ++e) {
-      float x = v[3 * e], y = v[3 * e + 1], w = v[3 * e + 2];
-      float r = std::sqrt(x * x + y * y + w * w);
-      int64_t zj = z[e];
-      if (r < rc && r > 0.0f) {
-        basis(r, rc, n_r, b);
-        float* out = rad + (i * n_elements + zj) * n_r;
-        for (int n = 0; n < n_r; ++n) out[n] += b.g[n];
-      }
-      if (r < rca && r > 0.0f) {
-        basis(r, rca, n_a, b);
-        harmonics(x / r, y / r, w / r, table, false, h);
-        float* out = den + (i * n_elements + zj) * n_a * n_lm;
-        for (int n = 0; n < n_a; ++n) {
-          float gn = b.g[n];
-          float* row = out + n * n_lm;
+    int64_t zj = z[e];
+    if (r < rc) {
+      basis(r, rc, n_r, b);
+      float* out = rad + (i * n_elements + zj) * n_r;
+      for (int n = 0; n < n_r; ++n) out[n] += b.g[n];
+    }
+    if (r < rca) {
+      basis(r, rca, n_a, b);
+      harmonics(x / r, y / r, w / r, table, false, h);
+      float* out = den + (i * n_elements + zj) * n_a * n_lm;
+      for (int n = 0; n < n_a; ++n) {
+        float gn = b.g[n];
+        float* row = out + n * n_lm;
 #pragma omp simd
-          for (int c = 0; c < n_lm; ++c) row[c] += gn * h.y[c];
-        }
+        for (int c = 0; c < n_lm; ++c) row[c] += gn * h.y[c];
       }
     }
-  }
+  });
   return {radial, dens};
 }
 
@@ -205,64 +213,55 @@ torch::Tensor backward(torch::Tensor grad_radial, torch::Tensor grad_dens, torch
   check(grad_radial, torch::kFloat32, "grad_radial");
   check(grad_dens, torch::kFloat32, "grad_dens");
   const EdgeInputs in = edge_inputs(vectors, offsets, species, n_r, n_a, l_max, zc, xy_m);
-  const int64_t n_atoms = in.n_atoms, n_elements = grad_radial.size(1);
+  const int64_t n_elements = grad_radial.size(1);
   const int n_lm = (l_max + 1) * (l_max + 1);
   auto grad = torch::zeros_like(vectors);
-  const float *v = in.v, rc = r_cut, rca = r_cut_a;
-  const int64_t *off = in.off, *z = in.z;
+  const float rc = r_cut, rca = r_cut_a;
+  const int64_t* z = in.z;
   const HarmonicsTable& table = in.table;
   const float* gr = grad_radial.data_ptr<float>();
   const float* gd = grad_dens.data_ptr<float>();
   float* out = grad.data_ptr<float>();
-  // torch's thread count (torch.set_num_threads), not the OpenMP runtime's default: the extension
-  // may link another libgomp than torch's, whose default would be every core, on every MPI rank
-  const int n_threads = at::get_num_threads();
-#pragma omp parallel for schedule(dynamic, 8) num_threads(n_threads)
-  for (int64_t i = 0; i < n_atoms; ++i) {
+  for_each_edge(in, [&](int64_t i, int64_t e, float x, float y, float w, float r) {
     Basis b;
     Harmonics h;
     float dl_dy[MAX_LM];
-    for (int64_t e = off[i]; e < off[i + 1]; ++e) {
-      float x = v[3 * e], y = v[3 * e + 1], w = v[3 * e + 2];
-      float r = std::sqrt(x * x + y * y + w * w);
-      if (!(r > 0.0f)) continue;
-      int64_t zj = z[e];
-      float dl_dr = 0.0f;
-      float ux = x / r, uy = y / r, uz = w / r;
-      float du[3] = {0.0f, 0.0f, 0.0f};
-      if (r < rc) {
-        basis(r, rc, n_r, b);
-        const float* g = gr + (i * n_elements + zj) * n_r;
-        for (int n = 0; n < n_r; ++n) dl_dr += g[n] * b.dg[n];
-      }
-      if (r < rca) {
-        basis(r, rca, n_a, b);
-        harmonics(ux, uy, uz, table, true, h);
-        const float* block = gd + (i * n_elements + zj) * n_a * n_lm;
-        for (int c = 0; c < n_lm; ++c) dl_dy[c] = 0.0f;
-        for (int n = 0; n < n_a; ++n) {
-          const float* row = block + n * n_lm;
-          float gn = b.g[n], dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-          for (int c = 0; c < n_lm; ++c) {
-            dl_dy[c] += gn * row[c];
-            dot += row[c] * h.y[c];
-          }
-          dl_dr += dot * b.dg[n];
-        }
-        for (int k = 0; k < 3; ++k) {
-          float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-          for (int c = 0; c < n_lm; ++c) s += dl_dy[c] * h.dy[k][c];
-          du[k] = s;
-        }
-      }
-      // v = r u: dL/dv = (dL/du - (dL/du . u) u) / r + dL/dr u
-      float radial_part = dl_dr - (du[0] * ux + du[1] * uy + du[2] * uz) / r;
-      out[3 * e] = du[0] / r + radial_part * ux;
-      out[3 * e + 1] = du[1] / r + radial_part * uy;
-      out[3 * e + 2] = du[2] / r + radial_part * uz;
+    int64_t zj = z[e];
+    float dl_dr = 0.0f;
+    float ux = x / r, uy = y / r, uz = w / r;
+    float du[3] = {0.0f, 0.0f, 0.0f};
+    if (r < rc) {
+      basis(r, rc, n_r, b);
+      const float* g = gr + (i * n_elements + zj) * n_r;
+      for (int n = 0; n < n_r; ++n) dl_dr += g[n] * b.dg[n];
     }
-  }
+    if (r < rca) {
+      basis(r, rca, n_a, b);
+      harmonics(ux, uy, uz, table, true, h);
+      const float* block = gd + (i * n_elements + zj) * n_a * n_lm;
+      for (int c = 0; c < n_lm; ++c) dl_dy[c] = 0.0f;
+      for (int n = 0; n < n_a; ++n) {
+        const float* row = block + n * n_lm;
+        float gn = b.g[n], dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int c = 0; c < n_lm; ++c) {
+          dl_dy[c] += gn * row[c];
+          dot += row[c] * h.y[c];
+        }
+        dl_dr += dot * b.dg[n];
+      }
+      for (int k = 0; k < 3; ++k) {
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int c = 0; c < n_lm; ++c) s += dl_dy[c] * h.dy[k][c];
+        du[k] = s;
+      }
+    }
+    // v = r u: dL/dv = (dL/du - (dL/du . u) u) / r + dL/dr u
+    float radial_part = dl_dr - (du[0] * ux + du[1] * uy + du[2] * uz) / r;
+    out[3 * e] = du[0] / r + radial_part * ux;
+    out[3 * e + 1] = du[1] / r + radial_part * uy;
+    out[3 * e + 2] = du[2] / r + radial_part * uz;
+  });
   return grad;
 }
