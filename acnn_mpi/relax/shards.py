@@ -406,8 +406,8 @@ def read_results(directory: str | os.PathLike, columns: Sequence[str] = (), lazy
                             pressure_gpa=float(pressure), shards=[], shard_index=empty_i, row=empty_i,
                             atom_start=empty_i)
 
-    def cat(name):
-        return np.concatenate([p[name] for p in parts])
+    def cat(name):  # each shard's column is freed as it is joined: the peak is one copy, not two
+        return np.concatenate([p.pop(name) for p in parts])
 
     ids = cat(keys.STRUCTURE_ID)
     _, first = np.unique(ids, return_index=True)
