@@ -131,7 +131,8 @@ def report(comm, structures, done, summaries, wall, generation_cpu, alone, alone
     print("| path | structures | statuses | steps/structure | CPU s | CPU ms per structure-step | "
           "structures per core-hour |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    print(f"| campaign CSP stage ({comm.size} ranks, wall {wall:.0f} s) | {n} | "
+    print(f"| campaign CSP stage ({comm.size} ranks, wall {wall:.0f} s; structures per rank "
+          f"{[s.structures for s in summaries]}) | {n} | "
           f"{shares(dict(total_statuses(summaries)), n)} | {steps / n:.1f} | {campaign_cpu:.1f} | "
           f"{1e3 * campaign_cpu / steps:.2f} | {rate:,.0f} |")
     print(f"| standalone relax_structures ({comm.size} processes, wall {alone_wall:.0f} s) | {n_alone} | "
