@@ -40,6 +40,7 @@ REFERENCE_ID = ITERATION_STRIDE - 1
 def run_campaign(config, comm, *, max_iterations: int | None = None) -> int:
     """Run or resume the campaign of ``config`` on every rank of ``comm``; 0 when finished."""
     from ..csp.compositions import compositions_from_config
+    from .legacy import upgrade_relax_dirs
 
     paths = CampaignPaths(Path(config.output_dir))
     if comm.is_root:
@@ -48,6 +49,7 @@ def run_campaign(config, comm, *, max_iterations: int | None = None) -> int:
     comm.barrier()
     shutdown.install(margin_s=config.parallel.walltime_margin_s, comm=comm)
     state = comm.root_then_bcast(lambda: load_state(paths.root))
+    comm.root_then_bcast(lambda: upgrade_relax_dirs(paths, state.iteration, config.pressure))
     cells = comm.root_then_bcast(lambda: search_cells(compositions_from_config(config)))
     limit = config.search.max_iterations if max_iterations is None else max_iterations
     if comm.is_root:

@@ -10,6 +10,8 @@ DIR/
   iter_K/relax/         relaxed structures of iteration K: a relaxation-service output directory
                         (relax/shards.py): shards/rankRRRR.h5 (one per rank, committed in
                         crash-safe appends, with fingerprints) and relax.json (model and settings)
+                        (a campaign of an earlier version: its chunk_*.h5 moved into
+                        shards/rank0000.h5 on resume, kept in chunks.old/: campaign/legacy.py)
   iter_K/selection.xyz  structures picked for labelling (+ selection.json: why each was picked)
   iter_K/hull.csv|json|png   the phase diagram after iteration K (labeller energies)
   models/model_K.pt     the ACNN model trained after iteration K; train_K/ its checkpoints and logs

@@ -144,7 +144,7 @@ def _chunk_rows(shape: tuple, itemsize: int, per_atom: bool) -> int:
     return int(np.clip(_CHUNK_BYTES // row_bytes, 16, _CHUNK_ROWS[per_atom]))
 
 
-def _create_dataset(group, name: str, dtype, shape: tuple, per_atom: bool, rows: int = 0):
+def create_column(group, name: str, dtype, shape: tuple, per_atom: bool, rows: int = 0):
     dtype = _h5_dtype(dtype) if isinstance(dtype, str) else dtype
     itemsize = 8 if dtype.kind == "O" else dtype.itemsize
     return group.create_dataset(name, shape=(rows, *shape), maxshape=(None, *shape), dtype=dtype,
@@ -161,7 +161,7 @@ def create_layout(f, kind: str, groups: Sequence[str] = (), attrs: Optional[Mapp
     for name in group_columns(groups):
         column = COLUMNS[name]
         if column.shape is not None:
-            _create_dataset(atoms if column.per_atom else frames, name, column.dtype, column.shape,
+            create_column(atoms if column.per_atom else frames, name, column.dtype, column.shape,
                             column.per_atom)
     for name, value in (attrs or {}).items():
         f.attrs[name] = value
@@ -224,7 +224,21 @@ class FrameReader:
                                    "and frames/ groups, see acnn_mpi.data.h5frames)")
         self._committed = committed
         self._offsets: Optional[np.ndarray] = None
+        self._columns = self._index_columns()
         self._check_lengths()
+
+    def _index_columns(self) -> dict:
+        """name -> (dataset, per atom) of every column, looked up once (an h5py lookup costs
+        ~50 µs, and a shard is opened at every append)."""
+        import h5py
+
+        out = {}
+        pairs = ((self.frames, None),) if self.flat else ((self.frames, False), (self.atoms, True))
+        for group, per_atom in pairs:
+            for name, ds in group.items():
+                if isinstance(ds, h5py.Dataset):
+                    out[name] = (ds, COLUMNS.get(name, Column("")).per_atom if per_atom is None else per_atom)
+        return out
 
     def _groups(self) -> list:
         raw = self.attrs.get(GROUPS_ATTR)
@@ -243,19 +257,15 @@ class FrameReader:
         return DamagedFileError(f"{self.path}: the {self.name} is damaged ({what}); {self.fix}")
 
     def _dataset(self, name: str):
-        import h5py
-
-        group = self.atoms if COLUMNS.get(name, Column("")).per_atom else self.frames
-        ds = group.get(name)
-        if ds is None and name in self.frames:
-            ds = self.frames[name]  # an extra per-frame column
-        if not isinstance(ds, h5py.Dataset):
-            where = "" if self.flat else f"{group.name.strip('/')}/"
+        entry = self._columns.get(name)
+        if entry is None:
+            per_atom = COLUMNS.get(name, Column("")).per_atom
+            where = "" if self.flat else f"{ATOMS if per_atom else FRAMES}/"
             raise self.damaged(f"{where}{name} is missing or unreadable")
-        return ds
+        return entry[0]
 
     def _check_lengths(self) -> None:
-        expected = [n for n in group_columns(self.groups) if not (self.flat and n not in self.frames)]
+        expected = [n for n in group_columns(self.groups) if not (self.flat and n not in self._columns)]
         for name in expected:
             if name == ATOM_OFFSET and self._offset_name != ATOM_OFFSET:
                 continue
@@ -276,9 +286,9 @@ class FrameReader:
         if frame == 0:
             return 0
         if self._offset_name is None:
-            return int(self.frames[N_ATOMS][:frame].sum())
+            return int(self._dataset(N_ATOMS)[:frame].sum())
         last = frame - 1
-        count = int(self.frames[self._offset_name][last]) + int(self.frames[N_ATOMS][last])
+        count = int(self._dataset(self._offset_name)[last]) + int(self._dataset(N_ATOMS)[last])
         if not 0 < count < 2**48:
             raise self.damaged(f"the frames' atom offsets end at {count}")
         return count
@@ -293,29 +303,26 @@ class FrameReader:
 
     def has(self, name: str) -> bool:
         """Whether the file has column ``name`` for every committed frame."""
-        per_atom = COLUMNS.get(name, Column("")).per_atom
-        ds = (self.atoms if per_atom else self.frames).get(name)
-        return ds is not None and ds.shape[0] >= (self._committed_atoms if per_atom else self._committed)
+        entry = self._columns.get(name)
+        return entry is not None and entry[0].shape[0] >= (self._committed_atoms if entry[1] else self._committed)
 
     def names(self) -> list[str]:
         """Per-frame columns of the file (those of its groups first)."""
-        import h5py
-
-        listed = [n for n in group_columns(self.groups) if not COLUMNS[n].per_atom and n in self.frames]
-        return listed + sorted(n for n, ds in self.frames.items()
-                               if isinstance(ds, h5py.Dataset) and n not in listed and not (
-                                   self.flat and (COLUMNS.get(n, Column("")).per_atom or n == _FLAT_OFFSET)))
+        frame_columns = [n for n, (_, per_atom) in self._columns.items()
+                         if not per_atom and not (self.flat and n == _FLAT_OFFSET)]
+        listed = [n for n in group_columns(self.groups) if n in frame_columns]
+        return listed + sorted(n for n in frame_columns if n not in listed)
 
     def offsets(self) -> np.ndarray:
         """(F + 1,) first atom row of each committed frame, and the atom count at the end."""
         if self._offsets is None:
             out = np.empty(self._committed + 1, dtype=np.int64)
-            n_atoms = np.asarray(self.frames[N_ATOMS][: self._committed], dtype=np.int64)
+            n_atoms = np.asarray(self._dataset(N_ATOMS)[: self._committed], dtype=np.int64)
             if self._offset_name is None:
                 out[0] = 0
                 np.cumsum(n_atoms, out=out[1:])
             else:
-                out[:-1] = self.frames[self._offset_name][: self._committed]
+                out[:-1] = self._dataset(self._offset_name)[: self._committed]
                 out[-1] = self._committed_atoms
             if np.any(np.diff(out) < 0) or (len(out) > 1 and out[0] != 0) or np.any(np.diff(out) != n_atoms):
                 raise self.damaged("the frames' atom offsets and counts do not add up")
@@ -395,12 +402,8 @@ class FrameWriter(FrameReader):
         self.discard()
 
     def _all(self):
-        import h5py
-
-        for group, per_atom in ((self.frames, False), (self.atoms, True)):
-            for name, ds in group.items():
-                if isinstance(ds, h5py.Dataset):
-                    yield name, ds, per_atom
+        for name, (ds, per_atom) in self._columns.items():
+            yield name, ds, per_atom
 
     def discard(self) -> int:
         """Cut rows past the committed ones (an uncommitted write); returns the frame rows cut."""
@@ -436,9 +439,8 @@ class FrameWriter(FrameReader):
                 values = np.asarray(values, dtype=object) if _is_text(name, values) else np.asarray(values)
                 if len(values) != (int(n_atoms.sum()) if per_atom else n):
                     raise ValueError(f"column {name}: {len(values)} rows")
-                ds = group.get(name)
-                if ds is None:
-                    ds = self._new_column(group, name, values, start, per_atom)
+                entry = self._columns.get(name)
+                ds = entry[0] if entry is not None else self._new_column(group, name, values, start, per_atom)
                 ds.resize(start + len(values), axis=0)
                 ds[start:] = values
         self.written += n
@@ -447,9 +449,10 @@ class FrameWriter(FrameReader):
     def _new_column(self, group, name: str, values: np.ndarray, start: int, per_atom: bool):
         column = COLUMNS.get(name)
         dtype = column.dtype if column is not None else (TEXT if values.dtype.kind in "OUS" else values.dtype)
-        ds = _create_dataset(group, name, dtype, values.shape[1:], per_atom, rows=start)
+        ds = create_column(group, name, dtype, values.shape[1:], per_atom, rows=start)
+        self._columns[name] = (ds, per_atom)
         for group_name, names in GROUPS.items():
-            if group_name not in self.groups and all(n in self.frames or n in self.atoms for n in names):
+            if group_name not in self.groups and all(n in self._columns for n in names):
                 self.groups.append(group_name)
                 self.attrs[GROUPS_ATTR] = json.dumps(self.groups)
         return ds

@@ -43,8 +43,6 @@ from ..data.h5frames import ATOM_OFFSET, N_ATOMS
 
 log = logging.getLogger(__name__)
 
-#: ``format`` attribute of the flat shards of earlier versions (read, never written)
-FORMAT_TAG = "acnn_mpi.relax.shard"
 SHARD_DIR = "shards"
 INDEX_NAME = "index.h5"
 SETTINGS_NAME = "relax.json"
