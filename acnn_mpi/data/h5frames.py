@@ -190,7 +190,7 @@ class FrameReader:
     """
 
     def __init__(self, f, path=None, *, fix: str = "restore it from a copy or write it again",
-                 name: str = "frame file"):
+                 name: str = "frame file", check: bool = True):
         self.file, self.path, self.fix, self.name = f, str(path or f.filename), fix, name
         attrs = f.attrs
         self.attrs = attrs
@@ -223,22 +223,42 @@ class FrameReader:
             raise DamagedFileError(f"{self.path} is an HDF5 file but not an acnn_mpi {name} (no atoms/ "
                                    "and frames/ groups, see acnn_mpi.data.h5frames)")
         self._committed = committed
+        self._committed_atoms: Optional[int] = None
         self._offsets: Optional[np.ndarray] = None
-        self._columns = self._index_columns()
-        self._check_lengths()
+        self._columns: dict = {}   # name -> (dataset, per atom), looked up once (~50 µs each)
+        self._indexed = False
+        if check:  # without: a by-row read of a few columns opens the file in a fraction of the time
+            self._index_columns()
+            self._check_lengths()
 
     def _index_columns(self) -> dict:
-        """name -> (dataset, per atom) of every column, looked up once (an h5py lookup costs
-        ~50 µs, and a shard is opened at every append)."""
+        """name -> (dataset, per atom) of every column of the file."""
         import h5py
 
-        out = {}
-        pairs = ((self.frames, None),) if self.flat else ((self.frames, False), (self.atoms, True))
-        for group, per_atom in pairs:
-            for name, ds in group.items():
-                if isinstance(ds, h5py.Dataset):
-                    out[name] = (ds, COLUMNS.get(name, Column("")).per_atom if per_atom is None else per_atom)
-        return out
+        if not self._indexed:
+            pairs = ((self.frames, None),) if self.flat else ((self.frames, False), (self.atoms, True))
+            for group, per_atom in pairs:
+                for name, ds in group.items():
+                    if isinstance(ds, h5py.Dataset):
+                        self._columns[name] = (ds, COLUMNS.get(name, Column("")).per_atom if per_atom is None
+                                               else per_atom)
+            self._indexed = True
+        return self._columns
+
+    def _entry(self, name: str):
+        """(dataset, per atom) of column ``name``, or None."""
+        import h5py
+
+        entry = self._columns.get(name)
+        if entry is None and not self._indexed:
+            per_atom = COLUMNS.get(name, Column("")).per_atom
+            ds = (self.atoms if per_atom else self.frames).get(name)
+            if ds is None and per_atom is False:
+                ds = self.atoms.get(name)
+                per_atom = ds is not None
+            if isinstance(ds, h5py.Dataset):
+                entry = self._columns[name] = (ds, per_atom)
+        return entry
 
     def _groups(self) -> list:
         raw = self.attrs.get(GROUPS_ATTR)
@@ -257,7 +277,7 @@ class FrameReader:
         return DamagedFileError(f"{self.path}: the {self.name} is damaged ({what}); {self.fix}")
 
     def _dataset(self, name: str):
-        entry = self._columns.get(name)
+        entry = self._entry(name)
         if entry is None:
             per_atom = COLUMNS.get(name, Column("")).per_atom
             where = "" if self.flat else f"{ATOMS if per_atom else FRAMES}/"
@@ -265,7 +285,7 @@ class FrameReader:
         return entry[0]
 
     def _check_lengths(self) -> None:
-        expected = [n for n in group_columns(self.groups) if not (self.flat and n not in self._columns)]
+        expected = [n for n in group_columns(self.groups) if not (self.flat and self._entry(n) is None)]
         for name in expected:
             if name == ATOM_OFFSET and self._offset_name != ATOM_OFFSET:
                 continue
@@ -299,16 +319,18 @@ class FrameReader:
     @property
     def n_atoms(self) -> int:
         """Atoms in all committed frames."""
+        if self._committed_atoms is None:
+            self._committed_atoms = self._atoms_before(self._committed)
         return self._committed_atoms
 
     def has(self, name: str) -> bool:
         """Whether the file has column ``name`` for every committed frame."""
-        entry = self._columns.get(name)
-        return entry is not None and entry[0].shape[0] >= (self._committed_atoms if entry[1] else self._committed)
+        entry = self._entry(name)
+        return entry is not None and entry[0].shape[0] >= (self.n_atoms if entry[1] else self._committed)
 
     def names(self) -> list[str]:
         """Per-frame columns of the file (those of its groups first)."""
-        frame_columns = [n for n, (_, per_atom) in self._columns.items()
+        frame_columns = [n for n, (_, per_atom) in self._index_columns().items()
                          if not per_atom and not (self.flat and n == _FLAT_OFFSET)]
         listed = [n for n in group_columns(self.groups) if n in frame_columns]
         return listed + sorted(n for n in frame_columns if n not in listed)
@@ -323,7 +345,7 @@ class FrameReader:
                 np.cumsum(n_atoms, out=out[1:])
             else:
                 out[:-1] = self._dataset(self._offset_name)[: self._committed]
-                out[-1] = self._committed_atoms
+                out[-1] = self.n_atoms
             if np.any(np.diff(out) < 0) or (len(out) > 1 and out[0] != 0) or np.any(np.diff(out) != n_atoms):
                 raise self.damaged("the frames' atom offsets and counts do not add up")
             self._offsets = out
@@ -347,7 +369,7 @@ class FrameReader:
         concatenated in frame order."""
         ds = self._dataset(name)
         if rows is None:
-            return ds[: self._committed_atoms]
+            return ds[: self.n_atoms]
         rows = np.asarray(rows, dtype=np.int64)
         offsets = self.offsets()
         return gather(ds, offsets[rows], offsets[rows + 1])
@@ -398,22 +420,22 @@ class FrameWriter(FrameReader):
                                GROUPS_ATTR: json.dumps(self.groups)})
             log.info("%s: frame layout version 1 -> %d (attributes only, the frames are as they were)",
                      self.path, VERSION)
-        self.written, self.written_atoms = self._committed, self._committed_atoms
+        self.written, self.written_atoms = self._committed, self.n_atoms
         self.discard()
 
     def _all(self):
-        for name, (ds, per_atom) in self._columns.items():
+        for name, (ds, per_atom) in list(self._index_columns().items()):
             yield name, ds, per_atom
 
     def discard(self) -> int:
         """Cut rows past the committed ones (an uncommitted write); returns the frame rows cut."""
         cut = 0
         for name, ds, per_atom in self._all():
-            keep = self._committed_atoms if per_atom else self._committed
+            keep = self.n_atoms if per_atom else self._committed
             if ds.shape[0] != keep:
                 cut = max(cut, 0 if per_atom else ds.shape[0] - keep)
                 ds.resize(keep, axis=0)
-        self.written, self.written_atoms = self._committed, self._committed_atoms
+        self.written, self.written_atoms = self._committed, self.n_atoms
         if cut:
             self.file.flush()
         return cut
@@ -433,12 +455,13 @@ class FrameWriter(FrameReader):
         missing = sorted(present - set(columns) - set(atoms))
         if missing:
             raise ValueError(f"{self.path}: the write lacks the columns {', '.join(missing)}")
+        wrong = [f"{name}: {len(v)} rows for {n} frames" for name, v in columns.items() if len(v) != n]
+        if wrong:
+            raise ValueError(f"{self.path}: {'; '.join(wrong)}")
         for table, group, start, per_atom in ((columns, self.frames, self.written, False),
                                               (atoms, self.atoms, self.written_atoms, True)):
             for name, values in table.items():
                 values = np.asarray(values, dtype=object) if _is_text(name, values) else np.asarray(values)
-                if len(values) != (int(n_atoms.sum()) if per_atom else n):
-                    raise ValueError(f"column {name}: {len(values)} rows")
                 entry = self._columns.get(name)
                 ds = entry[0] if entry is not None else self._new_column(group, name, values, start, per_atom)
                 ds.resize(start + len(values), axis=0)

@@ -263,7 +263,7 @@ class RelaxResults:
         reasons = self.reason[indices] if len(indices) else []
         for s in np.unique(self.shard_index[indices]) if len(indices) else []:
             where = np.nonzero(self.shard_index[indices] == s)[0]
-            with open_frames(self.shards[s]) as (_, reader):
+            with open_frames(self.shards[s], check=False) as (_, reader):
                 structures = h5frames.read_structures(reader, self.row[indices[where]])
             for k, atoms in zip(where, structures):
                 i = int(indices[k])
@@ -305,7 +305,7 @@ class ShardColumn:
         for s in np.unique(self.shard_index[index]):
             mine = np.flatnonzero(self.shard_index[index] == s)
             unique, inverse = np.unique(self.row[index[mine]], return_inverse=True)
-            with open_frames(self.shards[s]) as (_, reader):
+            with open_frames(self.shards[s], check=False) as (_, reader):  # read_results checked it
                 parts.append(reader.read(self.name, unique)[inverse.ravel()])
             where.append(mine)
         if not parts:
@@ -474,7 +474,7 @@ def file_digest(path: str | os.PathLike) -> str:
 def write_index(directory: str | os.PathLike) -> str:
     """Write ``DIR/index.h5``, a file of the frame layout (``kind`` "index") whose columns are
     virtual datasets joining the committed rows of every readable shard (the columns all of them
-    have), plus real ``frames/atom_offset`` (global first-atom row), ``frames/shard`` and
+    have; shards of earlier versions are rewritten in the current layout first), plus real ``frames/atom_offset`` (global first-atom row), ``frames/shard`` and
     ``frames/row`` and the attribute ``shards`` (relative paths). h5py reads it as one file;
     written to a temporary name and renamed."""
     import h5py
@@ -483,6 +483,10 @@ def write_index(directory: str | os.PathLike) -> str:
     entries = []  # (relative path, frames, atoms, {column: (dataset path, shape, dtype)}, n_atoms, pressure)
     for path in list_shards(directory):
         try:
+            with open_frames(path) as (f, reader):
+                flat = reader.flat
+            if flat:  # one dtype per column across shards: a virtual dataset needs it
+                upgrade_flat_shard(path)
             with open_frames(path) as (f, reader):
                 if reader.kind != h5frames.RELAXED or not len(reader):
                     continue

@@ -278,3 +278,33 @@ def test_other_hdf5_files_are_refused_by_name(tmp_path):
         f.attrs["version"] = 3
     with h5py.File(tmp_path / "newer.h5", "r") as f, pytest.raises(DamagedFileError, match="upgrade acnn_mpi"):
         h5frames.FrameReader(f)
+
+
+def test_a_flat_structure_file_of_the_previous_version_is_read(tmp_path):
+    """The structure file layout the previous version documented for relax inputs: datasets
+    numbers, positions, cell, n_atoms at the root (pbc and structure_id optional)."""
+    structures = [bulk("Cu", cubic=True), bulk("Au") * (2, 1, 1)]
+    with h5py.File(tmp_path / "old.h5", "w") as f:
+        f["numbers"] = np.concatenate([a.numbers for a in structures])
+        f["positions"] = np.concatenate([a.positions for a in structures])
+        f["cell"] = np.stack([a.cell.array for a in structures])
+        f["n_atoms"] = [len(a) for a in structures]
+    source = StructureFile(tmp_path / "old.h5")
+    assert source.ids.tolist() == [0, 1] and source.n_atoms.tolist() == [4, 2]
+    back = source.read([1, 0])
+    assert back[0].get_chemical_formula() == "Au2" and back[0].pbc.all()
+    np.testing.assert_array_equal(back[1].positions, structures[0].positions)
+    with h5py.File(tmp_path / "old.h5", "r") as f:  # an unchecked open reads the same rows
+        reader = h5frames.FrameReader(f, check=False)
+        np.testing.assert_array_equal(reader.read_atoms("numbers", [1]), structures[1].numbers)
+
+
+def test_an_index_over_old_and_new_shards_reads_every_structure(tmp_path):
+    (tmp_path / "shards").mkdir()
+    write_flat_shard(shard_path(tmp_path, 1), results(4))  # a rank of the old job that did not resume
+    ShardWriter(shard_path(tmp_path, 0)).append(results(6, seed=2)[4:])
+    from acnn_mpi.relax.io import open_structures
+
+    source = open_structures(tmp_path)
+    assert sorted(source.ids.tolist()) == [1000, 1001, 1002, 1004, 1005]
+    assert {a.get_chemical_formula() for a in source.read(range(5))} == {"AuCu3"}
