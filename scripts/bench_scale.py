@@ -33,11 +33,30 @@ from benchlib import machine_line  # noqa: E402  (scripts/ is on sys.path)
 PAPER_RATE = 474.0  # structures per core-hour (paper, Mg-Ca-H at 300 GPa)
 
 
-class InstantRelaxer:
-    """Stands in for BatchRelaxer in a RelaxWorker: every structure finishes at the next step."""
+#: distinct minima per composition in the synthetic landscape, and their enthalpy spread (eV/atom)
+MINIMA = 256
+SPREAD_EV_PER_ATOM = 0.5
 
-    def __init__(self, rng):
-        self.rng, self.queue, self.n_steps = rng, [], 0
+
+class Landscape:
+    """A synthetic energy landscape shared by every rank (same seed): each relaxed structure falls
+    into one of ``MINIMA`` minima, whose fingerprint (unit vector) and enthalpy per atom it takes,
+    so dedup meets what a campaign gives it (many duplicates of few minima, a few meV/atom apart)
+    at the cost of a table look-up."""
+
+    def __init__(self, fingerprint_size: int):
+        rng = np.random.default_rng(12345)
+        table = rng.normal(size=(MINIMA, fingerprint_size))
+        self.fingerprints = (table / np.linalg.norm(table, axis=1, keepdims=True)).astype(np.float32)
+        self.h_per_atom = -2.0 + SPREAD_EV_PER_ATOM * rng.random(MINIMA)
+
+
+class InstantRelaxer:
+    """Stands in for BatchRelaxer in a RelaxWorker: every structure finishes at the next step, in
+    a random minimum of the landscape (its index kept for the fingerprint column)."""
+
+    def __init__(self, rng, landscape: Landscape):
+        self.rng, self.landscape, self.queue, self.n_steps = rng, landscape, [], 0
 
     n_active = property(lambda self: 0)
     n_queued = property(lambda self: len(self.queue))
@@ -54,28 +73,33 @@ class InstantRelaxer:
 
         done, self.queue = self.queue, []
         self.n_steps += 1
+        minimum = self.rng.integers(MINIMA, size=len(done))
+        bad = self.rng.random(len(done)) < 0.05
+        steps = self.rng.integers(100, 400, size=len(done))
         out = []
-        for atoms in done:
+        for (atoms, structure_id), k, unphysical, n_steps in zip(done, minimum.tolist(), bad.tolist(),
+                                                                 steps.tolist()):
             n = len(atoms)
-            status = "converged" if self.rng.random() > 0.05 else "unphysical"
-            out.append(RelaxResult(atoms=atoms, energy=-3.0 * n, enthalpy=-2.0 * n + self.rng.random(),
-                                   volume=4.5 * n, steps=int(self.rng.integers(100, 400)), status=status,
-                                   reason="" if status == "converged" else "H-H 0.31 Å < 0.5 × 0.8 Å",
-                                   structure_id=int(atoms.info["structure_id"]), max_force=1e-3,
-                                   pressure_residual=0.01))
+            out.append(RelaxResult(atoms=atoms, energy=-3.0 * n, enthalpy=n * self.landscape.h_per_atom[k],
+                                   volume=4.5 * n, steps=n_steps, status="unphysical" if unphysical else "converged",
+                                   reason="H-H 0.31 Å < 0.5 × 0.8 Å" if unphysical else "",
+                                   structure_id=structure_id, max_force=1e-3, pressure_residual=0.01,
+                                   extra={"minimum": k}))
         return out
 
 
-def synthetic_chunk(task, rng):
+def synthetic_chunk(task, rng, templates: dict):
+    """(Atoms, structure id) for the chunk's structures: one random Atoms per cell and rank, shared
+    by its structures (what is timed is the bookkeeping and the I/O, not making structures)."""
     from ase import Atoms
 
     out = []
     for _, cell, ids in task.chunk.groups():
-        symbols = [s for s, n in cell.counts for _ in range(n)]
-        for structure_id in ids:
-            atoms = Atoms(symbols, positions=rng.random((len(symbols), 3)) * 8, cell=np.eye(3) * 8, pbc=True)
-            atoms.info["structure_id"] = structure_id
-            out.append(atoms)
+        if cell.formula not in templates:
+            symbols = [s for s, n in cell.counts for _ in range(n)]
+            templates[cell.formula] = Atoms(symbols, positions=rng.random((len(symbols), 3)) * 8,
+                                            cell=np.eye(3) * 8, pbc=True)
+        out.extend((templates[cell.formula], structure_id) for structure_id in ids)
     return out
 
 
@@ -107,12 +131,15 @@ def csp_stage(comm, args, directory: Path):
         chunks = plan_chunks(mgcah_cells(), 1, args.structures, args.chunk_size, 0)
         tasks = [CSPTask(chunk=c) for c in chunks]
     plan_cpu = time.process_time() - cpu0
-    writer = shards.ShardWriter(shards.shard_path(directory, comm.rank), rank=comm.rank, pressure_gpa=300.0)
+    writer = TimedWriter(shards.ShardWriter(shards.shard_path(directory, comm.rank), rank=comm.rank,
+                                            pressure_gpa=300.0))
+
+    landscape, templates = Landscape(args.fingerprint_size), {}
 
     def annotate(results):
-        return {"fingerprints": rng.random((len(results), args.fingerprint_size)).astype(np.float32)}
+        return {"fingerprints": landscape.fingerprints[[r.extra["minimum"] for r in results]]}
 
-    service = RelaxService(InstantRelaxer(rng), writer, lambda task: synthetic_chunk(task, rng),
+    service = RelaxService(InstantRelaxer(rng, landscape), writer, lambda task: synthetic_chunk(task, rng, templates),
                            annotate=annotate, commit_every=args.chunk_size, lookahead=args.chunk_size,
                            rank=comm.rank)
     counted = [0]
@@ -123,32 +150,64 @@ def csp_stage(comm, args, directory: Path):
     comm.barrier()
     wall0, cpu0 = time.perf_counter(), time.process_time()
     summaries = serve(comm, tasks, service, on_result, root_works=False)
-    return plan_cpu, time.process_time() - cpu0, time.perf_counter() - wall0, summaries
+    deal_cpu, deal_wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    write_s = comm.gather((writer.cpu_s, writer.wall_s))
+    return plan_cpu, deal_cpu, deal_wall, summaries, write_s
+
+
+def max_rss() -> int:
+    """Bytes: the process's peak resident set so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def held_bytes(*objects) -> int:
+    """Bytes of the numpy arrays the objects (dataclasses, dicts, bound methods) hold, one level
+    down, each array counted once: what the root keeps of the iteration."""
+    seen, total = set(), 0
+    for obj in objects:
+        obj = getattr(obj, "__self__", obj)
+        values = obj.values() if isinstance(obj, dict) else vars(obj).values() if hasattr(obj, "__dict__") else [obj]
+        for value in values:
+            for array in (value, getattr(value, "__self__", None)):
+                if isinstance(array, np.ndarray) and id(array) not in seen:
+                    seen.add(id(array))
+                    total += array.nbytes
+    return total
 
 
 def processing_stage(comm, directory: Path):
-    """Read the iteration lazily and dedup sharded over ranks; the root's CPU s and memory."""
+    """Read the iteration lazily and dedup sharded over ranks; the root's CPU s and what it holds."""
     from acnn_mpi.campaign.processing import composition_keys, distinct_on_ranks
     from acnn_mpi.config import CampaignConfig
     from acnn_mpi.csp.export import read_relax_results
 
-    import pymatgen.analysis.structure_matcher  # noqa: F401  imported before measuring: not per structure
-
     config = CampaignConfig(elements=["Mg", "Ca", "H"], pressure=300.0)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cpu0 = time.process_time()
     results = read_relax_results(directory, 300.0, config.elements, columns=("fingerprints",), lazy=True)
     read_cpu = time.process_time() - cpu0
     keys = composition_keys(results, config.elements)
     cpu1 = time.process_time()
-    distinct = distinct_on_ranks(comm, config, results, keys, results.enthalpy / results.n_atoms)
+    h_per_atom = results.enthalpy / results.n_atoms
+    distinct = distinct_on_ranks(comm, config, results, keys, h_per_atom)
     dedup_cpu = time.process_time() - cpu1
-    held = sum(np.asarray(getattr(results, n)).nbytes for n in ("ids", "counts", "enthalpy", "volume",
-                                                               "converged", "physical", "status", "steps"))
-    held += keys.nbytes + sum(a.nbytes for a in (results.load.__self__.shard_index, results.load.__self__.row,
-                                                 results.load.__self__.atom_start, results.load.__self__.n_atoms))
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
-    return len(results), read_cpu, dedup_cpu, held, rss, distinct
+    held = held_bytes(results, results.load, results.load.__self__.extra) + keys.nbytes + h_per_atom.nbytes
+    return len(results), read_cpu, dedup_cpu, held, distinct
+
+
+class TimedWriter:
+    """A shard writer that adds up the CPU seconds its appends take in the calling thread (HDF5
+    and the kernel's share of the writes: the file system's share of a rank) and their wall
+    seconds (inflated by waiting for a core when oversubscribed)."""
+
+    def __init__(self, writer):
+        self.writer, self.cpu_s, self.wall_s = writer, 0.0, 0.0
+
+    def append(self, results, extra=None):
+        t0, c0 = time.perf_counter(), time.thread_time()
+        out = self.writer.append(results, extra)
+        self.cpu_s += time.thread_time() - c0
+        self.wall_s += time.perf_counter() - t0
+        return out
 
 
 def main() -> int:
@@ -159,33 +218,60 @@ def main() -> int:
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
 
+    import h5py  # noqa: F401  the libraries are loaded before measuring: not per structure
+    import pymatgen.analysis.structure_matcher  # noqa: F401
+
+    import acnn_mpi.campaign.processing  # noqa: F401
+    import acnn_mpi.csp.export  # noqa: F401
+    import acnn_mpi.relax.service  # noqa: F401
     from acnn_mpi.parallel.comm import get_world
-    from acnn_mpi.relax import shards
 
     comm = get_world()
     root_dir = comm.bcast(args.dir or tempfile.mkdtemp(prefix="bench_scale_") if comm.is_root else None)
     directory = Path(root_dir) / "iter_001" / "relax"
-    plan_cpu, deal_cpu, deal_wall, summaries = csp_stage(comm, args, directory)
-    n, read_cpu, dedup_cpu, held, rss, distinct = processing_stage(comm, directory)
+    rss0 = max_rss()
+    plan_cpu, deal_cpu, deal_wall, summaries, write_s = csp_stage(comm, args, directory)
+    rss_csp = max_rss()
+    wall0 = time.perf_counter()
+    n, read_cpu, dedup_cpu, held, distinct = processing_stage(comm, directory)
+    processing_wall = time.perf_counter() - wall0
     if not comm.is_root:
         return 0
-    files = len(shards.list_shards(directory))
-    disk = sum(Path(p).stat().st_size for p in shards.list_shards(directory))
-    root_cpu = plan_cpu + deal_cpu + read_cpu + dedup_cpu
+    report(args, comm, directory, n, distinct, (plan_cpu, deal_cpu, read_cpu, dedup_cpu), (deal_wall, processing_wall),
+           held, (rss_csp - rss0, max_rss() - rss0), write_s)
+    return 0
+
+
+def report(args, comm, directory, n, distinct, cpu, wall, held, rss, write_s) -> None:
+    """Print the figures (root only)."""
+    from acnn_mpi.relax import shards
+
+    plan_cpu, deal_cpu, read_cpu, dedup_cpu = cpu
+    files = shards.list_shards(directory)
+    disk = sum(Path(p).stat().st_size for p in files)
+    root_cpu = sum(cpu)
+    write_per_structure = sum(c for c, _ in write_s) / n
+    write_wall = sum(w for _, w in write_s) / n
     print(f"machine: {machine_line()}; {comm.size} ranks (oversubscribed: {comm.size} ranks on the cores above)")
-    print(f"{n} structures in {files} shard files (ranks: {comm.size}; ≤ 2 × ranks: {files <= 2 * comm.size}); "
-          f"{disk / n / 1024:.2f} KiB per structure on disk")
-    print(f"root CPU s: plan {plan_cpu:.2f}, deal+commit bookkeeping {deal_cpu:.2f} (wall {deal_wall:.2f}), "
-          f"read {read_cpu:.2f}, dedup share {dedup_cpu:.2f}; {1e6 * root_cpu / n:.1f} µs per structure")
-    print(f"root memory: arrays held {held / n:.0f} B per structure = {held / n * 1e6 / 2**30:.3f} GiB per "
-          f"million; max RSS grew {rss / 1024:.0f} MiB in processing ({rss * 1024 / n:.0f} B per structure)")
+    print(f"{n} structures in {len(files)} shard files (ranks: {comm.size}; ≤ 2 × ranks: "
+          f"{len(files) <= 2 * comm.size}); {disk / n / 1024:.2f} KiB per structure on disk; "
+          f"{int(distinct.sum())} distinct after dedup")
+    print(f"root CPU s: plan {plan_cpu:.2f}, deal {deal_cpu:.2f} (wall {wall[0]:.1f}), read {read_cpu:.2f}, "
+          f"dedup share and merge {dedup_cpu:.2f} (processing wall {wall[1]:.1f}); "
+          f"{1e6 * root_cpu / n:.1f} µs per structure")
+    print(f"root memory: arrays held after processing {held / n:.0f} B per structure; max RSS grew "
+          f"{rss[0] / 2**20:.0f} MiB in plan + deal, {rss[1] / 2**20:.0f} MiB by the end = {rss[1] / n:.0f} B per "
+          f"structure = {rss[1] / n * 1e6 / 2**30:.3f} GiB per million")
+    print(f"shard appends on the ranks: {1e6 * write_per_structure:.0f} CPU-µs per structure "
+          f"({1e6 * write_wall:.0f} µs wall, oversubscribed)")
     for ranks in (192, 1000):
         iteration_s = 1e6 / (ranks * PAPER_RATE / 3600.0)
         root_s = 1e6 * root_cpu / n
+        fs_share = write_per_structure / (3600.0 / PAPER_RATE)
         print(f"10^6 structures on {ranks} ranks: an iteration takes {iteration_s / 3600:.1f} h at "
               f"{PAPER_RATE:.0f} structures per core-hour; the root's share {root_s:.0f} s = "
-              f"{100 * root_s / iteration_s:.2f} % (files: {ranks} shards)")
-    return 0
+              f"{100 * root_s / iteration_s:.2f} %; shard writes {100 * fs_share:.3f} % of each rank's time "
+              f"({ranks} shard files)")
 
 
 if __name__ == "__main__":

@@ -357,8 +357,10 @@ class FrameReader:
         if name == ATOM_OFFSET:
             return self.offsets()[:-1].copy() if rows is None else self.offsets()[np.asarray(rows)]
         ds = self._dataset(name)
+        if rows is None and ds.dtype.kind in "OS":  # text in slices: a million rows never exist as bytes at once
+            return _decode_slices(ds, self._committed)
         if rows is None:
-            return _decode(ds[: self._committed])
+            return ds[: self._committed]
         rows = np.asarray(rows, dtype=np.int64)
         return _decode(gather(ds, rows, rows + 1))
 
@@ -375,6 +377,15 @@ class FrameReader:
     def dataset(self, name: str):
         """The h5py dataset of column ``name`` (rows past ``len(self)`` are not committed)."""
         return self._dataset(name)
+
+
+def _decode_slices(ds, n: int, rows: int = 1 << 16) -> np.ndarray:
+    """The first ``n`` text rows of ``ds`` decoded ``rows`` at a time (the raw bytes objects of
+    a whole column would leave a root reading a million of them ~100 bytes a row of heap)."""
+    out = np.empty(n, dtype=object)
+    for start in range(0, n, rows):
+        out[start:start + rows] = _decode(ds[start:min(start + rows, n)])
+    return out
 
 
 def _decode(values: np.ndarray) -> np.ndarray:

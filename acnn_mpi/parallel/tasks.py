@@ -57,7 +57,8 @@ def run_dynamic(
         work: called on the rank that receives a task; returns a small picklable result.
         on_result: called on the root as ``on_result(task, result, rank)`` for each finished task.
         root_works: whether the root also runs tasks between dispatches (default: when the job has
-            at most 4 ranks, where a dispatch-only root would waste a large share of the cores).
+            at most 4 ranks, where a dispatch-only root would waste a large share of the cores); it
+            then takes no more tasks than the average other rank has been dealt.
         should_stop: polled on the root; once true, no new task is handed out (for a graceful
             shutdown on a scheduler's signal) and the tasks in flight are still collected.
 
@@ -89,13 +90,20 @@ def _deal(comm, tasks, work, on_result, root_works, should_stop):
     done: list = []
     next_index = 0
     active_workers = comm.size - 1
+    dealt = taken = 0  # tasks sent to the other ranks, and run by the root
     status = MPI.Status()
 
     def stopping() -> bool:
         return should_stop is not None and should_stop()
 
+    def root_takes() -> bool:
+        # the root's fair share: never ahead of the average other rank while they still ask (a
+        # root whose work() returns at once, e.g. into a batch with room, would take every task)
+        return root_works and next_index < len(tasks) and not stopping() and (
+            active_workers == 0 or taken * (comm.size - 1) <= dealt)
+
     def handle(message, source):
-        nonlocal next_index, active_workers
+        nonlocal next_index, active_workers, dealt
         index, result = message
         if index >= 0:
             if on_result is not None:
@@ -104,18 +112,20 @@ def _deal(comm, tasks, work, on_result, root_works, should_stop):
         if next_index < len(tasks) and not stopping():
             mpi.send((next_index, tasks[next_index]), dest=source, tag=_TAG_ASSIGN)
             next_index += 1
+            dealt += 1
         else:
             mpi.send(None, dest=source, tag=_TAG_ASSIGN)
             active_workers -= 1
 
-    while active_workers > 0 or (root_works and next_index < len(tasks) and not stopping()):
+    while active_workers > 0 or root_takes():
         # Serve every waiting worker first so nobody idles while the root computes.
         while active_workers > 0 and mpi.Iprobe(source=MPI.ANY_SOURCE, tag=_TAG_REQUEST, status=status):
             source = status.Get_source()
             handle(mpi.recv(source=source, tag=_TAG_REQUEST), source)
-        if root_works and next_index < len(tasks) and not stopping():
+        if root_takes():
             index = next_index
             next_index += 1
+            taken += 1
             result = work(tasks[index])
             if on_result is not None:
                 on_result(tasks[index], result, 0)

@@ -90,8 +90,10 @@ def serve(comm, tasks, service: RelaxService, on_result=None, *, should_stop=Non
         service.finish(drain=False)
         raise
     abort = abort if abort is not None else should_stop
+    comm.sleeping_barrier()  # MPICH's blocking collectives spin: a rank done early would burn its core
     stop = bool(comm.bcast(abort() if (comm.is_root and abort is not None) else False))
     summary = service.finish(drain=not stop)
+    comm.sleeping_barrier()  # ranks drain their batches at different times
     summaries = comm.gather(summary)
     return list(summaries) if comm.is_root else []
 

@@ -179,16 +179,18 @@ def list_shards(directory: str | os.PathLike) -> list[str]:
     return sorted(glob.glob(os.path.join(shard_dir(directory), "rank*.h5")))
 
 
-def _read_shard(path: str, fields: Iterable[str], extra: Sequence[str] = (), lazy: bool = False) -> Optional[dict]:
-    """The committed rows of one shard as arrays (``fields``, and those of ``extra`` it has; None
-    for each of those with ``lazy``), or None (with a warning) if it is unreadable."""
+def _read_shard(path: str, fields: Iterable[str], extra: Sequence[str] = (), lazy: bool = False,
+                rows=None) -> Optional[dict]:
+    """The committed rows (or ``rows``, ascending) of one shard as arrays (``fields``, and those of
+    ``extra`` it has; None for each of those with ``lazy``), or None (with a warning) if it is
+    unreadable."""
     try:
         with open_frames(path) as (f, reader):
             if reader.kind != h5frames.RELAXED or RELAX_GROUP not in reader.groups:
                 log.warning("skipping %s: not a relaxation shard", path)
                 return None
-            out = {name: reader.read(name) for name in fields}
-            out.update({name: None if lazy else reader.read(name) for name in extra if reader.has(name)})
+            out = {name: reader.read(name, rows) for name in fields}
+            out.update({name: None if lazy else reader.read(name, rows) for name in extra if reader.has(name)})
             out["_pressure_gpa"] = float(f.attrs.get("pressure_gpa", np.nan))
             return out
     except (OSError, KeyError, ValueError, RuntimeError) as error:
@@ -314,26 +316,69 @@ class ShardColumn:
         return out[0] if single else out
 
 
+def _shard_rows(path: str) -> int:
+    """Committed rows of a shard (0 if it cannot be read: :func:`_read_shard` says why)."""
+    try:
+        with open_frames(path) as (_, reader):
+            return len(reader)
+    except (OSError, KeyError, ValueError, RuntimeError):
+        return 0
+
+
+#: rows read from a shard at a time by :func:`read_results`
+_READ_BLOCK = 1 << 16
+
+
+def _read_all(directory, fields: Sequence[str], columns: Sequence[str], lazy: bool):
+    """({column: array over all shards}, readable shard paths, pressure): each column is allocated
+    once at its full length and every shard is read into its slice (a root reading a million
+    rows holds one copy, not the shards' parts and their concatenation). ``_shard``/``_row``
+    (int32) say where each row is; an extra column is kept where every shard has it (None
+    for all with ``lazy``)."""
+    paths = list_shards(directory)
+    rows = {p: _shard_rows(p) for p in paths}
+    total = sum(rows.values())
+    out: dict = {"_shard": np.empty(total, np.int32), "_row": np.empty(total, np.int32)}
+    seen: dict = {}
+    shards, start, pressure = [], 0, np.nan
+    for path in paths:
+        n = 0
+        for block in range(0, rows[path], _READ_BLOCK):  # bounded temporaries, whatever a shard holds
+            part = _read_shard(path, fields, columns, lazy, np.arange(block, min(block + _READ_BLOCK, rows[path])))
+            if part is None:
+                break
+            m = len(part[keys.STRUCTURE_ID])
+            shard_pressure = part.pop("_pressure_gpa")
+            pressure = shard_pressure if np.isnan(pressure) else pressure
+            for name, values in part.items():
+                seen[name] = seen.get(name, 0) + (block == 0)
+                if values is not None:
+                    if name not in out:
+                        out[name] = np.empty((total, *values.shape[1:]), dtype=values.dtype)
+                    out[name][start + n:start + n + m] = values
+            n += m
+        if n == 0:
+            continue
+        out["_shard"][start:start + n] = len(shards)
+        out["_row"][start:start + n] = np.arange(n)
+        shards.append(path)
+        start += n
+    extra = [n for n in columns if seen.get(n) == len(shards)]
+    data = {name: values[:start] for name, values in out.items() if name not in columns or name in extra}
+    data.update({name: None for name in extra if name not in data})
+    return data, shards, pressure
+
+
 def read_results(directory: str | os.PathLike, columns: Sequence[str] = (), lazy: bool = False) -> RelaxResults:
     """Every committed result in ``directory`` (all shards) as one :class:`RelaxResults`, with the
     optional extra ``columns`` (e.g. ``fingerprints``) in ``RelaxResults.extra`` where every shard
     has them; ``lazy``: those and ``reason`` stay on disk as :class:`ShardColumn` s (what a root
-    holding a million structures needs: ~110 bytes each). Were a structure id committed twice (not
-    expected), the first shard's row is kept."""
-    parts, shards = [], []
-    pressure = np.nan
+    holding a million structures needs: ~105 bytes each, each column allocated once and filled
+    shard by shard). Were a structure id committed twice (not expected), the first shard's row
+    is kept."""
     fields = [f for f in _READ_FIELDS if not (lazy and f == keys.REASON)]
-    for path in list_shards(directory):
-        data = _read_shard(path, fields, columns, lazy)  # text as shared str: 8 bytes a row
-        if data is None:
-            continue
-        count = len(data[keys.STRUCTURE_ID])
-        data["_shard"] = np.full(count, len(shards), dtype=np.int64)
-        data["_row"] = np.arange(count, dtype=np.int64)
-        shards.append(path)
-        parts.append(data)
-        pressure = data["_pressure_gpa"] if np.isnan(pressure) else pressure
-    if not parts:
+    data, shards, pressure = _read_all(directory, fields, columns, lazy)
+    if not shards:
         empty_f = np.zeros(0)
         empty_i = np.zeros(0, dtype=np.int64)
         empty_s = np.zeros(0, dtype=object)
@@ -344,18 +389,18 @@ def read_results(directory: str | os.PathLike, columns: Sequence[str] = (), lazy
                             atom_start=empty_i)
 
     def cat(name):
-        return np.concatenate([p[name] for p in parts])
+        return data.pop(name)
 
     ids = cat(keys.STRUCTURE_ID)
-    _, first = np.unique(ids, return_index=True)
-    keep = np.sort(first)
-    if len(keep) != len(ids):
+    keep = slice(None)  # no copies
+    ordered = np.sort(ids)
+    if np.any(ordered[1:] == ordered[:-1]):
+        keep = np.sort(np.unique(ids, return_index=True)[1])
         log.warning("%d duplicate structure id(s) in %s: kept the first shard's rows", len(ids) - len(keep),
                     directory)
-    else:
-        keep = slice(None)  # no copies
+    del ordered
     shard_index, row = cat("_shard")[keep], cat("_row")[keep]
-    names = [n for n in columns if all(n in p for p in parts)]
+    names = [n for n in columns if n in data]
     if lazy:
         extra = {n: ShardColumn(n, shards, shard_index, row) for n in names}
         reason = ShardColumn(keys.REASON, shards, shard_index, row, text=True)
