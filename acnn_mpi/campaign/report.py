@@ -78,6 +78,7 @@ def write_report(directory: str | Path, out: str | Path | None = None,
         md.append(f"| {r.iteration} | {r.structures_relaxed} | {r.unphysical} | {r.not_converged} | "
                   f"{r.relax_steps_mean:.0f} | {r.selected} | {r.labelled} | {r.label_failures} | "
                   f"{_fmt(v.get('energy_rmse'))} | {_fmt(v.get('force_rmse'))} | {_fmt(v.get('stress_rmse'))} |")
+    md += _committee_table(paths, history)
     md += ["", "## Cost", "",
            f"- structures relaxed with ACNN: {cost['relaxed']:,} in {cost['acnn_evaluations']:,.0f} "
            "model evaluations (optimizer steps + the first of each structure)",
@@ -95,6 +96,26 @@ def write_report(directory: str | Path, out: str | Path | None = None,
     page = out / "report.html"
     page.write_text(_html(md, figures, out))
     return ReportFiles(html=page, markdown=markdown, figures=figures)
+
+
+def _committee_table(paths: CampaignPaths, history) -> list[str]:
+    """The committee's spread per iteration (from iter_K/selection.json); nothing without one."""
+    rows, threshold = [], None
+    for r in history:
+        path = paths.selection(r.iteration).with_suffix(".json")
+        committee = json.loads(path.read_text()).get("committee") if path.exists() else None
+        if committee:
+            threshold = committee["threshold_mev_per_atom"]
+            rows.append(f"| {r.iteration} | {committee['members']} | {committee['evaluated']} | "
+                        f"{_fmt(committee['median_mev_per_atom'])} | {committee['above_threshold']} | "
+                        f"{committee['selected_above_threshold']} | "
+                        f"{_fmt(committee['selected_median_mev_per_atom'])} |")
+    if not rows:
+        return []
+    return ["", f"Committee spread (std of the members' E/N, meV/atom; threshold {threshold:g}): "
+            "per candidate in iter_K/selection.json.", "",
+            "| iteration | members | candidates evaluated | median committee spread | above threshold | "
+            "selected above threshold | median spread of the selected |", "|---|---|---|---|---|---|---|", *rows]
 
 
 def _fmt(value) -> str:
