@@ -32,7 +32,7 @@ SYSTEMS = {"demo": ("inputs/demo.yaml", ("Cu", "Pt"), (3.6, 3.92)),
 TOLERANCE_MEV = 2.0
 
 
-def run(system: str, committee: int, seed: int | None, out: Path) -> int:
+def run(system: str, committee: int, seed: int | None, out: Path, max_iterations: int | None = None) -> int:
     """Write the campaign file (the system's, with seed and committee set) and run it serially."""
     import yaml
 
@@ -42,6 +42,8 @@ def run(system: str, committee: int, seed: int | None, out: Path) -> int:
         data["seed"] = seed
     if committee:
         data["search"]["committee"] = committee
+    if max_iterations:
+        data["search"]["max_iterations"] = max_iterations
     data["output_dir"] = "run"
     data["name"] = f"{data['name']}-k{committee}"
     out.mkdir(parents=True, exist_ok=True)
@@ -138,13 +140,14 @@ def main(argv=None) -> int:
     r.add_argument("--system", choices=sorted(SYSTEMS), required=True)
     r.add_argument("--committee", type=int, default=0, help="members (0: no committee)")
     r.add_argument("--seed", type=int, default=None, help="campaign seed (default: the file's)")
+    r.add_argument("--max-iterations", type=int, default=None, help="default: the file's")
     r.add_argument("--out", type=Path, required=True)
     a = sub.add_parser("analyze")
     a.add_argument("dirs", nargs="+", type=Path)
     a.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
     if args.command == "run":
-        return run(args.system, args.committee, args.seed, args.out)
+        return run(args.system, args.committee, args.seed, args.out, args.max_iterations)
     rows = [analyze(d) for d in args.dirs]
     print("| system | committee | seed | labels per iteration | hull right per iteration | labels until "
           "right | final hull right | learning curve (meV/atom) |")
