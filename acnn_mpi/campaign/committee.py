@@ -34,6 +34,19 @@ def member_train_dir(paths, k: int, member: int) -> Path:
     return paths.train_dir(k) / f"member_{member}"
 
 
+def require_members(paths, k: int, n_members: int, collective: bool) -> None:
+    """A one-line UserError unless every member model of iteration ``k`` exists (a committee
+    switched on, or made larger, in a campaign already past that iteration)."""
+    from ..errors import UserError
+
+    missing = [m for m in range(n_members) if not member_model(paths, k, m).is_file()]
+    if missing:
+        raise UserError(f"search.committee = {n_members}: {member_model(paths, k, missing[0])} not "
+                        f"found (this campaign reached iteration {k} with {missing[0]} member(s)); "
+                        "keep its former search.committee, or start a new output_dir",
+                        collective=collective)
+
+
 def member_config(config, member: int):
     """The campaign config with the member's training seed (member 0: ``config`` itself)."""
     from ..train.committee import member_seed
@@ -61,6 +74,8 @@ def train_committee(config, paths, comm, k: int, order, held_out, should_stop) -
     from ..train.api import train_model
     from ..train.committee import member_groups
 
+    if k > 0:
+        require_members(paths, k - 1, config.search.committee, collective=comm.size > 1)
     groups = member_groups(comm.size, config.search.committee)
     color = comm.rank % len(groups)
     group = comm.split(color)
@@ -111,6 +126,7 @@ def spread_on_ranks(comm, config, paths, k: int, results, rows) -> np.ndarray | 
     from ..model.potential import ACNN
     from ..train.committee import committee_spread, energies_per_atom
 
+    require_members(paths, k, config.search.committee, collective=comm.size > 1)
     rows = np.asarray(comm.bcast(np.asarray(rows, np.int64) if comm.is_root else None), np.int64)
     mine = rows[comm.rank::comm.size]
     atoms = [results.load(int(r)) for r in mine]

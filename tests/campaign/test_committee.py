@@ -94,3 +94,24 @@ def test_kill_during_committee_training_resumes_to_the_same_hull(serial, tmp_pat
     spreads = [json.loads((d / f"iter_002/selection.json").read_text())["spreads_mev_per_atom"]
                for d in (out, tmp_path)]
     assert np.allclose(*[[np.nan if s is None else s for s in row] for row in spreads], equal_nan=True)
+
+
+def test_a_committee_switched_on_mid_campaign_is_one_line(serial, tmp_path):
+    """The serial run's directory, resumed at its iteration-2 training with 3 members: member 2
+    of iteration 1 does not exist, so the run stops with one line naming the setting."""
+    config, out = serial
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    state = json.loads((copy / "state.json").read_text())
+    state.update(iteration=2, stage="train", converged=False, final_done=False)
+    (copy / "state.json").write_text(json.dumps(state))
+    data = yaml.safe_load(Path(config).read_text())
+    data["search"]["committee"] = 3
+    bigger = tmp_path / "three.yaml"
+    bigger.write_text(yaml.safe_dump(data))
+    result = run_python(["-m", "acnn_mpi", "run", bigger, "--output-dir", copy, "--threads", "1"], timeout=300)
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "search.committee = 3" in line and "model_001.member_2.pt not found" in line, line
