@@ -54,7 +54,6 @@ def serial(tmp_path_factory):
     return config, root / "run"
 
 
-@pytest.mark.mpi
 def test_serial_committee_campaign_runs_to_the_end(serial):
     _, out = serial
     state = json.loads((out / "state.json").read_text())
