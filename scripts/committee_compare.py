@@ -12,7 +12,8 @@ K from which every later iteration's hull is right (None: never right before the
     python scripts/committee_compare.py analyze /tmp/c/demo_k0_s7 /tmp/c/demo_k2_s7 ...
 
 ``run`` uses one rank and ``--threads 1`` (the machine is shared); ``analyze`` prints a Markdown
-table, one row per directory.
+table, one row per directory, and for committee runs how the spread of each iteration's picks
+ranks against the error of model n−1 on their labels.
 """
 
 from __future__ import annotations
@@ -133,6 +134,32 @@ def analyze(directory: Path) -> dict:
             "learning_curve_mev": [round(c, 1) for c in curve], "reference_mev": reference}
 
 
+def spread_against_error(run_dir: Path, k: int) -> dict | None:
+    """Iteration ``k``'s labelled committee picks: median |E/N of model k−1 − label| and median
+    spread (meV/atom), and their Spearman rank correlation; None without committee spreads."""
+    import ase.io
+    from scipy.stats import spearmanr
+
+    from acnn_mpi.data.store import FrameStore
+    from acnn_mpi.model.potential import ACNN
+    from acnn_mpi.train.committee import energies_per_atom
+
+    picks = [a for a in ase.io.read(run_dir / f"iter_{k:03d}" / "selection.xyz", ":")
+             if "committee_spread_mev_per_atom" in a.info]
+    with FrameStore(run_dir / "labels.h5", "r") as store:
+        arrays = store.read_arrays(strings=False)
+    label = dict(zip(arrays.structure_id.tolist(), (arrays.energy / arrays.n_atoms).tolist()))
+    picks = [a for a in picks if int(a.info["structure_id"]) in label]
+    if len(picks) < 3:
+        return None
+    model = energies_per_atom(ACNN.load(run_dir / "models" / f"model_{k - 1:03d}.pt"), picks)
+    error = 1000 * np.abs(model - np.array([label[int(a.info["structure_id"])] for a in picks]))
+    spread = np.array([a.info["committee_spread_mev_per_atom"] for a in picks])
+    return {"iteration": k, "picks": len(picks), "median_error_mev": round(float(np.median(error)), 1),
+            "median_spread_mev": round(float(np.median(spread)), 1),
+            "spearman": round(float(spearmanr(spread, error).correlation), 2)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +183,10 @@ def main(argv=None) -> int:
         print(f"| {row['system']} | {row['committee'] or 'off'} | {row['seed']} | "
               f"{row['labels_per_iteration']} | {['yes' if x else 'no' for x in row['hull_right_per_iteration']]} | "
               f"{row['labels_until_right']} | {row['final_right']} | {row['learning_curve_mev']} |")
+    for d, row in zip(args.dirs, rows):
+        if row["committee"]:
+            for k in range(1, len(row["labels_per_iteration"])):
+                print(f"{d.name}: spread against error {spread_against_error(d / 'run', k)}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0
