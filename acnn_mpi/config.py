@@ -346,6 +346,15 @@ class SearchSettings(_Section):
                              "extxyz, ...; relative to the YAML file) of known structures, relaxed "
                              "by the labeller at the campaign pressure and labelled in the initial "
                              "sampling")
+    committee: Optional[int] = Field(None, ge=2, description="k ≥ 2 models trained together on "
+                                     "the same labels (seeds training.seed + m), each refined from "
+                                     "its own previous one; member 0 relaxes, all evaluate the "
+                                     "candidates, and their energy spread steers the selection. "
+                                     "null: one model")
+    committee_spread_mev_per_atom: float = Field(10.0, gt=0, description="meV/atom: hull candidates "
+                                                 "whose committee spread (std of E/N over the "
+                                                 "members) exceeds this are labelled first, within "
+                                                 "L_max per composition")
 
     @field_validator("seeds")
     @classmethod

@@ -31,10 +31,13 @@ class Selection:
     n_unphysical: int = 0
     hull_phases: list[str] = field(default_factory=list)
     n_labelled_before: int = 0   # hull picks dropped: the same crystal was labelled already
+    spreads: list[float] = field(default_factory=list)   # committee spread per pick, eV/atom (NaN: none)
+    committee: dict = field(default_factory=dict)         # committee summary (empty without one)
 
 
 def select_for_labelling(config, results, iteration: int, required: list[str] = (),
-                         labels_path: Path | None = None, distinct: np.ndarray | None = None) -> Selection:
+                         labels_path: Path | None = None, distinct: np.ndarray | None = None,
+                         spread: np.ndarray | None = None) -> Selection:
     """Dedup, distance check, model hull and C_max/L_max selection of one iteration's structures.
 
     Dedup never lets an unconverged or unphysical structure stand for a converged, physical one
@@ -43,7 +46,9 @@ def select_for_labelling(config, results, iteration: int, required: list[str] = 
     selected again. ``required``: elements the labels' hull still lacks (their labels failed, or
     none was made): up to L_max structures of each, physical ones first, are added whatever
     their rank. ``distinct``: the dedup representatives when computed already (on all ranks,
-    :func:`distinct_on_ranks`), else computed here."""
+    :func:`distinct_on_ranks`), else computed here. ``spread``: (B,) committee spread, eV/atom
+    (NaN where not evaluated; campaign/committee.py): structures above
+    ``search.committee_spread_mev_per_atom`` are preferred within each composition's L_max."""
     from ..csp.distances import check_many
     from ..csp.selection import select_candidates
     from ..parallel.comm import Comm
@@ -64,7 +69,8 @@ def select_for_labelling(config, results, iteration: int, required: list[str] = 
     def select():
         return select_candidates(results.ids, keys, h_per_atom, e_hull, c_max=c_max, l_max=l_max,
                                  distinct=distinct, converged=results.converged,
-                                 physical=physical, max_extra=search.max_unphysical_selected)
+                                 physical=physical, max_extra=search.max_unphysical_selected,
+                                 spread=spread, spread_threshold=search.committee_spread_mev_per_atom / 1000)
 
     # The relaxer already flags atoms closer than the fraction of their pair minimum; the explicit
     # distance check and the comparison with the labels run on the few hull picks only.
@@ -84,12 +90,29 @@ def select_for_labelling(config, results, iteration: int, required: list[str] = 
             break
         chosen = select()
     rows, reasons = [c.index for c in chosen], [c.reason for c in chosen]
+    spreads = [c.spread for c in chosen]
     for row in _element_rows(config, results, required, h_per_atom, physical, distinct, set(rows), l_max):
         rows.append(row)
         reasons.append("element")
+        spreads.append(float(spread[row]) if spread is not None else float("nan"))
     return Selection(rows=rows, ids=[int(results.ids[r]) for r in rows], reasons=reasons,
                      n_distinct=int(distinct.sum()), n_unphysical=int((~physical).sum()),
-                     hull_phases=phases, n_labelled_before=labelled.n_matched)
+                     hull_phases=phases, n_labelled_before=labelled.n_matched, spreads=spreads,
+                     committee=_committee_summary(search, spread, spreads))
+
+
+def _committee_summary(search, spread, picked) -> dict:
+    """The committee's numbers for selection.json (meV/atom); empty without a committee."""
+    if spread is None:
+        return {}
+    threshold = search.committee_spread_mev_per_atom
+    known = 1000 * spread[np.isfinite(spread)]
+    chosen = 1000 * np.array([s for s in picked if np.isfinite(s)])
+    return {"members": search.committee, "threshold_mev_per_atom": threshold,
+            "evaluated": int(len(known)), "above_threshold": int((known > threshold).sum()),
+            "median_mev_per_atom": round(float(np.median(known)), 3) if len(known) else None,
+            "selected_above_threshold": int((chosen > threshold).sum()),
+            "selected_median_mev_per_atom": round(float(np.median(chosen)), 3) if len(chosen) else None}
 
 
 def composition_keys(results, elements) -> np.ndarray:
@@ -490,15 +513,21 @@ def write_selection(path: Path, results, selection: Selection) -> None:
     import ase.io
 
     atoms = []
-    for row, reason in zip(selection.rows, selection.reasons):
+    for k, (row, reason) in enumerate(zip(selection.rows, selection.reasons)):
         a = results.load(row)
         a.info["selection_reason"] = reason
+        if selection.committee and np.isfinite(selection.spreads[k]):
+            a.info["committee_spread_mev_per_atom"] = round(1000 * selection.spreads[k], 4)
         atoms.append(a)
     tmp = path.with_name(path.name + ".tmp")
     ase.io.write(tmp, atoms, format="extxyz")
-    write_json_atomic(path.with_suffix(".json"), {
-        "ids": selection.ids, "reasons": selection.reasons, "distinct": selection.n_distinct,
-        "unphysical": selection.n_unphysical, "model_hull_phases": selection.hull_phases})
+    record = {"ids": selection.ids, "reasons": selection.reasons, "distinct": selection.n_distinct,
+              "unphysical": selection.n_unphysical, "model_hull_phases": selection.hull_phases}
+    if selection.committee:
+        record["committee"] = selection.committee
+        record["spreads_mev_per_atom"] = [round(1000 * s, 4) if np.isfinite(s) else None
+                                          for s in selection.spreads]
+    write_json_atomic(path.with_suffix(".json"), record)
     Path(tmp).replace(path)
 
 

@@ -62,6 +62,7 @@ def write_report(directory: str | Path, out: str | Path | None = None,
         md += ["## Phases against pressure", "", f"Formation enthalpy of every composition stable at "
                f"some pressure (final hulls; table: final/{SUMMARY_CSV}).", ""]
     md += _iteration_lines(history, several)
+    md += _committee_table(parts, history)
     cost = _cost(paths, state, history, [part.final / "relaxed.h5" for _, part in parts])
     md += ["", "## Cost", "",
            f"- structures relaxed with ACNN: {cost['relaxed']:,} in {cost['acnn_evaluations']:,.0f} "
@@ -167,6 +168,29 @@ def _iteration_lines(history, several: bool) -> list[str]:
                           f"{c.get('unphysical', 0):.0f} | {c.get('not_converged', 0):.0f} | "
                           f"{c.get('selected', 0):.0f} |")
     return md
+
+
+def _committee_table(parts, history) -> list[str]:
+    """The committee's spread per iteration and pressure (from each selection.json); nothing
+    without one. ``parts``: (' at P GPa' or '', the pressure's CampaignPaths)."""
+    rows, threshold = [], None
+    for r in history:
+        for at, part in parts:
+            path = part.selection(r.iteration).with_suffix(".json")
+            committee = json.loads(path.read_text()).get("committee") if path.exists() else None
+            if not committee:
+                continue
+            threshold = committee["threshold_mev_per_atom"]
+            rows.append(f"| {r.iteration}{at} | {committee['members']} | {committee['evaluated']} | "
+                        f"{_fmt(committee['median_mev_per_atom'])} | {committee['above_threshold']} | "
+                        f"{committee['selected_above_threshold']} | "
+                        f"{_fmt(committee['selected_median_mev_per_atom'])} |")
+    if not rows:
+        return []
+    return ["", f"Committee spread (std of the members' E/N, meV/atom; threshold {threshold:g}): "
+            "per candidate in iter_K/selection.json.", "",
+            "| iteration | members | candidates evaluated | median committee spread | above threshold | "
+            "selected above threshold | median spread of the selected |", "|---|---|---|---|---|---|---|", *rows]
 
 
 def _fmt(value) -> str:

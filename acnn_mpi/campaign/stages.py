@@ -178,8 +178,17 @@ class Process(Stage):
             keys = composition_keys(results, self.config.elements)
             distinct = distinct_on_ranks(self.comm, view.config, results, keys,
                                          results.enthalpy / np.maximum(results.n_atoms, 1))
-            out.append((results, distinct))
+            out.append((results, distinct, self._spread(k, results, distinct)))
         return out
+
+    def _spread(self, k, results, distinct):
+        """The committee's spread of the distinct converged physical structures (None without one)."""
+        if not self.config.search.committee:
+            return None
+        from .committee import spread_on_ranks
+
+        rows = np.flatnonzero(distinct & results.physical & results.converged) if self.comm.is_root else None
+        return spread_on_ranks(self.comm, self.config, self.paths, k - 1, results, rows)
 
     def commit(self, k, plan, outcome):
         from .processing import select_for_labelling, write_selection
@@ -190,9 +199,10 @@ class Process(Stage):
             log.info("iteration %d: the labels' hull lacks %s; labelling %s structures again",
                      k, ", ".join(missing), ", ".join(missing))
         state.record(k).selected = 0
-        for view, (results, distinct) in zip(self.ctl.views, outcome):
+        for view, (results, distinct, spread) in zip(self.ctl.views, outcome):
             selection = select_for_labelling(view.config, results, k, required=missing,
-                                             labels_path=self.paths.labels, distinct=distinct)
+                                             labels_path=self.paths.labels, distinct=distinct,
+                                             spread=spread)
             write_selection(view.paths.selection(k), results, selection)
             state.record(k).selected += len(selection.ids)
             counts = state.record(k).by_pressure.setdefault(view.key, {})
@@ -260,6 +270,12 @@ class Train(Stage):
         from ..train.api import train_model
 
         order, held_out = self.comm.bcast(plan)
+        if self.config.search.committee:
+            from .committee import train_committee
+
+            trained = train_committee(self.config, self.paths, self.comm, k, order, held_out,
+                                      should_stop=shutdown.requested)
+            return STOPPED if trained.stopped else trained
         result = train_model(self.config, str(self.paths.labels), self.paths.train_dir(k), self.comm,
                              resume=True, indices=order, valid_indices=held_out,
                              refine_from=self.paths.model(k - 1) if k > 0 else None,
@@ -270,6 +286,14 @@ class Train(Stage):
     def commit(self, k, plan, result):
         from .controller import _errors_text
 
+        if self.config.search.committee:
+            from .committee import commit_members
+
+            commit_members(self.paths, k, self.config.search.committee)
+            log.info("iteration %d: committee of %d trained; validation energy RMSE per member: %s",
+                     k, self.config.search.committee, ", ".join(
+                         f"{m}: {v.get('energy_rmse', float('nan')):.3g}" for m, v in sorted(result.valid.items())))
+            result = result.result
         tmp = self.paths.model(k).with_suffix(".tmp")
         shutil.copyfile(result.model_path, tmp)
         tmp.replace(self.paths.model(k))

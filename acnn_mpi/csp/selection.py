@@ -7,6 +7,11 @@
   structures that did not converge, up to ``max_extra`` in all, lowest enthalpy first, the two
   kinds taken in turn so that both are represented when the bound is tight.
 
+* **Committee** (optional ``spread``, eV/atom, with ``spread_threshold``): within each selected
+  composition the lowest-enthalpy structure is always taken (the hull cannot be right without
+  it); the other L_max − 1 places go first to the structures on which the committee disagrees by
+  more than the threshold, then to the rest, each part by enthalpy. The budget stays C_max × L_max.
+
 Deterministic: compositions are ranked by (E_hull of their best structure rounded to 10⁻⁹ eV/atom,
 id of that structure); structures within a composition by (enthalpy per atom, id).
 """
@@ -34,6 +39,7 @@ class Candidate:
         rank: for hull candidates the rank of the composition (1 = lowest E_hull), else the
             position among the failures (1 = first taken).
         e_hull: eV/atom (NaN where unknown).
+        spread: committee spread, eV/atom (NaN without committee or where not evaluated).
     """
 
     index: int
@@ -41,6 +47,7 @@ class Candidate:
     reason: str
     rank: int
     e_hull: float
+    spread: float = float("nan")
 
 
 def _mask(value, n: int, default: bool) -> np.ndarray:
@@ -64,6 +71,8 @@ def select_candidates(
     converged: Optional[np.ndarray] = None,
     physical: Optional[np.ndarray] = None,
     max_extra: int = 0,
+    spread: Optional[np.ndarray] = None,
+    spread_threshold: float = np.inf,
 ) -> list[Candidate]:
     """Select structures for labelling.
 
@@ -79,6 +88,9 @@ def select_candidates(
         physical: (B,) bool, passed the distance checks and was not classified unphysical
             (default: all).
         max_extra: bound on unphysical + non-converged structures added.
+        spread: (B,) committee spread, eV/atom (NaN: not evaluated, counts as below the threshold).
+        spread_threshold: eV/atom; with ``spread``, structures above it are preferred after each
+            composition's lowest-enthalpy one.
 
     Returns:
         Hull candidates (composition rank, then enthalpy) followed by the failures.
@@ -94,6 +106,9 @@ def select_candidates(
     distinct = _mask(distinct, n, True)
     converged = _mask(converged, n, True)
     physical = _mask(physical, n, True)
+    sigma = np.full(n, np.nan) if spread is None else np.asarray(spread, np.float64)
+    if sigma.shape != (n,):
+        raise ValueError(f"spread must have shape ({n},), got {sigma.shape}")
     selected: list[Candidate] = []
 
     eligible = np.flatnonzero(distinct & converged & physical & np.isfinite(h) & np.isfinite(e))
@@ -107,8 +122,12 @@ def select_candidates(
         best = rows[starts]
         ranking = np.lexsort((ids[best], np.round(e[best], 9)))[:c_max]
         for rank, g in enumerate(ranking, start=1):
-            for row in rows[starts[g]:min(stops[g], starts[g] + l_max)]:
-                selected.append(Candidate(int(row), int(ids[row]), HULL, rank, float(e[row])))
+            block = rows[starts[g]:stops[g]]
+            if spread is not None:
+                block = _uncertain_first(block, sigma, spread_threshold)
+            for row in block[:l_max]:
+                selected.append(Candidate(int(row), int(ids[row]), HULL, rank, float(e[row]),
+                                          float(sigma[row])))
 
     if max_extra:
         queues = []
@@ -124,5 +143,14 @@ def select_candidates(
                     row = queues[q][position[q]]
                     position[q] += 1
                     taken += 1
-                    selected.append(Candidate(int(row), int(ids[row]), reasons[q], taken, float(e[row])))
+                    selected.append(Candidate(int(row), int(ids[row]), reasons[q], taken,
+                                              float(e[row]), float(sigma[row])))
     return selected
+
+
+def _uncertain_first(block: np.ndarray, spread: np.ndarray, threshold: float) -> np.ndarray:
+    """``block`` (rows of one composition by enthalpy) with its first row kept first, then the
+    rows whose spread exceeds ``threshold``, then the others, each part in the given order."""
+    rest = block[1:]
+    uncertain = spread[rest] > threshold   # NaN compares False: not evaluated counts as certain
+    return np.concatenate([block[:1], rest[uncertain], rest[~uncertain]])

@@ -1,0 +1,61 @@
+"""A committee of models: k potentials trained on the same labels from different seeds, whose
+disagreement on a structure measures how little the labels constrain it (query by committee, as
+DP-GEN and EDDP select their next labels).
+
+Pure functions, no MPI: which seed each member trains with, how k members are dealt to the rank
+groups of a job, and the spread of the members' energies per atom on a list of structures.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+
+def member_seed(seed: int, member: int) -> int:
+    """Training seed of committee member ``member`` (0: the campaign's own, so member 0 is the
+    model a campaign without committee would train)."""
+    return int(seed) + int(member)
+
+
+def member_groups(size: int, k: int) -> list[list[int]]:
+    """Members trained by each rank group: ``min(k, size)`` groups (group g = the ranks r with
+    r % n_groups == g, data-parallel over them), member m by group m % n_groups, in turn when a
+    group has several. ``size`` ≥ k: one member per group; 1 rank: every member in turn."""
+    if size < 1 or k < 1:
+        raise ValueError(f"need size ≥ 1 and k ≥ 1, got size {size}, k {k}")
+    n_groups = min(k, size)
+    return [[m for m in range(k) if m % n_groups == g] for g in range(n_groups)]
+
+
+def energies_per_atom(model: torch.nn.Module, atoms_list: Sequence, batch_size: int = 32) -> np.ndarray:
+    """(B,) energy per atom (eV/atom) of each structure under ``model`` (single points, no
+    forces: the sum of the model's atomic energies)."""
+    from ..neighbors import neighbor_list
+    from ..relax.evaluators import _model_device, _model_dtype
+    from ..state import Batch
+
+    dtype = _model_dtype(model) or torch.float64
+    device = _model_device(model) or torch.device("cpu")
+    out = np.zeros(len(atoms_list), dtype=np.float64)
+    with torch.no_grad():
+        for start in range(0, len(atoms_list), batch_size):
+            chunk = atoms_list[start:start + batch_size]
+            batch = Batch.from_atoms(chunk, device=device, dtype=dtype)
+            edges = neighbor_list(batch, float(model.cutoff))
+            atomic = model.atomic_energies(batch, edges).to(torch.float64)
+            energy = torch.zeros(batch.n_systems, dtype=torch.float64, device=device)
+            energy.index_add_(0, batch.system_idx, atomic)
+            out[start:start + len(chunk)] = (energy / batch.n_atoms.to(torch.float64)).cpu().numpy()
+    return out
+
+
+def committee_spread(energies: np.ndarray) -> np.ndarray:
+    """(B,) spread of a committee's predictions: the standard deviation over the members (axis 0
+    of the (k, B) ``energies``, eV/atom; population form, so two members give |E₁ − E₂| / 2)."""
+    energies = np.asarray(energies, dtype=np.float64)
+    if energies.ndim != 2 or energies.shape[0] < 2:
+        raise ValueError(f"need (k ≥ 2, B) energies, got shape {energies.shape}")
+    return energies.std(axis=0)
