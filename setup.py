@@ -12,6 +12,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["acnn_mpi", "acnn_mpi.*"]),
     include_package_data=True,
+    package_data={"acnn_mpi.model": ["csrc/*.cpp"]},  # the optional C++ kernels' source (model.compile: cpp)
     install_requires=[
         # torch: any 2.x from 2.2 on. Installing torch first (CPU or the CUDA build you want)
         # keeps pip from pulling a different build; see the README.

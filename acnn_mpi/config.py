@@ -84,6 +84,18 @@ class ModelSettings(_Section):
     attention_heads: int = Field(4, ge=1)
     dtype: Literal["float32", "float64"] = "float32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: Literal["off", "cpp", "inductor"] = Field(
+        "off", description="compiled descriptor kernels for CSP relaxations (docs/performance_model.md): "
+        "'cpp' the C++ per-edge kernels (~2x per core; built once per machine, ~1-2 min, cached), "
+        "'inductor' torch.compile (~1.1x; ~10-20 s per rank); both need a C++ compiler, and "
+        "without one a warning and the uncompiled model; true means 'cpp', false 'off'")
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_flag(cls, value):
+        if isinstance(value, bool):
+            return "cpp" if value else "off"
+        return value
 
     @field_validator("embedding", "fitting")
     @classmethod
@@ -388,12 +400,19 @@ class ParallelSettings(_Section):
         "job's end (Slurm/PBS, read automatically); 0 = only on a signal")
 
 
+#: the most pressures one campaign searches (structure ids reserve a range per pressure:
+#: campaign.plan.PRESSURE_STRIDE)
+MAX_PRESSURES = 10
+
+
 class CampaignConfig(_Section):
     """A whole campaign: elements, pressure and every stage's settings."""
 
     name: str = "campaign"
     elements: list[str] = Field(min_length=1)
-    pressure: float = Field(0.0, description="GPa")
+    pressure: Union[float, list[float]] = Field(
+        0.0, description="GPa; a list (e.g. [100, 200, 300]) searches every pressure with one "
+        "potential (taken in increasing order; a one-element list is one pressure)")
     seed: int = 0
     output_dir: str = Field(".", description="campaign directory, relative to the YAML file")
     model: ModelSettings = Field(default_factory=ModelSettings)
@@ -436,6 +455,30 @@ class CampaignConfig(_Section):
             return settings_from_dict(value, where="labeller", base_dir=base_dir)
         except UserError as error:
             raise ValueError(str(error)) from None
+
+    @field_validator("pressure", mode="before")
+    @classmethod
+    def _pressure_form(cls, value):
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
+            raise ValueError("give a number (GPa) or a list of numbers such as [100, 200, 300]")
+        return value
+
+    @field_validator("pressure")
+    @classmethod
+    def _pressures(cls, value):
+        """A list of pressures: sorted, distinct, at most MAX_PRESSURES; one element is one pressure."""
+        if not isinstance(value, list):
+            return value
+        if not value:
+            raise ValueError("an empty list: give one pressure (GPa) or a list of them")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a pressure twice: give each pressure once")
+        if len(value) > MAX_PRESSURES:
+            raise ValueError(f"{len(value)} pressures: a campaign searches at most {MAX_PRESSURES} "
+                             "(run several campaigns for more)")
+        value = sorted(float(p) for p in value)
+        return value[0] if len(value) == 1 else value
 
     @field_validator("elements")
     @classmethod
@@ -480,6 +523,23 @@ class CampaignConfig(_Section):
         return self
 
     # -- resolved views -------------------------------------------------------------------------
+
+    @property
+    def pressures_gpa(self) -> list[float]:
+        """Every pressure of the campaign (GPa), in increasing order (one for a single pressure)."""
+        return list(self.pressure) if isinstance(self.pressure, list) else [float(self.pressure)]
+
+    @property
+    def several_pressures(self) -> bool:
+        """True for a campaign over several pressures (files per pressure: ``P<p>/`` folders)."""
+        return len(self.pressures_gpa) > 1
+
+    def at_pressure(self, pressure_gpa: float) -> "CampaignConfig":
+        """This configuration at one of its pressures (``pressure`` a number): what every stage
+        of one pressure reads (relaxations, selection, hulls)."""
+        if float(pressure_gpa) not in self.pressures_gpa:
+            raise ValueError(f"{pressure_gpa} GPa is not a pressure of the campaign {self.pressures_gpa}")
+        return self.model_copy(update={"pressure": float(pressure_gpa)})
 
     def min_distance_table(self) -> dict[tuple[str, str], float]:
         """Minimum distance (Å) for every unordered element pair, both orders as keys."""

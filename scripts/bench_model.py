@@ -17,6 +17,7 @@ second (equal on an idle machine).
     python scripts/bench_model.py                  # everything (< 2 minutes)
     python scripts/bench_model.py --batch-sizes 64 --cases a
     python scripts/bench_model.py --levers --batch-sizes 16,64   # each speed lever, one process
+    python scripts/bench_model.py --compile off,cpp,inductor      # model.compile modes side by side
 """
 
 from __future__ import annotations
@@ -99,10 +100,16 @@ def matmul_rate() -> float:
     return 2 * 1024 ** 3 / cpu
 
 
-def run_case(key, batch_sizes, attention, repeats, rng, peak, dtype):
+def run_case(key, batch_sizes, attention, repeats, rng, peak, dtype, modes):
+    from acnn_mpi.model.descriptor import configure_kernels
+
     case = CASES[key]
     structures = [random_cell(rng, case) for _ in range(max(batch_sizes))]
-    for layers in attention:
+    for layers, mode in [(a, m) for a in attention for m in modes]:
+        if layers and mode == "cpp":
+            continue  # the C++ kernels serve the model without attention only
+        if configure_kernels(mode) != mode:
+            continue
         torch.manual_seed(0)
         model = ACNN(ACNNHyperparameters(elements=case["elements"], r_cut_radial=case["r_cut"][0],
                                          r_cut_angular=case["r_cut"][1], attention_layers=layers,
@@ -119,7 +126,7 @@ def run_case(key, batch_sizes, attention, repeats, rng, peak, dtype):
                 evaluate(model, batch, edges=edges)
             flops = counter.get_total_flops() / n_atoms
             rate = flops * n_atoms / c_ev
-            print(f"{case['name']:17s} {layers:4d} {size:5d} {n_atoms:6d} {edges.n_edges / n_atoms:6.0f} "
+            print(f"{case['name']:17s} {mode:>8s} {layers:4d} {size:5d} {n_atoms:6d} {edges.n_edges / n_atoms:6.0f} "
                   f"{n_atoms / (c_nl + c_ev):9.0f} {n_atoms / (t_nl + t_ev):9.0f} {n_atoms / c_ev:9.0f} "
                   f"{100 * c_nl / (c_nl + c_ev):6.1f}% {flops / 1e6:7.2f} {rate / 1e9:7.2f} "
                   f"{100 * rate / peak:6.1f}%", flush=True)
@@ -128,7 +135,7 @@ def run_case(key, batch_sizes, attention, repeats, rng, peak, dtype):
 def levers(repeats, rng, batch_sizes):
     """Each speed lever's effect, in one process (case (a), no attention), in the order they were
     added: autograd reference → fused backward → allocator tuning → bucketed tables →
-    torch.compile of the kernels."""
+    torch.compile of the kernels; then the C++ per-edge kernels in place of torch.compile."""
     from acnn_mpi.model import descriptor, forces
 
     case = CASES["a"]
@@ -150,20 +157,29 @@ def levers(repeats, rng, batch_sizes):
             forces.keep_freed_memory(True)
         elif name == "+ bucketed neighbour tables":
             model.descriptor.BUCKET_COST_ENTRIES = default_bucket_cost
-        else:
+        elif name == "+ torch.compile of the fused kernels":
             start = time.process_time()
             descriptor.compile_fused_kernels(True)
             batch = Batch.from_atoms(structures[:2], dtype=model.dtype)
             evaluate(model, batch)
             print(f"   (torch.compile: {time.process_time() - start:.0f} CPU s in this process, "
                   "plus the compile workers)")
+        else:
+            descriptor.compile_fused_kernels(False)
+            start = time.process_time()
+            if descriptor.configure_kernels("cpp") != "cpp":
+                return False
+            print(f"   (C++ kernels: {time.process_time() - start:.0f} CPU s in this process to build or load)")
+        return True
 
     print(f"\n{'lever (cumulative), Mg-Ca-H, no attention':48s} {'batch':>5s} {'atoms':>6s} {'model/s':>9s} "
           f"{'vs ref':>7s}")
     reference = {}
     for name in ("autograd (reference)", "+ fused first-derivative backward", "+ malloc keeps freed memory",
-                 "+ bucketed neighbour tables", "+ torch.compile of the fused kernels"):
-        setup(name)
+                 "+ bucketed neighbour tables", "+ torch.compile of the fused kernels",
+                 "C++ per-edge kernels (instead of torch.compile)"):
+        if setup(name) is False:
+            continue
         for size in batch_sizes:
             batch = Batch.from_atoms(structures[:size], dtype=model.dtype)
             edges = neighbor_list(batch, model.cutoff)
@@ -172,13 +188,16 @@ def levers(repeats, rng, batch_sizes):
             rate = n_atoms / cpu
             reference.setdefault(size, rate)
             print(f"{name:48s} {size:5d} {n_atoms:6d} {rate:9.0f} {rate / reference[size]:6.2f}x", flush=True)
-    descriptor.compile_fused_kernels(False)
-    bound(model, Batch.from_atoms(structures[:16], dtype=model.dtype), repeats)
+    for mode in ("off", "cpp"):
+        if descriptor.configure_kernels(mode) == mode:
+            bound(model, Batch.from_atoms(structures[:16], dtype=model.dtype), repeats, mode)
+    descriptor.configure_kernels("off")
 
 
-def bound(model, batch, repeats):
-    """What the time is made of (fused eager path, allocator tuned): one evaluate against its
-    parts and against one elementwise pass over the padded radial table (N·M, n_r)."""
+def bound(model, batch, repeats, mode):
+    """What the time is made of (allocator tuned; ``mode``: the model.compile mode in effect): one
+    evaluate against its parts and against one elementwise pass over the padded radial table
+    (N·M, n_r)."""
     from acnn_mpi.model import descriptor
 
     edges = neighbor_list(batch, model.cutoff)
@@ -197,7 +216,7 @@ def bound(model, batch, repeats):
     def descriptor_only():
         v = vectors.detach().requires_grad_(True)
         with descriptor.first_derivatives_only(True, parameter_gradients=False):
-            out = model.descriptor(v, edges.index, species)
+            out = model.descriptor(v, edges.index, species, neighbour_table=False)
         torch.autograd.grad(out.radial.sum() + out.angular.sum(), v)
 
     width = features.neighbour.shape[1]
@@ -209,7 +228,7 @@ def bound(model, batch, repeats):
     t_mlp = timed(mlps, reps)[1]
     t_pass = timed(lambda: torch.mul(a, b, out=out), 20)[1]
     gbs = 3 * a.numel() * 4 / t_pass / 1e9
-    print(f"\nwhere the time goes (batch {batch.n_systems}, {n_atoms} atoms, radial table {n_atoms} x {width} "
+    print(f"\nwhere the time goes (kernels: {mode}; batch {batch.n_systems}, {n_atoms} atoms, radial table {n_atoms} x {width} "
           f"x {model.descriptor.n_radial}):\n"
           f"  evaluate {1e3 * t_all:.1f} ms = descriptor forward+backward {1e3 * t_desc:.1f} ms "
           f"({100 * t_desc / t_all:.0f} %) + MLPs forward+backward {1e3 * t_mlp:.1f} ms "
@@ -226,6 +245,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--compile", default="off,cpp",
+                        help="model.compile modes to compare (off, cpp, inductor), comma-separated")
     parser.add_argument("--levers", action="store_true",
                         help="only the effect of each speed lever (case a, no attention)")
     args = parser.parse_args(argv)
@@ -248,10 +269,10 @@ def main(argv=None) -> int:
         print(f"\ntotal benchmark time {time.perf_counter() - start:.0f} s; load average now "
               f"{os.getloadavg()[0]:.1f}")
         return 0
-    print(f"{'system':17s} {'attn':>4s} {'batch':>5s} {'atoms':>6s} {'nbrs':>6s} {'cpu/s':>9s} "
+    print(f"{'system':17s} {'kernels':>8s} {'attn':>4s} {'batch':>5s} {'atoms':>6s} {'nbrs':>6s} {'cpu/s':>9s} "
           f"{'wall/s':>9s} {'model':>9s} {'nl':>7s} {'MFLOP':>7s} {'GFLOP/s':>7s} {'of mm':>7s}")
     for key in args.cases:
-        run_case(key, batch_sizes, attention, args.repeats, rng, peak, args.dtype)
+        run_case(key, batch_sizes, attention, args.repeats, rng, peak, args.dtype, args.compile.split(","))
     print(f"\ntotal benchmark time {time.perf_counter() - start:.0f} s; load average now "
           f"{os.getloadavg()[0]:.1f}")
     return 0

@@ -117,8 +117,13 @@ def main(argv=None) -> int:
                         "(ase_fire, vv_fire)")
     parser.add_argument("--ase", default="LBFGS,FIRE", help="ASE optimizers to run one at a time "
                         "(LBFGS, FIRE; empty: none)")
+    parser.add_argument("--compile", default="off", choices=["off", "cpp", "inductor"],
+                        help="model.compile of the ACNN for every method (the same model everywhere)")
     args = parser.parse_args(argv)
     print(f"machine: {machine_line(f'torch {torch.__version__}', '1 torch thread')}")
+    from acnn_mpi.model.descriptor import configure_kernels
+
+    print(f"ACNN kernels (model.compile): {configure_kernels(args.compile)}; load average {os.getloadavg()[0]:.1f}")
     torch.manual_seed(args.seed)
     model = Repulsive(ACNN(ACNNHyperparameters(elements=["Mg", "Ca", "H"], dtype=args.dtype)))
     low, high = (int(a) for a in args.atoms.split(","))

@@ -269,8 +269,13 @@ def main(argv=None):
                         help="part 1 ACNN dtype (float32: the CSP default)")
     parser.add_argument("--inverse", action="store_true", help="batched: inverse-Hessian steps only")
     parser.add_argument("--uphill", type=float, default=0.0, help="batched: uphill tolerance, eV/atom")
+    parser.add_argument("--compile", default="off", choices=["off", "cpp", "inductor"],
+                        help="model.compile of the ACNN for every method (the same model everywhere)")
     args = parser.parse_args(argv)
     print(f"machine: {machine()}")
+    from acnn_mpi.model.descriptor import configure_kernels
+
+    print(f"ACNN kernels (model.compile): {configure_kernels(args.compile)}; load average {os.getloadavg()[0]:.1f}")
     if args.part in ("1", "both"):
         part1(args)
     if args.part in ("2", "both"):

@@ -25,7 +25,7 @@ def test_paper_defaults():
     assert config.relax.fmax_ev_per_a == 1e-3 and config.relax.dh_tol_ev_per_atom == 1e-6
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "mgcah_300gpa.yaml", "bepno.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "demo_pressures.yaml", "mgcah_300gpa.yaml", "bepno.yaml"])
 def test_shipped_inputs_are_valid(name):
     config = load_config(INPUTS / name)
     table = config.min_distance_table()
@@ -61,6 +61,10 @@ def test_paper_matrices_and_schedule():
     ({"elements": ["Cu"], "labeller": {"kind": "command"}}, "kind 'command' needs `command`"),
     ({"elements": ["Cu"], "labeller": {"kind": "ase", "calculater": "x"}}, "labeller.calculater: unknown key"),
     ({"elements": ["Mg", "O"], "compositions": {"charge_neutral": True}}, "oxidation_states is empty"),
+    ({"elements": ["Cu"], "pressure": []}, "pressure = []: an empty list"),
+    ({"elements": ["Cu"], "pressure": [100, "high"]}, "give a number (GPa) or a list of numbers"),
+    ({"elements": ["Cu"], "pressure": [100, 100.0]}, "lists a pressure twice"),
+    ({"elements": ["Cu"], "pressure": list(range(11))}, "11 pressures: a campaign searches at most 10"),
 ])
 def test_bad_input_names_the_field(data, expected):
     with pytest.raises(UserError) as error:
@@ -68,6 +72,26 @@ def test_bad_input_names_the_field(data, expected):
     message = str(error.value)
     assert expected in message, message
     assert "\n" not in message and "Traceback" not in message
+
+
+def test_pressure_lists():
+    """A list is several pressures (increasing order), a one-element list or a number is one."""
+    from acnn_mpi.config import resolved_yaml
+
+    config = config_from_dict({"elements": ["Cu"], "pressure": [300, 100, 200]})
+    assert config.pressures_gpa == [100.0, 200.0, 300.0] and config.several_pressures
+    at = config.at_pressure(200)
+    assert at.pressure == 200.0 and at.pressures_gpa == [200.0] and config.pressure == [100.0, 200.0, 300.0]
+    with pytest.raises(ValueError, match="not a pressure of the campaign"):
+        config.at_pressure(150)
+    for value in ([150], 150, 150.0):
+        one = config_from_dict({"elements": ["Cu"], "pressure": value})
+        assert one.pressure == 150.0 and one.pressures_gpa == [150.0] and not one.several_pressures
+    import yaml
+
+    again = config_from_dict(yaml.safe_load(resolved_yaml(config)))
+    assert again.pressures_gpa == config.pressures_gpa
+    assert load_config(INPUTS / "demo_pressures.yaml").pressures_gpa == [0.0, 20.0, 40.0]
 
 
 def test_default_labeller_is_emt():

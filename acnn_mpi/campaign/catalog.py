@@ -2,15 +2,18 @@
 
 Three kinds of structure, read from the campaign's files as they are:
 
-* ``relaxed``: relaxed by the ACNN model in the CSP stage (``iter_K/relax/shards/rank*.h5``, read with
-  :func:`acnn_mpi.campaign.csp_stage.read_iteration_results`); status converged / not_converged /
+* ``relaxed``: relaxed by the ACNN model in the CSP stage (``iter_K/relax/shards/rank*.h5``, or
+  ``iter_K/relax/P<p>/shards/`` per pressure, read with :func:`acnn_mpi.csp.export.read_relax_results`
+  at the pressure the shards record); status converged / not_converged /
   unphysical / failed; enthalpy from the model; E_hull above the model hull of that iteration
   (built from the converged, physical structures of iteration K; the others are measured against
   it too, so an unphysical structure can have E_hull < 0: the model's false minimum).
 * ``label``: single points of the labeller (``labels.h5``); status ``labelled``; E_hull above the
-  hull of all labels (what ``iter_K/hull.json`` shows after the last iteration).
-* ``final``: relaxed by the labeller in the final stage (``final/relaxed.h5``); status ``final``;
-  E_hull above the final hull.
+  hull of all labels (what ``iter_K/hull.json`` shows after the last iteration). Labels do not
+  depend on the pressure: a campaign over several gives one record per (frame, pressure), with
+  the enthalpy E + PV and E_hull at that pressure.
+* ``final``: relaxed by the labeller in the final stage (``final/relaxed.h5``, or
+  ``final/P<p>/relaxed.h5`` per pressure); status ``final``; E_hull above that store's hull.
 
 Per structure (:data:`FIELDS`): kind, iteration, structure_id, status, composition (the reduced
 formula, e.g. 'MgH2'; ASE db keeps ``formula`` for the cell's own), energy and
@@ -64,40 +67,55 @@ def _iterations(paths: CampaignPaths) -> list[int]:
     return sorted(int(p.name[len("iter_"):]) for p in paths.root.glob("iter_*") if p.name[5:].isdigit())
 
 
+def relax_dirs(paths: CampaignPaths, k: int) -> list[Path]:
+    """The relaxation-service directories of iteration k: ``iter_K/relax`` (one pressure) and/or
+    its ``P<p>/`` folders (several pressures), those with shards."""
+    from ..relax.shards import list_shards
+    from .layout import part_pressure
+
+    base = paths.iteration(k) / "relax"
+    parts = sorted((d for d in base.glob("P*") if d.is_dir() and part_pressure(d.name) is not None),
+                   key=lambda d: part_pressure(d.name))
+    return [d for d in [base, *parts] if list_shards(d)]
+
+
 def relaxed_records(paths: CampaignPaths, elements, pressure: float) -> Iterator[tuple]:
-    """(Atoms, fields) of every structure relaxed by the model, iteration by iteration."""
+    """(Atoms, fields) of every structure relaxed by the model, iteration by iteration, each at the
+    pressure it was relaxed at (its shards' ``pressure_gpa``; ``pressure`` where they lack it)."""
     from ase.calculators.singlepoint import SinglePointCalculator
 
+    from ..csp.export import read_relax_results
     from ..csp.hull import reduced_formula
     from ..units import gpa_to_ev_per_a3
-    from ..relax.shards import list_shards
-    from .csp_stage import read_iteration_results
 
     for k in _iterations(paths):
-        if not list_shards(paths.relax_dir(k)):
-            continue
-        results = read_iteration_results(paths, k, list(elements), pressure)
-        usable = results.converged & results.physical & np.isfinite(results.enthalpy)
-        e_hull = _e_hull(results.counts, results.enthalpy, elements, pressure, usable,
-                         f"the model structures of iteration {k}")
-        energy = results.enthalpy - gpa_to_ev_per_a3(pressure) * results.volume
-        for row in range(len(results)):
-            atoms = results.load(row)
-            atoms.calc = SinglePointCalculator(atoms, energy=float(energy[row]))
-            yield atoms, {"kind": "relaxed", "iteration": k, "structure_id": int(results.ids[row]),
-                          "status": str(results.status[row]),
-                          "composition": reduced_formula(results.counts[row], elements),
-                          "energy": float(energy[row]), "enthalpy": float(results.enthalpy[row]),
-                          "e_hull": float(e_hull[row]), "reason": results.reason[row]}
+        for directory in relax_dirs(paths, k):
+            results = read_relax_results(directory, None, list(elements), empty_ok=True, lazy=True)
+            at = float(results.pressure) if np.isfinite(results.pressure) else float(pressure)
+            usable = results.converged & results.physical & np.isfinite(results.enthalpy)
+            e_hull = _e_hull(results.counts, results.enthalpy, elements, at, usable,
+                             f"the model structures of iteration {k} at {at:g} GPa")
+            energy = results.enthalpy - gpa_to_ev_per_a3(at) * results.volume
+            for row in range(len(results)):
+                atoms = results.load(row)
+                atoms.calc = SinglePointCalculator(atoms, energy=float(energy[row]))
+                yield atoms, {"kind": "relaxed", "iteration": k, "structure_id": int(results.ids[row]),
+                              "status": str(results.status[row]),
+                              "composition": reduced_formula(results.counts[row], elements),
+                              "energy": float(energy[row]), "enthalpy": float(results.enthalpy[row]),
+                              "e_hull": float(e_hull[row]), "pressure_gpa": at,
+                              "reason": results.reason[row]}
 
 
-def store_records(store_path: Path, kind: str, elements, pressure: float) -> Iterator[tuple]:
-    """(Atoms, fields) of every frame of a label store (labels.h5 or final/relaxed.h5)."""
+def store_records(store_path: Path, kind: str, elements, pressures: float | Sequence[float]) -> Iterator[tuple]:
+    """(Atoms, fields) of every frame of a label store (labels.h5 or final/relaxed.h5) at each of
+    ``pressures`` (GPa) in turn: enthalpy E + PV and E_hull above the store's hull at that pressure."""
     from ..csp.hull import reduced_formula
     from ..data.store import FrameStore
     from ..elements import element_counts
     from ..units import gpa_to_ev_per_a3
 
+    pressures = [float(p) for p in np.atleast_1d(pressures)]
     if not store_path.exists():
         return
     with FrameStore(store_path, mode="r") as store:
@@ -105,25 +123,32 @@ def store_records(store_path: Path, kind: str, elements, pressure: float) -> Ite
             return
         arrays = store.read_arrays()
         counts = element_counts(arrays.numbers, arrays.offsets, elements)
-        enthalpy = arrays.energy + gpa_to_ev_per_a3(pressure) * np.abs(np.linalg.det(arrays.cell))
-        e_hull = _e_hull(counts, enthalpy, elements, pressure, np.isfinite(enthalpy), str(store_path))
+        volume = np.abs(np.linalg.det(arrays.cell))
+        enthalpy = [arrays.energy + gpa_to_ev_per_a3(p) * volume for p in pressures]
+        e_hull = [_e_hull(counts, h, elements, p, np.isfinite(h), f"{store_path} at {p:g} GPa")
+                  for p, h in zip(pressures, enthalpy)]
         status = "labelled" if kind == "label" else "final"
         for start in range(0, len(store), 1024):
             rows = range(start, min(start + 1024, len(store)))
             for row, atoms in zip(rows, store.read(list(rows))):
-                yield atoms, {"kind": kind, "iteration": int(arrays.iteration[row]),
-                              "structure_id": int(arrays.structure_id[row]), "status": status,
-                              "composition": reduced_formula(counts[row], elements),
-                              "energy": float(arrays.energy[row]), "enthalpy": float(enthalpy[row]),
-                              "e_hull": float(e_hull[row]), "source": str(arrays.source[row])}
+                for j, p in enumerate(pressures):
+                    yield (atoms if j == len(pressures) - 1 else atoms.copy()), {
+                        "kind": kind, "iteration": int(arrays.iteration[row]),
+                        "structure_id": int(arrays.structure_id[row]), "status": status,
+                        "composition": reduced_formula(counts[row], elements),
+                        "energy": float(arrays.energy[row]), "enthalpy": float(enthalpy[j][row]),
+                        "e_hull": float(e_hull[j][row]), "pressure_gpa": p, "source": str(arrays.source[row])}
 
 
-def campaign_records(directory, elements: Sequence[str], pressure: float, *,
+def campaign_records(directory, elements: Sequence[str], pressure: float | Sequence[float], *,
                      kinds: Sequence[str] = KINDS, symprec: Optional[float] = 0.1) -> Iterator[tuple]:
     """(Atoms, fields) of every structure of a campaign directory (see the module docstring);
+    ``pressure``: the campaign's pressure or pressures (GPa). Labels give one record per
+    (frame, pressure); relaxed and final structures one, at the pressure they were relaxed at.
     ``symprec`` None leaves the space group out (faster for millions of structures)."""
     from ..csp.symmetry import space_group
 
+    pressures = [float(p) for p in (pressure if isinstance(pressure, (list, tuple)) else [pressure])]
     paths = CampaignPaths(Path(directory))
     if not paths.state.exists() and not paths.labels.exists():
         raise UserError(f"{directory} is not a campaign directory (no state.json or labels.h5): give "
@@ -131,17 +156,28 @@ def campaign_records(directory, elements: Sequence[str], pressure: float, *,
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
         raise UserError(f"export --kinds: unknown {unknown}; use some of {', '.join(KINDS)}")
-    sources = {"relaxed": lambda: relaxed_records(paths, elements, pressure),
-               "label": lambda: store_records(paths.labels, "label", elements, pressure),
-               "final": lambda: store_records(paths.final / "relaxed.h5", "final", elements, pressure)}
+    several = len(pressures) > 1
+
+    def final_records():
+        for p in pressures:
+            yield from store_records(paths.at_pressure(p if several else None).final / "relaxed.h5",
+                                     "final", elements, p)
+
+    sources = {"relaxed": lambda: relaxed_records(paths, elements, pressures[0]),
+               "label": lambda: store_records(paths.labels, "label", elements, pressures),
+               "final": final_records}
+    last = (None, None)   # a label's records at several pressures follow each other: one spglib call
     for kind in KINDS:
         if kind not in kinds:
             continue
         for atoms, fields in sources[kind]():
-            n = len(atoms)
-            fields.update(pressure_gpa=float(pressure), enthalpy_per_atom=fields["enthalpy"] / n)
+            fields["enthalpy_per_atom"] = fields["enthalpy"] / len(atoms)
             if symprec is not None:
-                fields["space_group"], fields["space_group_number"] = space_group(atoms, symprec)
+                key = (kind, fields["structure_id"], fields["iteration"], fields.get("source"),
+                       None if kind == "label" else fields["pressure_gpa"])   # final: one cell per P
+                if last[0] != key:
+                    last = (key, space_group(atoms, symprec))
+                fields["space_group"], fields["space_group_number"] = last[1]
             atoms.info.clear()
             yield atoms, {key: fields[key] for key in FIELDS if key in fields}
 

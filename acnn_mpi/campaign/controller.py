@@ -7,6 +7,10 @@ those labels (the learning curve), refines model k on all labels, and updates th
 The loop stops when the hull has not changed for ``converge_iterations`` iterations or at
 ``max_iterations``; then the top-K near-hull structures are relaxed with the labeller.
 
+A campaign over several pressures (``pressure: [p1, p2, ...]``) does the CSP, processing, hull,
+convergence and final steps once per pressure (:attr:`Controller.views`, campaign/pressures.py)
+with one label store and one model; it has converged when every pressure's hull has.
+
 Each box of Fig. 2 is a stage object (campaign/stages.py: plan on the root, work on every rank,
 commit on the root) and :meth:`Controller.run_stage` is the one place that runs them. The root
 decides and saves the state after each stage; every rank reads it from the root. A stage is either
@@ -24,6 +28,7 @@ import numpy as np
 from . import shutdown
 from .layout import CampaignPaths
 from .plan import ITERATION_STRIDE, Cell, search_cells
+from .pressures import PressureView, pressure_views
 from .state import CampaignState, load_state, save_state
 from .training_set import usable_labels
 
@@ -40,6 +45,7 @@ REFERENCE_ID = ITERATION_STRIDE - 1
 def run_campaign(config, comm, *, max_iterations: int | None = None) -> int:
     """Run or resume the campaign of ``config`` on every rank of ``comm``; 0 when finished."""
     from ..csp.compositions import compositions_from_config
+    from .legacy import upgrade_relax_dirs
 
     paths = CampaignPaths(Path(config.output_dir))
     if comm.is_root:
@@ -47,14 +53,36 @@ def run_campaign(config, comm, *, max_iterations: int | None = None) -> int:
         _log_to_file(paths.log)
     comm.barrier()
     shutdown.install(margin_s=config.parallel.walltime_margin_s, comm=comm)
-    state = comm.root_then_bcast(lambda: load_state(paths.root))
+    state = comm.root_then_bcast(lambda: _start_state(config, paths))
+    # campaigns from before the relaxation service searched one pressure
+    comm.root_then_bcast(lambda: upgrade_relax_dirs(paths, state.iteration, config.pressures_gpa[0]))
     cells = comm.root_then_bcast(lambda: search_cells(compositions_from_config(config)))
     limit = config.search.max_iterations if max_iterations is None else max_iterations
     if comm.is_root:
-        log.info("campaign %s: %s at %.4g GPa, %d cells, %d rank(s), output %s; resuming at "
-                 "iteration %d, stage %s", config.name, "-".join(config.elements), config.pressure,
-                 len(cells), comm.size, paths.root, state.iteration, state.stage)
+        log.info("campaign %s: %s at %s GPa, %d cells, %d rank(s), output %s; resuming at "
+                 "iteration %d, stage %s", config.name, "-".join(config.elements),
+                 ", ".join(f"{p:.4g}" for p in config.pressures_gpa), len(cells), comm.size,
+                 paths.root, state.iteration, state.stage)
     return Controller(config, comm, paths, state, cells, limit).run()
+
+
+def _start_state(config, paths: CampaignPaths) -> CampaignState:
+    """Root: the saved state (its pressures must be the campaign's) with the pressures recorded,
+    and the resolved configuration written beside it (``campaign.resolved.yaml``)."""
+    from ..config import resolved_yaml
+    from ..errors import UserError
+
+    state = load_state(paths.root)
+    if state.pressures_gpa and state.pressures_gpa != config.pressures_gpa:
+        raise UserError(f"{paths.root} was started at pressure(s) {state.pressures_gpa} GPa, the campaign "
+                        f"file gives {config.pressures_gpa}: put back the pressure, or give another "
+                        "output_dir for a new campaign")
+    state.pressures_gpa = list(config.pressures_gpa)
+    tmp = paths.resolved_config.with_name(paths.resolved_config.name + ".tmp")
+    tmp.write_text("# the campaign's settings with every default filled in (written by `run`)\n"
+                   + resolved_yaml(config))
+    tmp.replace(paths.resolved_config)
+    return state
 
 
 def _log_to_file(path: Path) -> None:
@@ -72,6 +100,8 @@ class Controller:
         self.state = state
         self.cells = cells
         self.max_iterations = max_iterations
+        #: one view per pressure (one, with the campaign's own paths, for a single pressure)
+        self.views: list[PressureView] = pressure_views(config, paths)
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -88,7 +118,7 @@ class Controller:
             if self.stopping() or not self.run_stage(stage, self.state.iteration):
                 return self._stopped()
         if self.comm.is_root:
-            log.info("campaign finished: %s", self.paths.final / "hull.csv")
+            log.info("campaign finished: %s", ", ".join(str(v.paths.final / "hull.csv") for v in self.views))
         return 0
 
     def run_stage(self, stage, k: int) -> bool:
@@ -172,66 +202,98 @@ class Controller:
         return {key: float(value) for key, value in errors.items() if np.isscalar(value)}
 
     def update_hull(self, k: int) -> None:
-        """The labeller's hull after iteration k; convergence bookkeeping (root only)."""
-        from .processing import hull_changed, labels_hull, write_hull_files
+        """The labeller's hull at every pressure after iteration k; convergence bookkeeping: the
+        campaign converges when the hull of every pressure is unchanged (root only)."""
+        from .processing import labels_hull, write_hull_files
 
-        label_hull, hull = labels_hull(self.config, self.paths.labels)
-        write_hull_files(self.paths.iteration(k), label_hull, hull,
-                         title=f"{self.config.name}: iteration {k}")
         record = self.state.record(k)
-        record.hull = label_hull.phases
-        record.missing_elements = label_hull.missing
         previous = [r for r in self.state.history if r.iteration == k - 1]
-        if label_hull.missing:
+        for view in self.views:
+            label_hull, hull = labels_hull(view.config, self.paths.labels)
+            write_hull_files(view.paths.hull_dir(k), label_hull, hull,
+                             title=f"{self.config.name}: iteration {k}{self._at(view)}")
+            record.hulls[view.key] = label_hull.phases
+            record.missing_elements = label_hull.missing   # labels alone decide: every pressure alike
+            before = None
+            if previous:  # (a state written before hulls per pressure has the first one's in hull)
+                before = previous[0].hulls.get(view.key, previous[0].hull if view.index == 0 else None)
+            self.state.stable_streaks[view.key] = self._streak(k, view, label_hull, before)
+            log.info("iteration %d hull%s: %s (unchanged for %d iteration(s))", k, self._at(view),
+                     ", ".join(f"{p['formula']} {p['formation_enthalpy_meV']:.0f} meV/atom"
+                               for p in label_hull.phases), self.state.stable_streaks[view.key])
+        record.hull = record.hulls[self.views[0].key]
+        if record.missing_elements:
             log.warning("iteration %d: no label of %s yet (its labels failed, or none was made); the "
                         "hull covers the other elements, %s structures are labelled again next "
                         "iteration (references.structures / references.enthalpies give them)", k,
-                        ", ".join(label_hull.missing), ", ".join(label_hull.missing))
-            self.state.stable_streak = 0
-        elif k > 0 and previous and not hull_changed(previous[0].hull, record.hull,
-                                                     self.config.search.hull_tolerance):
-            self.state.stable_streak += 1
-        else:
-            self.state.stable_streak = 0
-        log.info("iteration %d hull: %s (unchanged for %d iteration(s))", k,
-                 ", ".join(f"{p['formula']} {p['formation_enthalpy_meV']:.0f} meV/atom"
-                           for p in label_hull.phases), self.state.stable_streak)
+                        ", ".join(record.missing_elements), ", ".join(record.missing_elements))
+        self.state.stable_streak = min(self.state.stable_streaks[v.key] for v in self.views)
         if self.state.stable_streak >= self.config.search.converge_iterations:
-            log.info("phase diagram converged after iteration %d", k)
+            log.info("phase diagram converged after iteration %d%s", k,
+                     " at every pressure" if len(self.views) > 1 else "")
             self.state.converged = True
         elif k >= self.max_iterations:
             log.info("iteration limit %d reached", self.max_iterations)
             self.state.converged = True
 
-    def final_hull(self, relaxed: Path) -> None:
-        """The final hull: the labeller's relaxations, and the single points of the structures
-        whose relaxation failed or was not asked for (root only)."""
+    def _streak(self, k: int, view: PressureView, label_hull, before) -> int:
+        """The iterations the hull at ``view``'s pressure has been unchanged, after iteration k."""
+        from .processing import hull_changed
+
+        if label_hull.missing or k == 0 or before is None:
+            return 0
+        if hull_changed(before, label_hull.phases, self.config.search.hull_tolerance):
+            return 0
+        return self.state.stable_streaks.get(view.key, self.state.stable_streak) + 1
+
+    def _at(self, view: PressureView) -> str:
+        """' at 100 GPa' in a campaign over several pressures, else nothing (log lines, titles)."""
+        return f" at {view.pressure_gpa:g} GPa" if len(self.views) > 1 else ""
+
+    def final_hull(self, view: PressureView) -> str:
+        """The final hull at ``view``'s pressure: the labeller's relaxations, and the single points
+        of the structures whose relaxation failed or was not asked for (root only). Returns what
+        it was built from."""
         from .processing import RELAXED, labels_hull, write_hull_files
 
-        label_hull, hull = labels_hull(self.config, self.paths.labels, relaxed)
+        relaxed = view.paths.final / "relaxed.h5"
+        label_hull, hull = labels_hull(view.config, self.paths.labels, relaxed)
         n_relaxed = int((label_hull.sources == RELAXED).sum())
         if n_relaxed == 0:
-            log.warning("final stage: no relaxation by the labeller ended with labels (%d failed, see "
-                        "%s.failures.jsonl); the final hull is the single-point hull", self.state.final_failed,
-                        relaxed)
-            self.state.final_hull_source = "single points (every final relaxation failed)"
+            log.warning("final stage%s: no relaxation by the labeller ended with labels (%d failed, "
+                        "see %s.failures.jsonl); the final hull is the single-point hull",
+                        self._at(view), self.state.final_failed, relaxed)
+            source = "single points (every final relaxation failed)"
         else:
-            self.state.final_hull_source = (f"{n_relaxed} final relaxations with the labeller "
-                                            "and the single points of structures not relaxed")
+            source = (f"{n_relaxed} final relaxations with the labeller "
+                      "and the single points of structures not relaxed")
         if label_hull.missing:
             log.warning("final hull without %s: no label of it (give references.enthalpies or "
                         "references.structures)", ", ".join(label_hull.missing))
-        write_hull_files(self.paths.final, label_hull, hull, title=f"{self.config.name}: final")
-        log.info("final hull: %s", ", ".join(
+        write_hull_files(view.paths.final, label_hull, hull, title=f"{self.config.name}: final{self._at(view)}")
+        log.info("final hull%s: %s", self._at(view), ", ".join(
             f"{p['formula']} ({p['space_group']}, {p['source']}) {p['formation_enthalpy_meV']:.0f} meV/atom"
             for p in label_hull.phases))
+        return source
 
-    def final_candidates(self) -> list:
-        """Top-K labelled structures by E_hull within the window, every composition's best first."""
+    def compare_pressures(self) -> None:
+        """``final/enthalpy_vs_pressure.csv|png`` from the final hulls (several pressures; root only)."""
+        import json
+
+        from .pressures import write_pressure_summary
+
+        if len(self.views) < 2:
+            return
+        hulls = {v.pressure_gpa: json.loads((v.paths.final / "hull.json").read_text()) for v in self.views}
+        write_pressure_summary(self.paths.final_root, hulls, title=f"{self.config.name}: phases against pressure")
+
+    def final_candidates(self, view: PressureView) -> list:
+        """Top-K labelled structures by E_hull at ``view``'s pressure within the window, every
+        composition's best first."""
         from ..data.store import FrameStore
         from .processing import labels_hull
 
-        label_hull, _ = labels_hull(self.config, self.paths.labels)
+        label_hull, _ = labels_hull(view.config, self.paths.labels)
         window = self.config.search.ehull_window / 1000.0
         e_hull, frames = label_hull.e_hull, label_hull.frames
 

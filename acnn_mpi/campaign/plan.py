@@ -24,6 +24,9 @@ import numpy as np
 
 #: ids: iteration × ITERATION_STRIDE + chunk × chunk_size + position within the chunk
 ITERATION_STRIDE = 10**10
+#: ids of the j-th pressure of a campaign over several: + j × PRESSURE_STRIDE (so every pressure's
+#: structures have their own ids in the one label store; 10⁸ structures per pressure and iteration)
+PRESSURE_STRIDE = 10**8
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Chunk:
     members: tuple[tuple[Cell, int], ...]
     size: int
     first_id: int
-    seed: tuple[int, int, int]
+    seed: tuple[int, ...]   # (campaign seed, iteration, chunk[, pressure index])
 
     @property
     def ids(self) -> range:
@@ -141,6 +144,16 @@ def _cut(iteration: int, cell_of: list[Cell], chunk_size: int, seed: int) -> lis
                             first_id=iteration * ITERATION_STRIDE + c * chunk_size,
                             seed=(seed, iteration, c)))
     return chunks
+
+
+def at_pressure_index(chunks: list[Chunk], j: int) -> list[Chunk]:
+    """The chunks of the j-th pressure (0: unchanged): ids shifted by j × PRESSURE_STRIDE and the
+    generator seeds extended by j, so each pressure relaxes structures of its own."""
+    if j == 0:
+        return chunks
+    from dataclasses import replace
+
+    return [replace(c, first_id=c.first_id + j * PRESSURE_STRIDE, seed=(*c.seed, j)) for c in chunks]
 
 
 def iteration_of(structure_id: int) -> int:

@@ -335,7 +335,9 @@ def labels_hull(config, store_path: Path, relaxed_path: Path | None = None):
     given elemental references. Only energy differences enter (formation enthalpies, E_hull), so
     any energy zero of the labeller gives the same hull.
 
-    An element with neither a label nor a given reference does not stop anything: the hull is
+    A stable phase or best structure of a composition whose atoms are closer than allowed (a cell
+    the model collapsed, labelled on purpose) is left out and the hull rebuilt; only these few are
+    checked. An element with neither a label nor a given reference does not stop anything: the hull is
     built over the other elements (compositions with the missing one get E_hull NaN) and
     ``LabelHull.missing`` names it. Returns (LabelHull, the csp.hull.HullResult over the rows
     used, or None when no element has a label)."""
@@ -343,19 +345,24 @@ def labels_hull(config, store_path: Path, relaxed_path: Path | None = None):
 
     rows = _all_rows(config, [(RELAXED, relaxed_path), (SINGLE_POINT, store_path)])
     elements = list(config.elements)
-    pure = rows.counts.astype(bool).sum(axis=1) == 1
-    present = [k for k in range(len(elements)) if (pure & (rows.counts[:, k] > 0)).any()]
-    missing = [elements[k] for k in range(len(elements)) if k not in present]
-    e_hull = np.full(len(rows.ids), np.nan)
-    empty = LabelHull(phases=[], candidates=[], e_hull=e_hull, frames=rows.frames,
-                      sources=rows.sources, missing=missing)
-    if not present:
-        return empty, None
-    inside = np.flatnonzero(rows.counts[:, [k for k in range(len(elements)) if k not in present]]
-                            .sum(axis=1) == 0)
-    sub = [elements[k] for k in present]
-    counts = rows.counts[inside][:, present]
-    hull = convex_hull(counts, rows.enthalpy[inside], sub, pressure=config.pressure)
+    checked = np.zeros(len(rows.ids), dtype=bool)
+    while True:  # until no stable phase or best structure of a composition is unphysical
+        pure = (rows.counts.astype(bool).sum(axis=1) == 1) & np.isfinite(rows.enthalpy)
+        present = [k for k in range(len(elements)) if (pure & (rows.counts[:, k] > 0)).any()]
+        missing = [elements[k] for k in range(len(elements)) if k not in present]
+        e_hull = np.full(len(rows.ids), np.nan)
+        empty = LabelHull(phases=[], candidates=[], e_hull=e_hull, frames=rows.frames,
+                          sources=rows.sources, missing=missing)
+        if not present:
+            return empty, None
+        inside = np.flatnonzero(rows.counts[:, [k for k in range(len(elements)) if k not in present]]
+                                .sum(axis=1) == 0)
+        sub = [elements[k] for k in present]
+        counts = rows.counts[inside][:, present]
+        hull = convex_hull(counts, rows.enthalpy[inside], sub, pressure=config.pressure)
+        if not _drop_unphysical(config, rows, inside[np.union1d(hull.stable, hull.best[hull.best >= 0])],
+                                checked, store_path, relaxed_path):
+            break
     e_hull[inside] = hull.e_hull
 
     def entry(r: int) -> dict:
@@ -374,6 +381,33 @@ def labels_hull(config, store_path: Path, relaxed_path: Path | None = None):
     best = inside[hull.best[hull.best >= 0]]
     return LabelHull(phases=phases, candidates=candidates, e_hull=e_hull, frames=rows.frames,
                      sources=rows.sources, best=best, missing=missing), hull
+
+
+def _drop_unphysical(config, rows: _Rows, picks: np.ndarray, checked: np.ndarray, store_path,
+                     relaxed_path) -> bool:
+    """Leave out of the hull (enthalpy NaN) the ``picks`` not yet ``checked`` whose atoms are
+    closer than ``relax.min_distance_fraction`` of their pair minimum: a structure the model
+    collapsed and the selection labelled on purpose (``max_unphysical_selected``) teaches the
+    model, but is no phase. True when one was left out (the hull is then rebuilt)."""
+    from ..csp.distances import check_many
+    from ..data.store import FrameStore
+
+    picks = picks[~checked[picks] & (rows.sources[picks] != GIVEN)]
+    checked[picks] = True
+    bad = []
+    for source, path in ((RELAXED, relaxed_path), (SINGLE_POINT, store_path)):
+        mine = picks[rows.sources[picks] == source]
+        if len(mine) == 0:
+            continue
+        with FrameStore(path, mode="r") as store:
+            structures = store.read([int(f) for f in rows.frames[mine]])
+        ok, reasons = check_many(structures, config.min_distance_table(),
+                                 fraction=config.relax.min_distance_fraction, elements=config.elements)
+        bad += [(int(r), why) for r, good, why in zip(mine, ok, reasons) if not good]
+    for row, why in bad:
+        log.info("label hull: structure %d (%s) left out: %s", int(rows.ids[row]), rows.sources[row], why)
+        rows.enthalpy[row] = np.nan
+    return bool(bad)
 
 
 def _space_group(config, rows: _Rows, row: int, store_path, relaxed_path) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import UserError
 from .layout import CampaignPaths
+from .pressures import SUMMARY_CSV, SUMMARY_PNG
 from .state import load_state
 
 
@@ -28,7 +29,8 @@ class ReportFiles:
 
 def write_report(directory: str | Path, out: str | Path | None = None,
                  ehull_window_mev: float = 50.0, symprec: float = 0.1) -> ReportFiles:
-    """Write ``report.html`` and ``report.md`` (plus figures and CIFs) for a campaign directory."""
+    """Write ``report.html`` and ``report.md`` (plus figures and symmetrised CIF/POSCAR files) for a
+    campaign directory; a campaign over several pressures gets the hull sections once per pressure."""
     paths = CampaignPaths(Path(directory))
     if not paths.state.exists():
         raise UserError(f"{directory} is not a campaign directory (no state.json): give the "
@@ -36,48 +38,31 @@ def write_report(directory: str | Path, out: str | Path | None = None,
     state = load_state(paths.root)
     out = Path(out) if out else paths.root / "report"
     out.mkdir(parents=True, exist_ok=True)
-    hull_dir = paths.final if (paths.final / "hull.json").exists() else _latest_hull_dir(paths)
-    hull = _read_hull(hull_dir / "hull.json") if hull_dir else {"stable": [], "compositions": []}
     history = sorted(state.history, key=lambda r: r.iteration)
-    figures = _figures(history, hull_dir, out)
-    cifs = _symmetrized_structures(paths, hull_dir, hull, out / "structures", symprec, ehull_window_mev)
-    candidates = [c for c in hull["compositions"] if c["e_hull_meV"] <= ehull_window_mev]
-    cost = _cost(paths, state, history)
     status = ("finished" if state.final_done else
               f"running or stopped at iteration {state.iteration}, stage {state.stage}")
-    source = (state.final_hull_source or "final relaxations with the labeller") if hull_dir == paths.final \
-        else f"labels up to {hull_dir.name}" if hull_dir else "none yet"
+    several = len(state.pressures_gpa) > 1
+    parts = [(f" at {p:g} GPa", paths.at_pressure(p)) for p in state.pressures_gpa] if several \
+        else [("", paths)]
+    md = [f"# Campaign report: {paths.root.name}", ""]
+    if several:
+        md += [f"Status: {status}. Pressures: {', '.join(f'{p:g}' for p in state.pressures_gpa)} GPa, "
+               "one potential trained on the labels of all of them.", ""]
+    figures = []
+    for at, part in parts:
+        lines, hull_figure = _hull_section(paths, part, state, out, at, status if not several else None,
+                                           symprec, ehull_window_mev)
+        md += lines
+        figures += hull_figure
+    if several and (paths.final_root / SUMMARY_PNG).exists():
+        import shutil
 
-    md = [f"# Campaign report: {paths.root.name}", "", f"Status: {status}. Hull from {source}.", ""]
-    if hull.get("missing_elements"):
-        md += [f"The hull lacks {', '.join(hull['missing_elements'])}: no label of it (its labels "
-               "failed); give references.enthalpies or references.structures.", ""]
-    md += ["## Stable phases", "", "| formula | space group | formation enthalpy (meV/atom) | atoms | "
-           "from | CIF |", "|---|---|---|---|---|---|"]
-    for p in hull["stable"]:
-        cif = cifs.get(p["structure_id"], "")
-        md.append(f"| {p['formula']} | {p.get('space_group', '')} | {p['formation_enthalpy_meV']:.1f} | "
-                  f"{p.get('atoms', '')} | {p.get('source', '')} | {f'[cif]({cif})' if cif else ''} |")
-    md += ["", f"## Candidates within {ehull_window_mev:g} meV/atom of the hull", "",
-           "| formula | E_hull (meV/atom) | formation enthalpy (meV/atom) | structure id | CIF |",
-           "|---|---|---|---|---|"]
-    for c in candidates:
-        link = f"[cif]({cifs[c['structure_id']]})" if c["structure_id"] in cifs else ""
-        md.append(f"| {c['formula']} | {c['e_hull_meV']:.1f} | {c['formation_enthalpy_meV']:.1f} | "
-                  f"{c['structure_id']} | {link} |")
-    if cifs:
-        md += ["", f"CIF links: conventional cells symmetrised with spglib at symprec = {symprec:g} Å; "
-               "structures/ also holds POSCARs, primitive/ cells and a JSON per structure (space group, "
-               "Wyckoff sites, tolerance)."]
-    md += ["", "## Iterations", "",
-           "| iteration | relaxed | unphysical | not converged | mean steps | selected | labelled | "
-           "label failures | E RMSE of model n-1 (meV/atom) | F RMSE (meV/Å) | S RMSE (GPa) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in history:
-        v = r.validation
-        md.append(f"| {r.iteration} | {r.structures_relaxed} | {r.unphysical} | {r.not_converged} | "
-                  f"{r.relax_steps_mean:.0f} | {r.selected} | {r.labelled} | {r.label_failures} | "
-                  f"{_fmt(v.get('energy_rmse'))} | {_fmt(v.get('force_rmse'))} | {_fmt(v.get('stress_rmse'))} |")
+        shutil.copyfile(paths.final_root / SUMMARY_PNG, out / SUMMARY_PNG)
+        figures.append(out / SUMMARY_PNG)
+        md += ["## Phases against pressure", "", f"Formation enthalpy of every composition stable at "
+               f"some pressure (final hulls; table: final/{SUMMARY_CSV}).", ""]
+    md += _iteration_lines(history, several)
+    cost = _cost(paths, state, history, [part.final / "relaxed.h5" for _, part in parts])
     md += ["", "## Cost", "",
            f"- structures relaxed with ACNN: {cost['relaxed']:,} in {cost['acnn_evaluations']:,.0f} "
            "model evaluations (optimizer steps + the first of each structure)",
@@ -89,12 +74,99 @@ def write_report(directory: str | Path, out: str | Path | None = None,
            f"{cost['acnn_evaluations']:,.0f} evaluations (≈ {cost['direct_core_hours']:.3g} core-hours "
            f"at {cost['core_seconds_per_evaluation']:.3g} core·s each); speed-up in labeller "
            f"evaluations: {cost['speedup']:.0f}×", ""]
+    figures += _figures(history, out)
     md += [f"![{f.stem}]({f.name})" for f in figures]
     markdown = out / "report.md"
     markdown.write_text("\n".join(md) + "\n")
     page = out / "report.html"
     page.write_text(_html(md, figures, out))
     return ReportFiles(html=page, markdown=markdown, figures=figures)
+
+
+def _hull_section(paths: CampaignPaths, part: CampaignPaths, state, out: Path, at: str, status,
+                  symprec: float, ehull_window_mev: float) -> tuple[list[str], list[Path]]:
+    """The Markdown of one pressure's hull (``at``: ' at 100 GPa', or '' for a single pressure):
+    its stable phases and candidates with links to their symmetrised structures; its hull figure."""
+    import shutil
+
+    hull_dir = part.final if (part.final / "hull.json").exists() else _latest_hull_dir(paths, part.part)
+    hull = _read_hull(hull_dir / "hull.json") if hull_dir else {"stable": [], "compositions": []}
+    files = _symmetrized_structures(part, hull_dir, hull, out / "structures" / part.part, symprec,
+                                    ehull_window_mev)
+    candidates = [c for c in hull["compositions"] if c["e_hull_meV"] <= ehull_window_mev]
+    source = (state.final_hull_source or "final relaxations with the labeller") if hull_dir == part.final \
+        else f"labels up to {hull_dir.relative_to(paths.root)}" if hull_dir else "none yet"
+    if at:  # the final hull source of several pressures names each ('0 GPa: ...; 10 GPa: ...')
+        source = _source_at(source, at) if hull_dir == part.final else source
+    md = [f"Status: {status}. Hull from {source}." if status else f"Hull{at} from {source}.", ""]
+    if hull.get("missing_elements"):
+        md += [f"The hull lacks {', '.join(hull['missing_elements'])}: no label of it (its labels "
+               "failed); give references.enthalpies or references.structures.", ""]
+    md += [f"## Stable phases{at}", "", "| formula | space group | formation enthalpy (meV/atom) | atoms | "
+           "from | structure |", "|---|---|---|---|---|---|"]
+    for p in hull["stable"]:
+        record = files.get(p["structure_id"])
+        group = f"{record['space_group']} ({record['space_group_number']})" if record else p.get("space_group", "")
+        md.append(f"| {p['formula']} | {group} | {p['formation_enthalpy_meV']:.1f} | "
+                  f"{p.get('atoms', '')} | {p.get('source', '')} | {_links(record)} |")
+    md += ["", f"## Candidates within {ehull_window_mev:g} meV/atom of the hull{at}", "",
+           "| formula | E_hull (meV/atom) | formation enthalpy (meV/atom) | space group | structure id | "
+           "structure |", "|---|---|---|---|---|---|"]
+    for c in candidates:
+        record = files.get(c["structure_id"])
+        group = f"{record['space_group']} ({record['space_group_number']})" if record else ""
+        md.append(f"| {c['formula']} | {c['e_hull_meV']:.1f} | {c['formation_enthalpy_meV']:.1f} | "
+                  f"{group} | {c['structure_id']} | {_links(record)} |")
+    if files:
+        md += ["", f"Structure links: conventional cells symmetrised with spglib at symprec = {symprec:g} Å, "
+               "as CIF (with the space group's operations and Wyckoff sites) and POSCAR; "
+               f"structures/{part.part + '/' if part.part else ''} also holds primitive/ cells and a JSON "
+               "per structure (space group, Wyckoff sites, tolerance)."]
+    md.append("")
+    figures = []
+    if hull_dir and (hull_dir / "hull.png").exists():
+        name = f"hull_{part.part}.png" if part.part else "hull.png"
+        shutil.copyfile(hull_dir / "hull.png", out / name)
+        figures.append(out / name)
+    return md, figures
+
+
+def _source_at(source: str, at: str) -> str:
+    """This pressure's part of a final hull source written for several ('0 GPa: ...; 10 GPa: ...')."""
+    key = at.removeprefix(" at ") + ": "
+    for piece in source.split("; "):
+        if piece.startswith(key):
+            return piece[len(key):]
+    return source
+
+
+def _links(record) -> str:
+    """'[cif](...) [poscar](...)' of a structure's symmetrised conventional cell, or ''."""
+    if not record:
+        return ""
+    return " ".join(f"[{kind}]({record['links'][kind]})" for kind in ("cif", "poscar") if kind in record["links"])
+
+
+def _iteration_lines(history, several: bool) -> list[str]:
+    md = ["## Iterations", "",
+          "| iteration | relaxed | unphysical | not converged | mean steps | selected | labelled | "
+          "label failures | E RMSE of model n-1 (meV/atom) | F RMSE (meV/Å) | S RMSE (GPa) |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in history:
+        v = r.validation
+        md.append(f"| {r.iteration} | {r.structures_relaxed} | {r.unphysical} | {r.not_converged} | "
+                  f"{r.relax_steps_mean:.0f} | {r.selected} | {r.labelled} | {r.label_failures} | "
+                  f"{_fmt(v.get('energy_rmse'))} | {_fmt(v.get('force_rmse'))} | {_fmt(v.get('stress_rmse'))} |")
+    if several:
+        md += ["", "CSP per pressure (relaxed / unphysical / not converged / selected for labelling):", "",
+               "| iteration | pressure (GPa) | relaxed | unphysical | not converged | selected |",
+               "|---|---|---|---|---|---|"]
+        for r in history:
+            for key, c in sorted(r.by_pressure.items(), key=lambda item: float(item[0])):
+                md.append(f"| {r.iteration} | {key} | {c.get('structures_relaxed', 0):.0f} | "
+                          f"{c.get('unphysical', 0):.0f} | {c.get('not_converged', 0):.0f} | "
+                          f"{c.get('selected', 0):.0f} |")
+    return md
 
 
 def _fmt(value) -> str:
@@ -116,20 +188,16 @@ def _read_hull(path: Path) -> dict:
     return hull
 
 
-def _latest_hull_dir(paths: CampaignPaths) -> Path | None:
-    hulls = sorted(paths.root.glob("iter_*/hull.json"))
+def _latest_hull_dir(paths: CampaignPaths, part: str = "") -> Path | None:
+    """The last iteration's hull folder (of the pressure folder ``part``, 'P100', when given)."""
+    hulls = sorted(paths.root.glob(f"iter_*/{part + '/' if part else ''}hull.json"))
     return hulls[-1].parent if hulls else None
 
 
-def _figures(history, hull_dir, out: Path) -> list[Path]:
-    import shutil
-
+def _figures(history, out: Path) -> list[Path]:
     from ..plots.learning import plot_learning_curves, plot_structures_per_iteration
 
     figures = []
-    if hull_dir and (hull_dir / "hull.png").exists():
-        shutil.copyfile(hull_dir / "hull.png", out / "hull.png")
-        figures.append(out / "hull.png")
     later = [r for r in history if r.iteration > 0]
     if later:
         its = [r.iteration for r in later]
@@ -151,15 +219,17 @@ def _symmetrized_structures(paths: CampaignPaths, hull_dir, hull: dict, director
     """Symmetrised files of the stable phases and candidates (csp.export.export_hull_structures),
     read from the store each row came from: ``directory`` for the store the hull is mostly built
     from (the final relaxations, or the labels), ``directory/single_point`` for the single points
-    a final hull fell back to; given references have no structure. {structure_id: link to the
-    conventional CIF}."""
+    a final hull fell back to; given references have no structure. ``paths``: those of the
+    hull's pressure. {structure_id: export record with ``links`` {'cif'|'poscar': path relative
+    to the report}}."""
     from ..csp.export import export_hull_structures
 
     if not hull["stable"] or hull_dir is None:
         return {}
     default = "relaxed" if hull_dir == paths.final else "single point"
     stores = {"relaxed": paths.final / "relaxed.h5", "single point": paths.labels}
-    links = {}
+    out = {}
+    report = directory.parent if not paths.part else directory.parent.parent
     for source, store_path in stores.items():
         def from_here(entry: dict) -> bool:
             return entry.get("source", default) == source and entry.get("frame", -1) >= 0
@@ -170,12 +240,15 @@ def _symmetrized_structures(paths: CampaignPaths, hull_dir, hull: dict, director
             continue
         where = directory if source == default else directory / source.replace(" ", "_")
         records = export_hull_structures(store_path, stable, candidates, where, symprec, ehull_window_mev)
-        prefix = where.relative_to(directory.parent)
-        links.update({sid: f"{prefix}/{r['files'][0]}" for sid, r in records.items()})
-    return links
+        prefix = where.relative_to(report)
+        for sid, record in records.items():
+            conventional = [f for f in record["files"] if not f.startswith("primitive/")]
+            links = {"cif" if f.endswith(".cif") else "poscar": f"{prefix}/{f}" for f in conventional}
+            out[sid] = dict(record, links=links)
+    return out
 
 
-def _cost(paths: CampaignPaths, state, history) -> dict:
+def _cost(paths: CampaignPaths, state, history, final_stores) -> dict:
     """Labeller evaluations and core-hours as recorded by the stages; campaigns recorded before
     evaluations were counted fall back to the stores (one evaluation per label or failure)."""
     from ..data.store import FrameStore
@@ -197,7 +270,7 @@ def _cost(paths: CampaignPaths, state, history) -> dict:
         failures = sum(1 for _ in open(failures_file)) if failures_file.exists() else 0
         single = frames(paths.labels) + failures
         core_seconds = sum(r.label_seconds for r in history)
-    final_relaxations = state.final_relaxed or frames(paths.final / "relaxed.h5")
+    final_relaxations = state.final_relaxed or sum(frames(path) for path in final_stores)
     final_steps = state.final_evaluations or final_relaxations
     evaluations = single + final_steps
     per_evaluation = core_seconds / max(evaluations, 1)
@@ -248,7 +321,10 @@ def _html(markdown_lines, figures, out: Path) -> str:
 
 
 def _cell(text: str) -> str:
-    if text.startswith("[cif](") and text.endswith(")"):
-        link = html.escape(text[6:-1])
-        return f'<a href="{link}">cif</a>'
+    """A table cell; Markdown links ([cif](path) [poscar](path)) become HTML links."""
+    import re
+
+    links = re.findall(r"\[([^\]]+)\]\(([^)]+)\)", text)
+    if links and re.sub(r"\[[^\]]+\]\([^)]+\)", "", text).strip() == "":
+        return " ".join(f'<a href="{html.escape(link)}">{html.escape(name)}</a>' for name, link in links)
     return html.escape(text)

@@ -4,7 +4,8 @@ initial sampling (``search.seeds``: CIF, POSCAR, extended XYZ or any file ``ase.
 Each structure gets an id of iteration 0 above every random structure's (:data:`SEED_ID_OFFSET` + k,
 in the order of the files and of the frames within a file), so the labels store tells them apart
 and a resumed run relabels none. They are relaxed by the labeller at the campaign pressure (as the
-final stage relaxes near-hull structures) and the relaxed frame is stored with ``source`` "seed";
+final stage relaxes near-hull structures; at each pressure of a campaign over several, with ids
+shifted by ``PRESSURE_STRIDE`` per pressure) and the relaxed frame is stored with ``source`` "seed";
 from then on they are ordinary labels: trained on, and on the labels' hull.
 """
 
@@ -57,13 +58,17 @@ def read_seeds(files: Sequence[str], elements: Sequence[str]) -> list:
 
 
 def label_seeds(comm, config, labels_path: Path,
-                should_stop: Optional[Callable[[], bool]] = None):
-    """Relax the seed structures with the labeller and add them to ``labels_path`` (every rank
-    calls; the root reads the files). Returns the labelling summary on the root."""
+                should_stop: Optional[Callable[[], bool]] = None, id_offset: int = 0):
+    """Relax the seed structures with the labeller at ``config.pressure`` and add them to
+    ``labels_path`` (every rank calls; the root reads the files), their ids shifted by
+    ``id_offset`` (a campaign over several pressures relaxes them at each, with ids of its own).
+    Returns the labelling summary on the root."""
     from ..label.runner import label_structures
 
     def read():
         seeds = read_seeds(config.search.seeds, config.elements)
+        for atoms in seeds:
+            atoms.info["structure_id"] += id_offset
         log.info("initial sampling: relaxing %d seed structure(s) from %d file(s) with the labeller",
                  len(seeds), len(config.search.seeds))
         return [(int(a.info["structure_id"]), a) for a in seeds]

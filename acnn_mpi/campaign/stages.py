@@ -100,27 +100,43 @@ class Sample(Stage):
 
 
 class CSP(Stage):
-    """Random structures relaxed with model k−1 by the relaxation service, until B_max unphysical."""
+    """Random structures relaxed with model k−1 by the relaxation service, until B_max unphysical;
+    at each pressure in turn (its own structures, budget and B_max, into its ``iter_K/relax/P<p>/``)."""
 
     def plan(self, k):
         from .csp_stage import plan_tasks
+        from .plan import at_pressure_index
 
-        self.paths.make(k)
         chunks = plan_chunks(self.ctl.cells, k, self.config.search.structures_per_iteration,
                              self.config.relax.chunk_size, self.config.seed, leading=self.ctl.elemental_cells())
-        return plan_tasks(self.config, self.paths, k, chunks)
+        plans = []
+        for view in self.ctl.views:
+            view.paths.make(k)
+            plans.append(plan_tasks(view.config, view.paths, k, at_pressure_index(chunks, view.index)))
+        return plans
 
     def work(self, k, plan):
+        from ..model.descriptor import configure_kernels
+        from ..parallel.devices import select_device
+
+        device = select_device(self.config.model.device, self.comm, self.config.parallel.ranks_per_gpu)
+        configure_kernels(self.config.model.compile)
+        summaries = []
+        for view in self.ctl.views:
+            if view.index > 0 and self.ctl.stopping():
+                return STOPPED
+            summaries.append(self._relax(k, view, plan[view.index] if plan is not None else None, device))
+        return summaries
+
+    def _relax(self, k, view, plan, device):
+        """Every rank: the CSP relaxations of iteration k at one pressure; the ranks' summaries."""
         from ..relax.service import serve
         from .csp_stage import make_service
 
         search = self.config.search
         tasks, committed = plan if plan is not None else (None, None)
         progress = _Progress(k, search.structures_per_iteration, committed)
-        from ..parallel.devices import select_device
-
-        device = select_device(self.config.model.device, self.comm, self.config.parallel.ranks_per_gpu)
-        service = make_service(self.config, self.paths, k, self.comm.rank, device=device)
+        service = make_service(view.config, view.paths, k, self.comm.rank, device=device)
         return serve(self.comm, tasks, service, progress.on_result,
                      should_stop=lambda: shutdown.requested() or progress.unphysical >= search.b_max,
                      abort=shutdown.requested, root_works=self.config.parallel.root_works)
@@ -128,49 +144,63 @@ class CSP(Stage):
     def commit(self, k, plan, summaries):
         from ..relax import shards
 
-        done = shards.read_results(self.paths.relax_dir(k))
         record = self.ctl.state.record(k)
-        record.structures_relaxed = len(done)
-        record.unphysical = int((done.status == "unphysical").sum())
-        record.not_converged = int((done.status == "not_converged").sum())
-        record.relax_seconds += float(sum(s.busy_s for s in summaries))
-        record.relax_steps_mean = float(done.steps.mean()) if len(done) else 0.0
-        if record.unphysical >= self.config.search.b_max:
-            log.info("iteration %d: B_max = %d unphysical structures reached, CSP stage ends",
-                     k, self.config.search.b_max)
+        record.structures_relaxed = record.unphysical = record.not_converged = 0
+        steps = 0.0
+        for view, mine in zip(self.ctl.views, summaries):
+            done = shards.read_results(view.paths.relax_dir(k))
+            counts = {"structures_relaxed": len(done), "unphysical": int((done.status == "unphysical").sum()),
+                      "not_converged": int((done.status == "not_converged").sum())}
+            record.by_pressure[view.key] = {**record.by_pressure.get(view.key, {}), **counts}
+            record.structures_relaxed += counts["structures_relaxed"]
+            record.unphysical += counts["unphysical"]
+            record.not_converged += counts["not_converged"]
+            record.relax_seconds += float(sum(s.busy_s for s in mine))
+            steps += float(done.steps.sum()) if len(done) else 0.0
+            if counts["unphysical"] >= self.config.search.b_max:
+                log.info("iteration %d%s: B_max = %d unphysical structures reached, CSP stage ends", k,
+                         self.ctl._at(view), self.config.search.b_max)
+        record.relax_steps_mean = steps / max(record.structures_relaxed, 1)
         return {"stage": "process"}
 
 
 class Process(Stage):
-    """Dedup on every rank (sharded by composition); model hull and C_max/L_max selection on the root."""
+    """Dedup on every rank (sharded by composition); model hull and C_max/L_max selection on the
+    root; at each pressure (its own selection file)."""
 
     def work(self, k, plan):
         from .csp_stage import read_iteration_results
         from .processing import composition_keys, distinct_on_ranks
 
-        results = read_iteration_results(self.paths, k, self.config.elements, self.config.pressure)
-        keys = composition_keys(results, self.config.elements)
-        distinct = distinct_on_ranks(self.comm, self.config, results, keys,
-                                     results.enthalpy / np.maximum(results.n_atoms, 1))
-        return results, distinct
+        out = []
+        for view in self.ctl.views:
+            results = read_iteration_results(view.paths, k, self.config.elements, view.pressure_gpa)
+            keys = composition_keys(results, self.config.elements)
+            distinct = distinct_on_ranks(self.comm, view.config, results, keys,
+                                         results.enthalpy / np.maximum(results.n_atoms, 1))
+            out.append((results, distinct))
+        return out
 
     def commit(self, k, plan, outcome):
         from .processing import select_for_labelling, write_selection
 
-        results, distinct = outcome
         state = self.ctl.state
         missing = state.record(k - 1).missing_elements if k > 0 else []
         if missing:
             log.info("iteration %d: the labels' hull lacks %s; labelling %s structures again",
                      k, ", ".join(missing), ", ".join(missing))
-        selection = select_for_labelling(self.config, results, k, required=missing,
-                                         labels_path=self.paths.labels, distinct=distinct)
-        write_selection(self.paths.selection(k), results, selection)
-        state.record(k).selected = len(selection.ids)
-        log.info("iteration %d: %d relaxed, %d distinct, %d unphysical, %d hull picks labelled "
-                 "before; selected %d for labelling (model hull: %s)", k, len(results),
-                 selection.n_distinct, selection.n_unphysical, selection.n_labelled_before,
-                 len(selection.ids), ", ".join(selection.hull_phases) or "-")
+        state.record(k).selected = 0
+        for view, (results, distinct) in zip(self.ctl.views, outcome):
+            selection = select_for_labelling(view.config, results, k, required=missing,
+                                             labels_path=self.paths.labels, distinct=distinct)
+            write_selection(view.paths.selection(k), results, selection)
+            state.record(k).selected += len(selection.ids)
+            counts = state.record(k).by_pressure.setdefault(view.key, {})
+            counts["selected"] = len(selection.ids)
+            log.info("iteration %d%s: %d relaxed, %d distinct, %d unphysical, %d hull picks labelled "
+                     "before; selected %d for labelling (model hull: %s)", k, self.ctl._at(view),
+                     len(results), selection.n_distinct, selection.n_unphysical, selection.n_labelled_before,
+                     len(selection.ids), ", ".join(selection.hull_phases) or "-")
         return {"stage": "label"}
 
 
@@ -180,8 +210,8 @@ class Label(Stage):
     def plan(self, k):
         from .processing import read_selection
 
-        if k > 0:
-            return read_selection(self.paths.selection(k))
+        if k > 0:  # every pressure's selection (each pressure's structures have ids of their own)
+            return [pair for view in self.ctl.views for pair in read_selection(view.paths.selection(k))]
         import ase.io
 
         return [(int(a.info["structure_id"]), a) for a in ase.io.read(self.paths.sample(), ":", format="extxyz")]
@@ -192,9 +222,15 @@ class Label(Stage):
         summary = label_structures(self.comm, plan, self.config.labeller, str(self.paths.labels),
                                    should_stop=shutdown.requested, source="initial" if k == 0 else
                                    f"iteration {k}", iteration=k, root_works=self.config.parallel.root_works)
-        if k == 0 and self.config.search.seeds and not self.ctl.stopping():
+        if k == 0 and self.config.search.seeds:
+            from .plan import PRESSURE_STRIDE
             from .seeds import label_seeds
-            label_seeds(self.comm, self.config, self.paths.labels, should_stop=shutdown.requested)
+
+            for view in self.ctl.views:  # relaxed by the labeller at each pressure
+                if self.ctl.stopping():
+                    break
+                label_seeds(self.comm, view.config, self.paths.labels, should_stop=shutdown.requested,
+                            id_offset=view.index * PRESSURE_STRIDE)
         return summary
 
     def commit(self, k, plan, summary):
@@ -246,27 +282,44 @@ class Train(Stage):
 
 
 class Final(Stage):
-    """The top-K near-hull structures relaxed by the labeller; the final hull."""
+    """The top-K near-hull structures of each pressure relaxed by the labeller at that pressure;
+    the final hull of each pressure (and, over several, the enthalpy-pressure comparison)."""
 
     def plan(self, k):
-        structures = self.ctl.final_candidates()
-        log.info("final stage: relaxing %d near-hull structures with the labeller", len(structures))
-        return structures
+        plans = []
+        for view in self.ctl.views:
+            structures = self.ctl.final_candidates(view)
+            log.info("final stage%s: relaxing %d near-hull structures with the labeller",
+                     self.ctl._at(view), len(structures))
+            plans.append(structures)
+        return plans
 
     def work(self, k, plan):
         from ..label.runner import label_structures
 
-        return label_structures(
-            self.comm, plan, self.config.labeller, str(self.paths.final / "relaxed.h5"), mode="relax",
-            pressure_gpa=self.config.pressure, fmax=max(self.config.relax.fmax_ev_per_a, 0.01),
-            should_stop=shutdown.requested, source="final", iteration=self.ctl.state.iteration,
-            root_works=self.config.parallel.root_works)
+        summaries = []
+        for view in self.ctl.views:
+            if view.index > 0 and self.ctl.stopping():
+                return STOPPED
+            view.paths.final.mkdir(parents=True, exist_ok=True)
+            summaries.append(label_structures(
+                self.comm, plan[view.index] if plan is not None else None, self.config.labeller,
+                str(view.paths.final / "relaxed.h5"), mode="relax", pressure_gpa=view.pressure_gpa,
+                fmax=max(self.config.relax.fmax_ev_per_a, 0.01), should_stop=shutdown.requested,
+                source="final", iteration=self.ctl.state.iteration,
+                root_works=self.config.parallel.root_works))
+        return summaries
 
-    def commit(self, k, plan, summary):
+    def commit(self, k, plan, summaries):
         state = self.ctl.state
-        state.final_relaxed += summary.labelled
-        state.final_failed += summary.failed
-        state.final_evaluations += int(summary.evaluations)
-        state.final_core_seconds += float(summary.core_seconds)
-        self.ctl.final_hull(self.paths.final / "relaxed.h5")
+        sources = []
+        for view, summary in zip(self.ctl.views, summaries):
+            state.final_relaxed += summary.labelled
+            state.final_failed += summary.failed
+            state.final_evaluations += int(summary.evaluations)
+            state.final_core_seconds += float(summary.core_seconds)
+            sources.append(self.ctl.final_hull(view))
+        state.final_hull_source = sources[0] if len(sources) == 1 else "; ".join(
+            f"{view.pressure_gpa:g} GPa: {source}" for view, source in zip(self.ctl.views, sources))
+        self.ctl.compare_pressures()
         return {"final_done": True}

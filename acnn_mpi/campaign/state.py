@@ -40,8 +40,11 @@ class IterationRecord:
     label_core_seconds: float = 0.0   # core·s of those evaluations
     validation: dict[str, float] = field(default_factory=dict)   # model n-1 on labels of n
     training: dict[str, float] = field(default_factory=dict)     # final validation of model n
-    hull: list[dict[str, Any]] = field(default_factory=list)      # stable phases (labeller hull)
+    hull: list[dict[str, Any]] = field(default_factory=list)      # stable phases (labeller hull; at
+    #                                                               the lowest pressure if several)
     missing_elements: list[str] = field(default_factory=list)     # elements the hull lacked
+    hulls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)   # pressure key -> phases
+    by_pressure: dict[str, dict[str, float]] = field(default_factory=dict)  # pressure key -> CSP counts
 
 
 @dataclass
@@ -52,7 +55,9 @@ class CampaignState:
     stage: str = "sample"
     converged: bool = False
     final_done: bool = False
-    stable_streak: int = 0
+    stable_streak: int = 0            # iterations the hull is unchanged (several pressures: the least)
+    stable_streaks: dict[str, int] = field(default_factory=dict)   # pressure key -> its streak
+    pressures_gpa: list[float] = field(default_factory=list)       # the campaign's (set at its start)
     final_relaxed: int = 0            # final-stage relaxations by the labeller that ended with labels
     final_failed: int = 0             # ... that failed
     final_evaluations: int = 0        # labeller evaluations of the final stage (every ionic step)
@@ -74,6 +79,11 @@ class CampaignState:
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}")
         self.stage = stage
+
+
+def pressure_key(pressure_gpa: float) -> str:
+    """The key of one pressure in the state's per-pressure dicts: '100', '12.5'."""
+    return f"{float(pressure_gpa):g}"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

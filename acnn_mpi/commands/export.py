@@ -7,9 +7,11 @@
 Writes one file (default ``DIR/structures.db``, ``.xyz`` or ``.json``) with, per structure: kind
 (relaxed by the model / labelled / relaxed by the labeller), iteration, structure_id, status,
 composition, energy, enthalpy, enthalpy_per_atom and e_hull (eV, eV/atom), pressure_gpa,
-space_group and space_group_number (see ``acnn_mpi.campaign.catalog``). The pressure and elements
-come from the campaign file (``--config``, or ``DIR/campaign.yaml`` when present); without one give
-``--pressure`` (the elements are then read from the label store).
+space_group and space_group_number (see ``acnn_mpi.campaign.catalog``); a campaign over several
+pressures gives a labelled structure once per pressure (enthalpy and e_hull at it). The pressures
+and elements come from the campaign file (``--config``, else ``DIR/campaign.resolved.yaml``, which
+`run` writes, or ``DIR/campaign.yaml``); without one, the pressures recorded in ``DIR/state.json``
+or ``--pressure`` (the elements are then read from the label store).
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--output", "-o", metavar="FILE", default=None,
                         help="file to write (default DIR/structures.db|.xyz|.json)")
     parser.add_argument("--config", metavar="CAMPAIGN.yaml", default=None,
-                        help="the campaign file (elements, pressure, search.symprec)")
+                        help="the campaign file (elements, pressure(s), search.symprec; default "
+                        "DIR/campaign.resolved.yaml or DIR/campaign.yaml)")
     parser.add_argument("--pressure", type=float, default=None, metavar="GPa",
-                        help="campaign pressure, when no campaign file is given")
+                        help="campaign pressure, when no campaign file is given (default: the "
+                        "pressures in DIR/state.json)")
     parser.add_argument("--elements", default=None, metavar="A,B,...",
                         help="element order, when no campaign file is given (default: from labels.h5)")
     parser.add_argument("--kinds", default=",".join(KINDS), metavar="K1,K2",
@@ -43,20 +47,24 @@ def add_arguments(parser) -> None:
                         help="leave out the space groups (faster for millions of structures)")
 
 
-def _settings(args) -> tuple[list[str], float, float]:
-    """(elements, pressure GPa, symprec Å) from the campaign file or the options."""
+def _settings(args) -> tuple[list[str], list[float], float]:
+    """(elements, pressures GPa, symprec Å) from the campaign file, the state or the options."""
     from pathlib import Path
 
     from ..campaign.catalog import infer_elements
+    from ..campaign.layout import RESOLVED_CONFIG
     from ..errors import UserError
 
-    config_path = args.config or (Path(args.directory) / "campaign.yaml")
-    if args.config or Path(config_path).exists():
+    directory = Path(args.directory)
+    found = [p for p in (directory / RESOLVED_CONFIG, directory / "campaign.yaml") if p.exists()]
+    config_path = args.config or (found[0] if found else None)
+    if config_path is not None:
         from ..config import load_config
 
         config = load_config(config_path)
-        return list(config.elements), float(config.pressure), args.symprec or config.search.symprec
-    if args.pressure is None:
+        return list(config.elements), config.pressures_gpa, args.symprec or config.search.symprec
+    pressures = [float(args.pressure)] if args.pressure is not None else _state_pressures(directory)
+    if not pressures:
         raise UserError(f"export: give the campaign file with --config (or --pressure GPa): "
                         f"{args.directory} does not record its pressure")
     if args.elements:
@@ -65,7 +73,14 @@ def _settings(args) -> tuple[list[str], float, float]:
         elements = validate_symbols([s.strip() for s in args.elements.split(",")], "--elements")
     else:
         elements = infer_elements(args.directory)
-    return elements, float(args.pressure), args.symprec or 0.1
+    return elements, pressures, args.symprec or 0.1
+
+
+def _state_pressures(directory) -> list[float]:
+    """The pressures a campaign recorded in its state.json (none before they were recorded)."""
+    from ..campaign.state import load_state
+
+    return list(load_state(directory).pressures_gpa) if (directory / "state.json").exists() else []
 
 
 def run(args) -> int:
@@ -78,12 +93,12 @@ def run(args) -> int:
 
     if args.symprec is not None and args.symprec <= 0:
         raise UserError(f"--symprec = {args.symprec} Å must be positive")
-    elements, pressure, symprec = _settings(args)
+    elements, pressures, symprec = _settings(args)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     output = Path(args.output) if args.output else Path(args.directory) / f"structures{SUFFIXES[args.format]}"
-    records = campaign_records(args.directory, elements, pressure, kinds=kinds,
+    records = campaign_records(args.directory, elements, pressures, kinds=kinds,
                                symprec=None if args.no_space_groups else symprec)
     count = write_catalog(records, output, args.format)
-    print(f"wrote {count} structures ({', '.join(kinds)}; {'-'.join(elements)} at {pressure:g} GPa) "
-          f"to {output}")
+    at = ", ".join(f"{p:g}" for p in pressures)
+    print(f"wrote {count} structures ({', '.join(kinds)}; {'-'.join(elements)} at {at} GPa) to {output}")
     return 0

@@ -107,6 +107,11 @@ def run(args) -> int:
         return section, pressure, base_dir
 
     section, campaign_pressure, base_dir = comm.root_then_bcast(root_part)
+    if isinstance(campaign_pressure, list) and args.pressure is None:
+        if len(campaign_pressure) > 1 and args.relax:
+            raise UserError(f"--config {args.config} gives the pressures {campaign_pressure} GPa: "
+                            "give the one to relax at with --pressure")
+        campaign_pressure = campaign_pressure[0] if campaign_pressure else None
     pressure = args.pressure if args.pressure is not None else float(campaign_pressure or 0.0)
     root_works = {"auto": None, "yes": True, "no": False}[args.root_works]
     shutdown.install()

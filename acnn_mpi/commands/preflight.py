@@ -59,37 +59,32 @@ def resume_problems(directory) -> list[str]:
         problem = _model_problem(paths.model(k - 1))
         if problem:
             problems.append(problem)
-    if state.stage in ("csp", "process") and not state.converged and paths.relax_dir(k).is_dir():
-        problems += _shard_problems(paths.relax_dir(k), redone=state.stage == "csp")
+    if state.stage in ("csp", "process") and not state.converged:
+        from ..campaign.catalog import relax_dirs
+
+        for relax_dir in relax_dirs(paths, k):  # iter_K/relax, or its P<p>/ folders (several pressures)
+            problems += _shard_problems(relax_dir, redone=state.stage == "csp")
     return problems
 
 
-#: what every shard of the CSP stage holds (relax/shards.py ShardWriter, with the fingerprints)
-_SHARD_DATASETS = ("structure_id", "status", "reason", "enthalpy", "volume", "steps", "n_atoms",
-                   "numbers", "positions", "cell")
-
-
 def _shard_problems(relax_dir: Path, redone: bool) -> list[str]:
-    """The first damaged shard of an iteration's CSP stage (its datasets are opened, not read); a
-    shard moved away has its structures relaxed again while the CSP stage runs (``redone``), and
-    is left out of the selection once it has ended."""
-    import h5py
+    """The first damaged shard of an iteration's CSP stage (its layout and columns are checked,
+    not its rows); a shard moved away has its structures relaxed again while the CSP stage runs
+    (``redone``), and is left out of the selection once it has ended."""
+    from ..errors import DamagedFileError
+    from ..relax.shards import RELAX_GROUP, list_shards, open_frames
 
-    from ..relax.shards import FORMAT_TAG, list_shards
-
+    then = "its structures are relaxed again" if redone else "the selection is made without its structures"
     for path in map(Path, list_shards(relax_dir)):
+        fix = f"move it away (mv {path} {path}.bad) and {then}"
         try:
-            with h5py.File(path, "r") as f:
-                missing = [name for name in _SHARD_DATASETS if not isinstance(f.get(name), h5py.Dataset)]
-                if f.attrs.get("format") != FORMAT_TAG or "committed" not in f.attrs:
-                    missing.append("shard attributes")
+            with open_frames(str(path), fix=fix) as (_, reader):
+                if RELAX_GROUP not in reader.groups:
+                    return [f"{path} is damaged (no relaxation columns): {fix}"]
+        except DamagedFileError as error:
+            return [str(error)]
         except (OSError, KeyError, ValueError, RuntimeError) as error:
-            missing = [f"readable HDF5 ({str(error).splitlines()[0]})"]
-        if missing:
-            then = ("its structures are relaxed again" if redone else
-                    "the selection is made without its structures")
-            return [f"{path} is damaged (no {', '.join(missing)}): move it away (mv {path} {path}.bad) "
-                    f"and {then}"]
+            return [f"{path} is damaged (not readable HDF5: {str(error).splitlines()[0]}): {fix}"]
     return []
 
 

@@ -2,7 +2,9 @@
 
 - :mod:`.frames`: where labels sit on ASE ``Atoms``; :class:`~.frames.FrameArrays` (flat arrays)
 - :mod:`.validate`: :func:`~.validate.validate_frames` (bad frames skipped or refused, by index)
-- :mod:`.store`: :class:`~.store.FrameStore`, the appendable, crash-safe HDF5 store
+- :mod:`.h5frames`: the one HDF5 frame layout of every set of structures (labels, relaxation
+  shards, structure files): its appending writer and its reader
+- :mod:`.store`: :class:`~.store.FrameStore`, the appendable, crash-safe HDF5 label store
 - :mod:`.io` / :mod:`.deepmd`: extended XYZ, ASE formats, VASP, DeePMD npy in and out
 - :mod:`.split`: :func:`~.split.split_indices`
 

@@ -19,7 +19,9 @@ Chemistry: the neighbour's element enters both feature sets.
 from __future__ import annotations
 
 import math
+import os
 import threading
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
@@ -27,6 +29,8 @@ from typing import Optional
 import numpy as np
 import torch
 from numpy.polynomial import legendre, polynomial
+
+from . import kernels
 
 
 def cosine_cutoff(r: torch.Tensor, r_cut: float) -> torch.Tensor:
@@ -221,13 +225,21 @@ class ACNNDescriptor(torch.nn.Module):
 
         ``neighbour_table=False`` (no attention): the output carries no neighbour table, and atoms
         are processed in buckets of similar neighbour counts, each padded to its own width
-        (:meth:`_buckets`), so that a few dense structures do not pad the whole batch.
+        (:meth:`_buckets`), so that a few dense structures do not pad the whole batch; or, with
+        the C++ kernels switched on (``model.compile: cpp``, float32 on CPU, first derivatives
+        only), by :func:`acnn_mpi.model.kernels.features` straight from the edges.
         """
         n_atoms = species.shape[0]
         centre, neighbour = index[0], index[1]
         if centre.numel() > 1 and not bool((centre[1:] >= centre[:-1]).all()):
             order = torch.argsort(centre, stable=True)
             vectors, centre, neighbour = vectors.index_select(0, order), centre[order], neighbour[order]
+        fused, parameter_gradients = _fused_state()
+        if not neighbour_table and fused and kernels.available_for(vectors):
+            # C++ per-edge kernels: no tables, no buckets (kernels.py)
+            radial, angular = kernels.features(self, vectors, centre, neighbour, species, parameter_gradients)
+            return DescriptorOutput(radial=radial, angular=angular, neighbour=None, vectors=None,
+                                    r_cut=self.r_cut_radial)
         r_plain = torch.linalg.vector_norm(vectors.detach(), dim=1)
         edges = (vectors, centre, neighbour, r_plain)
         if neighbour_table:
@@ -361,27 +373,31 @@ def _fused_state() -> tuple[bool, bool]:
     return getattr(_FIRST_ONLY, "state", (False, True))
 
 
-def _basis_forward(r: torch.Tensor, r_cut: float, n_basis: int):
-    """Eq. 8 like :func:`chebyshev_radial_basis`, plus what the backward needs.
-    r (E,) → g (E, n), 1 + cos 2nφ (E, n), φ (E,), h = f_c/2 (E,)."""
-    h = torch.where(r < r_cut, 0.25 * (torch.cos(r * (math.pi / r_cut)) + 1.0), torch.zeros_like(r))
-    phi = torch.arccos((1.0 - r / r_cut).clamp(min=-1.0))
-    orders = torch.arange(0, 2 * n_basis, 2, dtype=r.dtype, device=r.device)
-    cos_p1 = torch.cos(phi[:, None] * orders) + 1.0
-    return cos_p1 * h[:, None], cos_p1, phi, h
-
-
-def _basis_backward(grad_g, r, r_cut: float, cos_p1, phi, h) -> torch.Tensor:
-    """dL/dr (E,) from dL/dg (E, n): dg_n/dr = h'(1 + cos 2nφ) − h·2n·sin(2nφ)·dφ/dr."""
-    orders = torch.arange(0, 2 * cos_p1.shape[1], 2, dtype=r.dtype, device=r.device)
+def _basis_forward(r: torch.Tensor, r_cut: float, n_basis: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 8 like :func:`chebyshev_radial_basis`, with its derivative, computed together because
+    the fused path always needs both: r (E,) → g (E, n), dg/dr (E, n), with
+    dg_n/dr = h'(1 + cos 2nφ) − h·2n·sin(2nφ)·dφ/dr (h = f_c/2). Reusing the angle 2nφ and writing
+    in place keeps it at ~8 passes over (E, n); the backward is then one contraction with dg/dr
+    instead of ~8 more passes (sin, products, two row sums)."""
     inside = r < r_cut
-    dh = torch.where(inside, (-0.25 * math.pi / r_cut) * torch.sin(r * (math.pi / r_cut)), torch.zeros_like(r))
+    arg = r * (math.pi / r_cut)
+    zero = torch.zeros_like(r)
+    h = torch.where(inside, 0.25 * (torch.cos(arg) + 1.0), zero)
+    dh = torch.where(inside, (-0.25 * math.pi / r_cut) * torch.sin(arg), zero)
     u = (1.0 - r / r_cut).clamp(min=-1.0)
     # dφ/dr = 1 / (r_c √(1 − u²)); only used where h > 0 (0 < r < r_c, so |u| < 1)
-    dphi = torch.where(inside, 1.0 / (r_cut * torch.sqrt((1.0 - u * u).clamp(min=1e-30))), torch.zeros_like(r))
-    sin_part = (grad_g * torch.sin(phi[:, None] * orders) * orders).sum(1)
-    cos_part = (grad_g * cos_p1).sum(1)
-    return dh * cos_part - (h * dphi) * sin_part
+    dphi = torch.where(inside, 1.0 / (r_cut * torch.sqrt((1.0 - u * u).clamp(min=1e-30))), zero)
+    orders = torch.arange(0, 2 * n_basis, 2, dtype=r.dtype, device=r.device)
+    angle = torch.arccos(u)[:, None] * orders
+    cos_p1 = torch.cos(angle).add_(1.0)
+    grad = angle.sin_().mul_(orders).mul_((-h * dphi)[:, None]).addcmul_(cos_p1, dh[:, None])
+    return cos_p1.mul_(h[:, None]), grad
+
+
+def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Σ_k a[e, k] b[e, k] (E,) of (E, K) tensors (a matrix-vector product: ~2× faster than a row
+    sum on CPU)."""
+    return (a * b) @ torch.ones(a.shape[1], dtype=a.dtype, device=a.device)
 
 
 def xy_selection(l_max: int, dtype=torch.float64, device=None) -> torch.Tensor:
@@ -459,17 +475,17 @@ def _fused_forward(vectors, vectors_a, mixing, element, pick, z_coeff, select, s
     n_atoms, width, _ = vectors.shape
     width_a = vectors_a.shape[1]
     r = torch.linalg.vector_norm(vectors, dim=2).view(-1)
-    g, cos_p1, phi, h = _basis_forward(r, r_cut, n_radial)
+    g, dg = _basis_forward(r, r_cut, n_radial)
     radial = torch.bmm(element.transpose(1, 2), g.view(n_atoms, width, -1))
     r_a = torch.linalg.vector_norm(vectors_a, dim=2).view(-1)
-    g_a, cos_p1_a, phi_a, h_a = _basis_forward(r_a, r_cut_a, n_angular)
+    g_a, dg_a = _basis_forward(r_a, r_cut_a, n_angular)
     mixed = _mix(g_a, mixing, pick, False, pointwise).view(n_atoms, width_a, n_angular)
     unit = vectors_a.view(-1, 3) / r_a[:, None]
     y, powers, re, im, z_part, xy = _harmonics_forward(unit, z_coeff, select, l_max, pointwise)
     y = y.view(n_atoms, width_a, -1)
     density = torch.bmm(mixed.transpose(1, 2), y)                              # (N, n_a, n_lm)
     angular = (density * density) @ sum_over_m
-    saved = (r, cos_p1, phi, h, r_a, cos_p1_a, phi_a, h_a, g_a, mixed, unit, y, powers, re, im,
+    saved = (r, dg.view(n_atoms, width, -1), r_a, dg_a, g_a, mixed, unit, y, powers, re, im,
              z_part, xy, density)
     return radial, angular, saved
 
@@ -479,19 +495,18 @@ def _fused_backward(grad_radial, grad_angular, vectors, mixing, element, pick, z
                     pointwise: bool = False):
     """dL/d(radial table) (N, M, 3), dL/d(angular table) (N, M_a, 3) and dL/d mixing (or None)
     from dL/dΦ⁽¹⁾ (N, S, n_r) and dL/dΦ⁽²⁾ (N, n_a, l_max+1)."""
-    (r, cos_p1, phi, h, r_a, cos_p1_a, phi_a, h_a, g_a, mixed, unit, y, powers, re, im,
-     z_part, xy, density) = saved
+    r, dg, r_a, dg_a, g_a, mixed, unit, y, powers, re, im, z_part, xy, density = saved
     n_atoms, width, S = element.shape
     width_a, n_a = mixed.shape[1], mixed.shape[2]
-    grad_g = torch.bmm(element, grad_radial).view(n_atoms * width, -1)
-    grad_r = _basis_backward(grad_g, r, r_cut, cos_p1, phi, h)
+    # dL/dr_ij = Σ_n dg_n(r_ij) dL/dΦ⁽¹⁾_{i,Z_j,n}: (N, M, n_r) @ (N, n_r, S), then the Z_j column
+    grad_r = (torch.bmm(dg, grad_radial.transpose(1, 2)) * element).sum(2).view(-1)
     grad_v = ((grad_r / r)[:, None] * vectors.view(-1, 3)).view(n_atoms, width, 3)
     grad_density = 2.0 * density * (grad_angular @ sum_over_m.T)               # (N, n_a, n_lm)
     grad_mixed = torch.bmm(y, grad_density.transpose(1, 2)).view(-1, n_a)      # (N·M_a, n_a)
     grad_y = torch.bmm(mixed, grad_density).view(n_atoms * width_a, -1)
     # back through g̃ = g W[Z_j]: dL/dg = dL/dg̃ W[Z_j]ᵀ
     grad_g_a = _mix(grad_mixed, mixing, pick, True, pointwise)
-    grad_r_a = _basis_backward(grad_g_a, r_a, r_cut_a, cos_p1_a, phi_a, h_a)
+    grad_r_a = _row_dot(grad_g_a, dg_a)
     grad_unit = _harmonics_backward(grad_y, z_coeff, select, l_max, powers, re, im, z_part, xy, pointwise)
     # v = r·unit: dL/dv = (dL/du − (dL/du·u) u)/r + dL/dr u
     radial_part = grad_r_a - (grad_unit * unit).sum(1) / r_a
@@ -515,14 +530,57 @@ def use_fused_path(enabled: bool = True) -> None:
 def compile_fused_kernels(enabled: bool = True) -> None:
     """Run the fused path's forward and backward through ``torch.compile`` (inductor; on CPU it
     needs a C++ compiler), which fuses their elementwise chains into fewer passes over the
-    tables. Compiling takes about 20 s per process, once (dynamic shapes: new batch sizes and
-    neighbour counts do not recompile). ``enabled=False`` goes back to the eager kernels."""
+    tables. Compiling happens at the first model call, once per process (dynamic shapes: new
+    batch sizes and neighbour counts do not recompile). Where it fails (no compiler, an
+    unsupported platform) the eager kernels take over with one warning (:func:`_run_kernel`).
+    ``enabled=False`` goes back to the eager kernels."""
     if enabled:
         _KERNELS["forward"] = torch.compile(_fused_forward, dynamic=True)
         _KERNELS["backward"] = torch.compile(_fused_backward, dynamic=True)
         _KERNELS["pointwise"] = True
     else:
         _KERNELS.update(forward=_fused_forward, backward=_fused_backward, pointwise=False)
+
+
+def configure_kernels(mode: str) -> str:
+    """Apply the ``model.compile`` setting ('off', 'cpp' or 'inductor'): the C++ per-edge kernels
+    (:mod:`acnn_mpi.model.kernels`), torch.compile of the fused kernels, or neither. Returns the
+    mode in effect: 'off' (with one warning) when a compiled mode was asked for and no C++
+    compiler is found or the build fails."""
+    if mode not in ("off", "cpp", "inductor"):
+        raise ValueError(f"model.compile must be 'off', 'cpp' or 'inductor', got {mode!r}")
+    kernels.use_cpp_kernels(False)
+    compile_fused_kernels(False)
+    if mode == "off":
+        return "off"
+    import shutil
+
+    compiler = os.environ.get("CXX") or next((c for c in ("g++", "c++", "clang++") if shutil.which(c)), None)
+    if compiler is None:
+        warnings.warn(f"model.compile: {mode}: no C++ compiler (g++, c++, clang++ or $CXX) found; the model "
+                      "runs uncompiled (set model.compile: off to silence this)")
+        return "off"
+    if mode == "cpp":
+        return "cpp" if kernels.use_cpp_kernels(True) else "off"
+    compile_fused_kernels(True)
+    return "inductor"
+
+
+def _run_kernel(name: str, *args):
+    """The fused kernel ``name`` ('forward' or 'backward'); a compiled kernel that fails to build
+    is replaced by the eager kernels for the rest of the process, with one warning."""
+    kernel = _KERNELS[name]
+    if kernel is _fused_forward or kernel is _fused_backward:
+        return kernel(*args)
+    try:
+        return kernel(*args)
+    except Exception as exc:  # noqa: BLE001 - inductor raises many kinds when it cannot build
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        warnings.warn(f"model.compile: torch.compile failed ({type(exc).__name__}: {reason}); "
+                      "the model runs uncompiled")
+        compile_fused_kernels(False)
+        args = args[:-1] + (False,)  # the eager kernels' own (matmul) formulation
+        return _KERNELS[name](*args)
 
 
 class _FusedFeatures(torch.autograd.Function):
@@ -533,8 +591,8 @@ class _FusedFeatures(torch.autograd.Function):
     def forward(ctx, vectors, vectors_a, mixing, element, pick, descriptor):
         d = descriptor
         constants = d._fused_constants(vectors.dtype, vectors.device)
-        radial, angular, saved = _KERNELS["forward"](
-            vectors, vectors_a, mixing, element, pick, *constants, d.r_cut_radial, d.r_cut_angular,
+        radial, angular, saved = _run_kernel(
+            "forward", vectors, vectors_a, mixing, element, pick, *constants, d.r_cut_radial, d.r_cut_angular,
             d.n_radial, d.n_angular, d.l_max, _KERNELS["pointwise"])
         ctx.descriptor, ctx.constants, ctx.n_saved = d, constants, len(saved)
         ctx.save_for_backward(vectors, mixing, element, pick, *saved)
@@ -551,8 +609,8 @@ class _FusedFeatures(torch.autograd.Function):
             grad_radial = torch.zeros(n_atoms, S * d.n_radial, dtype=vectors.dtype, device=vectors.device)
         if grad_angular is None:
             grad_angular = torch.zeros(n_atoms, d.n_angular_features, dtype=vectors.dtype, device=vectors.device)
-        grad_v, grad_v_a, grad_mixing = _KERNELS["backward"](
-            grad_radial.reshape(n_atoms, S, -1).contiguous(),
+        grad_v, grad_v_a, grad_mixing = _run_kernel(
+            "backward", grad_radial.reshape(n_atoms, S, -1).contiguous(),
             grad_angular.reshape(n_atoms, d.n_angular, -1).contiguous(), vectors, mixing, element, pick,
             *ctx.constants, tuple(saved), d.r_cut_radial, d.r_cut_angular, d.l_max, ctx.needs_input_grad[2],
             _KERNELS["pointwise"])

@@ -7,6 +7,8 @@ its global state are never touched), saved as PNG and/or SVG by :func:`save_figu
   tetrahedron projection and pseudo-ternary sections.
 * :mod:`acnn_mpi.plots.learning`: RMSE of energy, force and stress per iteration (paper Figs. 3a-c,
   5a-c) and structures optimized per iteration (Fig. 3d).
+* :mod:`acnn_mpi.plots.pressure`: formation enthalpy against pressure (campaigns over several
+  pressures).
 """
 
 from __future__ import annotations

@@ -1,14 +1,12 @@
 """Structure files for relaxation input: HDF5 with random access, and conversion from ASE formats.
 
-HDF5 structure layout (also what every relaxation shard contains, so a shard can be re-relaxed)::
-
-    numbers      (A,)      int64   atomic numbers of all structures, concatenated
-    positions    (A, 3)    float64 Å
-    cell         (S, 3, 3) float64 Å, lattice vectors as rows
-    n_atoms      (S,)      int64
-    pbc          (S, 3)    bool    (optional; default all periodic)
-    structure_id (S,)      int64   (optional; default 0..S-1)
-    attribute ``committed`` (optional): only the first ``committed`` structures are valid
+Every HDF5 file of the package is a structure file: the one frame layout
+(:mod:`acnn_mpi.data.h5frames`) holds the structures (``atoms/numbers``, ``atoms/positions``,
+``frames/cell``, ``pbc``, ``n_atoms``, ``atom_offset``, ``structure_id``; only the first
+``n_frames`` are committed) whatever else it holds: a label store, a relaxation shard, a relax
+output directory's ``index.h5``, or a file written by :func:`write_structures` (``kind`` =
+"structures", no optional columns). Flat files of earlier versions (``numbers``, ``positions``,
+``cell``, ``n_atoms``, optional ``pbc``/``structure_id`` at the root) are read too.
 
 Reading is by row (the structure's position in the file): workers fetch just the structures of
 their chunk, so no rank holds the whole input in memory.
@@ -22,79 +20,60 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from .. import keys
+from ..data import h5frames
 
 #: file suffixes read as HDF5 structure files
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
 class StructureFile:
-    """Random access to the structures of an HDF5 file of any of the package's layouts: a
-    structure file (see the module docstring), a relaxation shard or a relax output directory's
-    ``index.h5`` (the same names), or a label store (:mod:`acnn_mpi.data.store`: ``atoms/`` and
-    ``frames/`` groups, ``n_frames`` committed).
+    """Random access to the structures of any HDF5 file of the package (see the module docstring).
 
     Attributes:
-        path: the file; ids: (S,) int64 structure ids; n_atoms: (S,) atoms per structure.
+        path: the file; ids: (S,) int64 structure ids (frames without one, as in a label store,
+        are numbered after the others); n_atoms: (S,) atoms per structure; atom_start: (S + 1,).
+
+    Raises:
+        ValueError (a :class:`~acnn_mpi.errors.DamagedFileError`): not such a file.
     """
 
     def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        with self._open() as reader:
+            self.atom_start = reader.offsets()
+            self.n_atoms = np.diff(self.atom_start)
+            count = len(reader)
+            ids = reader.read(keys.STRUCTURE_ID) if reader.has(keys.STRUCTURE_ID) else np.arange(count)
+        self.ids = np.asarray(ids, dtype=np.int64)
+        missing = self.ids < 0
+        if missing.any():  # frames without an id: number them after the others
+            self.ids[missing] = max(int(self.ids.max()), -1) + 1 + np.arange(int(missing.sum()))
+
+    def _open(self):
+        from contextlib import contextmanager
+
         import h5py
 
-        self.path = os.fspath(path)
-        with h5py.File(self.path, "r") as f:
-            store = "atoms" in f and "frames" in f
-            self._atom, self._frame = ("atoms/", "frames/") if store else ("", "")
-            for name in (self._atom + keys.NUMBERS, self._atom + keys.POSITIONS, self._frame + keys.CELL,
-                         self._frame + "n_atoms"):
-                if name not in f:
-                    raise ValueError(f"{self.path}: no dataset '{name}'; a structure file needs numbers, "
-                                     "positions, cell and n_atoms (see acnn_mpi.relax.io)")
-            cells = f[self._frame + keys.CELL].shape[0]
-            count = int(f.attrs.get("n_frames", cells)) if store else int(f.attrs.get("committed", cells))
-            self.n_atoms = np.asarray(f[self._frame + "n_atoms"][:count], dtype=np.int64)
-            if self._frame + keys.STRUCTURE_ID in f:
-                self.ids = np.asarray(f[self._frame + keys.STRUCTURE_ID][:count], dtype=np.int64)
-            else:
-                self.ids = np.arange(count, dtype=np.int64)
-            if store and (self.ids < 0).any():  # frames without an id: number them after the others
-                missing = self.ids < 0
-                self.ids[missing] = max(int(self.ids.max()), -1) + 1 + np.arange(int(missing.sum()))
-        self.atom_start = np.zeros(count + 1, dtype=np.int64)
-        np.cumsum(self.n_atoms, out=self.atom_start[1:])
+        @contextmanager
+        def reader():
+            with h5py.File(self.path, "r") as f:
+                yield h5frames.FrameReader(f, self.path, name="structure file",
+                                           fix="write it again (acnn_mpi.relax.io.write_structures)")
+
+        return reader()
 
     def __len__(self) -> int:
         return int(self.n_atoms.shape[0])
 
     def read(self, rows: Sequence[int]) -> list:
         """ASE ``Atoms`` of the given rows (in that order), each with ``info['structure_id']``."""
-        import h5py
-        from ase import Atoms
-
-        rows = [int(r) for r in rows]
-        if not rows:
+        rows = np.asarray([int(r) for r in rows], dtype=np.int64)
+        if rows.size == 0:
             return []
-        out = []
-        atom, frame = self._atom, self._frame
-        with h5py.File(self.path, "r") as f:
-            has_pbc = frame + keys.PBC in f
-            order = sorted(set(rows))
-            lo, hi = int(self.atom_start[order[0]]), int(self.atom_start[order[-1] + 1])
-            contiguous = hi - lo <= 4 * int(sum(self.n_atoms[order])) + 1024
-            if contiguous:  # one slab read for clustered rows
-                numbers_all = f[atom + keys.NUMBERS][lo:hi]
-                positions_all = f[atom + keys.POSITIONS][lo:hi]
-            cells = f[frame + keys.CELL][order[0]:order[-1] + 1]
-            pbcs = f[frame + keys.PBC][order[0]:order[-1] + 1] if has_pbc else None
-            for row in rows:
-                a, b = int(self.atom_start[row]), int(self.atom_start[row + 1])
-                if contiguous:
-                    numbers, positions = numbers_all[a - lo:b - lo], positions_all[a - lo:b - lo]
-                else:
-                    numbers, positions = f[atom + keys.NUMBERS][a:b], f[atom + keys.POSITIONS][a:b]
-                pbc = pbcs[row - order[0]] if has_pbc else True
-                atoms = Atoms(numbers=numbers, positions=positions, cell=cells[row - order[0]], pbc=pbc)
-                atoms.info[keys.STRUCTURE_ID] = int(self.ids[row])
-                out.append(atoms)
+        with self._open() as reader:
+            out = h5frames.read_structures(reader, rows)
+        for atoms, row in zip(out, rows):
+            atoms.info[keys.STRUCTURE_ID] = int(self.ids[row])
         return out
 
 
@@ -106,64 +85,40 @@ def read_all(path: str | os.PathLike) -> list:
 
 
 def write_structures(path: str | os.PathLike, structures: Iterable, *, chunk: int = 4096) -> int:
-    """Write ASE ``Atoms`` to an HDF5 structure file (streaming, ``chunk`` at a time); ids from
-    ``info['structure_id']`` (or ``info['id']``), else the running index. Returns the count.
-    Written to a temporary name and renamed, so the file is complete or absent."""
+    """Write ASE ``Atoms`` to an HDF5 structure file (the frame layout, ``kind`` "structures";
+    streaming, ``chunk`` at a time); ids from ``info['structure_id']`` (or ``info['id']``), else
+    the running index. Returns the count. Written to a temporary name and renamed, so the file is
+    complete or absent."""
     import h5py
 
     path = os.fspath(path)
     tmp = f"{path}.tmp{os.getpid()}"
-    count, atoms_total = 0, 0
-    with h5py.File(tmp, "w") as f:
-        ds = {
-            keys.NUMBERS: f.create_dataset(keys.NUMBERS, (0,), maxshape=(None,), dtype="i8", chunks=(65536,)),
-            keys.POSITIONS: f.create_dataset(keys.POSITIONS, (0, 3), maxshape=(None, 3), dtype="f8", chunks=(16384, 3)),
-            keys.CELL: f.create_dataset(keys.CELL, (0, 3, 3), maxshape=(None, 3, 3), dtype="f8", chunks=(4096, 3, 3)),
-            keys.PBC: f.create_dataset(keys.PBC, (0, 3), maxshape=(None, 3), dtype="bool", chunks=(4096, 3)),
-            "n_atoms": f.create_dataset("n_atoms", (0,), maxshape=(None,), dtype="i8", chunks=(4096,)),
-            keys.STRUCTURE_ID: f.create_dataset(keys.STRUCTURE_ID, (0,), maxshape=(None,), dtype="i8", chunks=(4096,)),
-        }
-        buffer: list = []
-
-        def flush():
-            nonlocal count, atoms_total
-            if not buffer:
-                return
-            n = len(buffer)
-            numbers = np.concatenate([a.get_atomic_numbers() for _, a in buffer])
-            positions = np.concatenate([a.get_positions() for _, a in buffer])
-            columns = {
-                keys.CELL: np.stack([np.asarray(a.get_cell()) for _, a in buffer]),
-                keys.PBC: np.stack([np.asarray(a.get_pbc(), dtype=bool) for _, a in buffer]),
-                "n_atoms": np.array([len(a) for _, a in buffer], dtype=np.int64),
-                keys.STRUCTURE_ID: np.array([i for i, _ in buffer], dtype=np.int64),
-            }
-            for name, values in ((keys.NUMBERS, numbers), (keys.POSITIONS, positions)):
-                ds[name].resize(atoms_total + len(values), axis=0)
-                ds[name][atoms_total:] = values
-            for name, values in columns.items():
-                ds[name].resize(count + n, axis=0)
-                ds[name][count:] = values
-            count += n
-            atoms_total += len(numbers)
-            buffer.clear()
-
-        for position, atoms in enumerate(structures):
-            info = getattr(atoms, "info", {}) or {}
-            sid = info.get(keys.STRUCTURE_ID, info.get("id", position))
-            try:
-                sid = int(sid)
-            except (TypeError, ValueError):
-                sid = position
-            buffer.append((sid, atoms))
-            if len(buffer) >= chunk:
-                flush()
-        flush()
-        ids = f[keys.STRUCTURE_ID][:]
+    try:
+        with h5py.File(tmp, "w") as f:
+            h5frames.create_layout(f, h5frames.STRUCTURES)
+            writer = h5frames.FrameWriter(f, path)
+            buffer: list = []
+            for position, atoms in enumerate(structures):
+                info = getattr(atoms, "info", {}) or {}
+                try:
+                    sid = int(info.get(keys.STRUCTURE_ID, info.get("id", position)))
+                except (TypeError, ValueError):
+                    sid = position
+                buffer.append((sid, atoms))
+                if len(buffer) >= chunk:
+                    writer.append(*h5frames.structure_columns([a for _, a in buffer], [i for i, _ in buffer]))
+                    buffer.clear()
+            if buffer:
+                writer.append(*h5frames.structure_columns([a for _, a in buffer], [i for i, _ in buffer]))
+            ids = writer.read(keys.STRUCTURE_ID)
+            count = len(writer)
         if len(np.unique(ids)) != len(ids):
             raise ValueError(f"{path}: structure ids are not unique (give each structure its own "
                              "info['structure_id'], or none to number them in order)")
-    os.replace(tmp, path)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return count
 
 

@@ -7,21 +7,22 @@ Layout of an output directory (the ``relax`` command's ``--out``, and each campa
     DIR/index.h5             virtual datasets over the committed rows of every shard
     DIR/relax.json           the settings of the job (a resumed job must match them)
 
-A shard holds the final structures in the structure layout of :mod:`acnn_mpi.relax.io`
-(``numbers``, ``positions``, ``cell``, ``pbc``, ``n_atoms``, ``structure_id``) plus per structure
-``atom_start`` (row of its first atom in the shard), ``energy``, ``enthalpy`` (eV), ``volume`` (Å³),
-``steps``, ``status`` and ``reason`` (fixed-length UTF-8), ``max_force`` (eV/Å),
-``pressure_residual`` and ``pressure`` (GPa), ``formula``, and optional extra per-structure
-columns (``fingerprints`` (S, D) float32 in a campaign). Attributes: ``format``, ``version``,
-``pressure_gpa``, ``rank``, ``settings`` (JSON) and ``committed`` — the number of structures whose
-rows are complete (``committed_atoms`` likewise for the atom rows).
+A shard is a file of the package's one frame layout (:mod:`acnn_mpi.data.h5frames`, ``kind`` =
+"relaxed"): the final structures (``atoms/numbers``, ``atoms/positions``, ``frames/cell``, ``pbc``,
+``n_atoms``, ``atom_offset``, ``structure_id``) with the ``relax`` column group (``energy``,
+``enthalpy`` eV, ``volume`` Å³, ``steps``, ``status``, ``reason``, ``max_force`` eV/Å,
+``pressure_residual`` and ``pressure`` GPa, ``formula``) and optional extra columns
+(``fingerprints`` (S, D) float32 in a campaign). Attributes besides the layout's: ``pressure_gpa``,
+``rank``, ``settings`` (JSON). ``index.h5`` is of the same layout (``kind`` = "index"; its
+``frames/shard`` and ``frames/row`` say where each row is stored), so every reader of structures
+reads a shard, the index and a label store alike.
 
-Crash safety: a chunk of results is appended (datasets resized and written), the file flushed,
-and only then ``committed`` is raised and the file flushed again and closed. Readers use the first
-``committed`` rows only, so a job killed at any moment leaves every shard with whole structures.
-A resumed rank reopens its shard and writes from ``committed`` on (rows past it are overwritten);
-a shard that cannot be opened at all is moved aside as ``*.damaged`` (its structures count as not
-done and are relaxed again), so a resumed job and a later reader agree on what is done.
+Crash safety is the layout writer's: the rows are written and flushed, then the ``n_frames``
+counter is raised. A resumed rank reopens its shard and writes from the counter on (rows past it
+are cut); a shard that cannot be opened at all is moved aside as ``*.damaged`` (its structures
+count as not done and are relaxed again), so a resumed job and a later reader agree on what is
+done. Shards of earlier versions (flat datasets, ``committed`` attribute) are read as they are; a
+resumed rank rewrites its own in this layout first (a log line).
 """
 
 from __future__ import annotations
@@ -30,44 +31,27 @@ import glob
 import json
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
 from .. import keys
+from ..data import h5frames
+from ..data.h5frames import ATOM_OFFSET, N_ATOMS
 
 log = logging.getLogger(__name__)
 
-FORMAT_TAG = "acnn_mpi.relax.shard"
-FORMAT_VERSION = 2
 SHARD_DIR = "shards"
 INDEX_NAME = "index.h5"
 SETTINGS_NAME = "relax.json"
-STATUS_BYTES = 16
-REASON_BYTES = 200
-FORMULA_BYTES = 64
-
-#: per-structure float columns
+#: the shard's column group, and the columns of it read into RelaxResults
+RELAX_GROUP = "relax"
 FLOAT_FIELDS = ("energy", "enthalpy", "volume", "max_force", "pressure_residual", "pressure")
-#: per-structure integer columns
-INT_FIELDS = (keys.STRUCTURE_ID, "steps", "n_atoms", "atom_start")
-#: per-structure text columns and their byte widths
-TEXT_FIELDS = {keys.STATUS: STATUS_BYTES, keys.REASON: REASON_BYTES, "formula": FORMULA_BYTES}
-
-
-def _text(value: str, width: int) -> bytes:
-    data = str(value).encode("utf-8")
-    if len(data) <= width:
-        return data
-    data = data[:width]
-    while data:  # do not cut a multi-byte character in half
-        try:
-            data.decode("utf-8")
-            return data
-        except UnicodeDecodeError:
-            data = data[:-1]
-    return data
+_READ_FIELDS = (keys.STRUCTURE_ID, keys.STATUS, keys.REASON, "formula", *FLOAT_FIELDS, "steps", N_ATOMS,
+                ATOM_OFFSET)
+_FIX = "move it away (mv {path} {path}.bad): its structures are then relaxed again"
 
 
 def shard_dir(directory: str | os.PathLike) -> str:
@@ -78,22 +62,24 @@ def shard_path(directory: str | os.PathLike, rank: int) -> str:
     return os.path.join(shard_dir(directory), f"rank{rank:04d}.h5")
 
 
-def _readable(path: str) -> bool:
+@contextmanager
+def open_frames(path: str, mode: str = "r", **kwargs):
+    """(h5py file, :class:`~acnn_mpi.data.h5frames.FrameReader` or ``FrameWriter``) of a shard or
+    index, closed at the end of the block."""
     import h5py
 
-    try:
-        with h5py.File(path, "r") as f:
-            return f.attrs.get("format") == FORMAT_TAG and "committed" in f.attrs
-    except (OSError, KeyError, ValueError):
-        return False
+    with h5py.File(path, mode) as f:
+        kind = h5frames.FrameReader if mode == "r" else h5frames.FrameWriter
+        yield f, kind(f, path, fix=kwargs.pop("fix", _FIX.format(path=path)), name="relaxation shard", **kwargs)
 
 
 class ShardWriter:
     """Appends :class:`~acnn_mpi.relax.runner.RelaxResult` rows to this rank's shard.
 
-    An existing shard is continued from its ``committed`` rows (a resumed job); a damaged one is
-    moved aside. The file is created at the first :meth:`append` and opened, extended, flushed and
-    closed at each one, so between appends it is a closed, consistent file.
+    An existing shard is continued from its commit counter (a resumed job; one of an earlier
+    version is first rewritten in the current layout); a damaged one is moved aside. The file is
+    created at the first :meth:`append` and opened, extended, flushed and closed at each one, so
+    between appends it is a closed, consistent file.
 
     Args:
         settings: what the results depend on (JSON-able); kept as the shard's ``settings``.
@@ -101,96 +87,91 @@ class ShardWriter:
 
     def __init__(self, path: str | os.PathLike, *, rank: int = 0, pressure_gpa: float = 0.0,
                  settings: Optional[dict] = None):
-        import h5py
-
         self.path = os.fspath(path)
-        self.meta = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "rank": int(rank),
-                     "pressure_gpa": float(pressure_gpa), "settings": json.dumps(settings or {}, sort_keys=True)}
+        self.meta = {"rank": int(rank), "pressure_gpa": float(pressure_gpa),
+                     "settings": json.dumps(settings or {}, sort_keys=True)}
         self.committed = 0
         self.committed_atoms = 0
         if os.path.exists(self.path):
-            if _readable(self.path):
-                with h5py.File(self.path, "r") as f:
-                    self.committed = int(f.attrs["committed"])
-                    self.committed_atoms = int(f.attrs.get("committed_atoms", 0))
-            else:
+            try:
+                with open_frames(self.path) as (_, reader):
+                    flat = reader.flat
+                    self.committed, self.committed_atoms = len(reader), reader.n_atoms
+                if flat:
+                    upgrade_flat_shard(self.path)
+            except (OSError, KeyError, ValueError, RuntimeError):
                 log.warning("%s is damaged: moved aside, its structures are relaxed again", self.path)
                 os.replace(self.path, self.path + ".damaged")
-
-    def _create(self):
-        import h5py
-
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        with h5py.File(self.path, "w") as f:
-            for name, value in self.meta.items():
-                f.attrs[name] = value
-            f.attrs["committed"] = 0
-            f.attrs["committed_atoms"] = 0
-            f.create_dataset(keys.NUMBERS, (0,), maxshape=(None,), dtype="i8", chunks=(8192,))
-            f.create_dataset(keys.POSITIONS, (0, 3), maxshape=(None, 3), dtype="f8", chunks=(4096, 3))
-            f.create_dataset(keys.CELL, (0, 3, 3), maxshape=(None, 3, 3), dtype="f8", chunks=(512, 3, 3))
-            f.create_dataset(keys.PBC, (0, 3), maxshape=(None, 3), dtype="bool", chunks=(512, 3))
-            for name in FLOAT_FIELDS:
-                f.create_dataset(name, (0,), maxshape=(None,), dtype="f8", chunks=(512,))
-            for name in INT_FIELDS:
-                f.create_dataset(name, (0,), maxshape=(None,), dtype="i8", chunks=(512,))
-            for name, width in TEXT_FIELDS.items():
-                f.create_dataset(name, (0,), maxshape=(None,), dtype=f"S{width}", chunks=(512,))
-
-    def _columns(self, results) -> dict:
-        counts = np.array([len(r.atoms) for r in results], dtype=np.int64)
-        starts = self.committed_atoms + np.concatenate([[0], np.cumsum(counts)[:-1]])
-        columns = {
-            keys.STRUCTURE_ID: np.array([r.structure_id for r in results], dtype=np.int64),
-            "steps": np.array([r.steps for r in results], dtype=np.int64),
-            "n_atoms": counts,
-            "atom_start": starts.astype(np.int64),
-            keys.CELL: np.stack([np.asarray(r.atoms.get_cell()) for r in results]),
-            keys.PBC: np.stack([np.asarray(r.atoms.get_pbc(), dtype=bool) for r in results]),
-        }
-        for name in FLOAT_FIELDS:
-            columns[name] = np.array([getattr(r, name) for r in results], dtype=np.float64)
-        for name, width in TEXT_FIELDS.items():
-            values = [r.atoms.get_chemical_formula() if name == "formula" else getattr(r, name) for r in results]
-            columns[name] = np.array([_text(v, width) for v in values], dtype=f"S{width}")
-        return columns
+                self.committed = self.committed_atoms = 0
 
     def append(self, results: Sequence, extra: Optional[dict] = None) -> int:
         """Write ``results`` (and ``extra`` columns: name -> (n, ...) array) and commit them;
         returns the committed count."""
-        import h5py
-
         results = list(results)
         if not results:
             return self.committed
-        if not os.path.exists(self.path):
-            self._create()
-        n = len(results)
-        columns = self._columns(results)
+        frames, atoms = result_columns(results)
         for name, values in (extra or {}).items():
-            columns[name] = np.asarray(values)
-            if len(columns[name]) != n:
-                raise ValueError(f"extra column {name}: {len(columns[name])} rows for {n} results")
-        numbers = np.concatenate([r.atoms.get_atomic_numbers() for r in results]).astype(np.int64)
-        positions = np.concatenate([r.atoms.get_positions() for r in results])
-        with h5py.File(self.path, "a") as f:
-            s0, a0 = self.committed, self.committed_atoms
-            for name, values in ((keys.NUMBERS, numbers), (keys.POSITIONS, positions)):
-                f[name].resize(a0 + len(values), axis=0)
-                f[name][a0:] = values
-            for name, values in columns.items():
-                if name not in f:
-                    f.create_dataset(name, (s0, *values.shape[1:]), maxshape=(None, *values.shape[1:]),
-                                     dtype=values.dtype, chunks=(512, *values.shape[1:]))
-                f[name].resize(s0 + n, axis=0)
-                f[name][s0:] = values
-            f.flush()
-            f.attrs["committed"] = s0 + n
-            f.attrs["committed_atoms"] = a0 + len(numbers)
-            f.flush()
-        self.committed += n
-        self.committed_atoms += len(numbers)
+            frames[name] = np.asarray(values)
+            if len(frames[name]) != len(results):
+                raise ValueError(f"extra column {name}: {len(frames[name])} rows for {len(results)} results")
+        return self.append_columns(frames, atoms)
+
+    def append_columns(self, frames: dict, atoms: dict) -> int:
+        """Append per-frame and per-atom columns (:meth:`~acnn_mpi.data.h5frames.FrameWriter.write`)
+        and commit them; returns the committed count."""
+        import h5py
+
+        if not os.path.exists(self.path):
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            with h5py.File(self.path, "w") as f:
+                h5frames.create_layout(f, h5frames.RELAXED, [RELAX_GROUP], self.meta)
+        with open_frames(self.path, "a") as (_, writer):
+            self.committed = writer.append(frames, atoms)
+            self.committed_atoms = writer.n_atoms
         return self.committed
+
+
+def result_columns(results: Sequence) -> tuple[dict, dict]:
+    """(per-frame, per-atom) columns of :class:`~acnn_mpi.relax.runner.RelaxResult` s: the
+    structure and the ``relax`` group."""
+    structures = [r.atoms for r in results]
+    frames, atoms = h5frames.structure_columns(structures, [r.structure_id for r in results])
+    frames["steps"] = np.array([r.steps for r in results], dtype=np.int64)
+    for name in FLOAT_FIELDS:
+        frames[name] = np.array([getattr(r, name) for r in results], dtype=np.float64)
+    for name in (keys.STATUS, keys.REASON):
+        frames[name] = np.array([str(getattr(r, name)) for r in results], dtype=object)
+    frames["formula"] = np.array([a.get_chemical_formula() for a in structures], dtype=object)
+    return frames, atoms
+
+
+def file_columns(reader) -> tuple[dict, dict]:
+    """Every committed column of a file (any version) as (per-frame, per-atom) arrays for
+    :meth:`ShardWriter.append_columns`."""
+    frames = {name: reader.read(name) for name in reader.names() if name != ATOM_OFFSET}
+    atoms = {name: reader.read_atoms(name) for name in (keys.NUMBERS, keys.POSITIONS)}
+    n = len(reader)
+    frames.setdefault(keys.PBC, np.ones((n, 3), dtype=bool))
+    frames.setdefault(keys.STRUCTURE_ID, np.arange(n, dtype=np.int64))
+    return frames, atoms
+
+
+def upgrade_flat_shard(path: str) -> None:
+    """Rewrite a shard of an earlier version (flat datasets) in the current layout, in place
+    (a temporary file, then a rename), keeping its committed rows and attributes."""
+    import h5py
+
+    with open_frames(path) as (f, reader):
+        frames, atoms = file_columns(reader)
+        meta = {k: f.attrs[k] for k in ("rank", "pressure_gpa", "settings") if k in f.attrs}
+    tmp = f"{path}.upgrade{os.getpid()}"
+    with h5py.File(tmp, "w") as f:
+        h5frames.create_layout(f, h5frames.RELAXED, [], meta)
+        h5frames.FrameWriter(f, tmp).append(frames, atoms)
+    os.replace(tmp, path)
+    log.info("%s: a shard of an earlier acnn_mpi rewritten in frame layout %d (%d structures kept)",
+             path, h5frames.VERSION, len(frames[N_ATOMS]))
 
 
 def list_shards(directory: str | os.PathLike) -> list[str]:
@@ -198,20 +179,19 @@ def list_shards(directory: str | os.PathLike) -> list[str]:
     return sorted(glob.glob(os.path.join(shard_dir(directory), "rank*.h5")))
 
 
-def _read_shard(path: str, fields: Iterable[str]) -> Optional[dict]:
-    """The committed rows of one shard as arrays, or None (with a warning) if it is unreadable."""
-    import h5py
-
+def _read_shard(path: str, fields: Iterable[str], extra: Sequence[str] = (), lazy: bool = False) -> Optional[dict]:
+    """The committed rows of one shard as arrays (``fields``, and those of ``extra`` it has; None
+    for each of those with ``lazy``), or None (with a warning) if it is unreadable."""
     try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT_TAG:
+        with open_frames(path) as (f, reader):
+            if reader.kind != h5frames.RELAXED or RELAX_GROUP not in reader.groups:
                 log.warning("skipping %s: not a relaxation shard", path)
                 return None
-            count = int(f.attrs.get("committed", 0))
-            out = {name: f[name][:count] for name in fields}
+            out = {name: reader.read(name) for name in fields}
+            out.update({name: None if lazy else reader.read(name) for name in extra if reader.has(name)})
             out["_pressure_gpa"] = float(f.attrs.get("pressure_gpa", np.nan))
             return out
-    except (OSError, KeyError, ValueError) as error:
+    except (OSError, KeyError, ValueError, RuntimeError) as error:
         log.warning("skipping unreadable shard %s (%s); its structures count as not done", path, error)
         return None
 
@@ -276,25 +256,21 @@ class RelaxResults:
 
     def load_atoms(self, indices: Sequence[int]) -> list:
         """Final structures of the given entries, in that order (read shard by shard)."""
-        import h5py
-        from ase import Atoms
-
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         out: list = [None] * len(indices)
+        reasons = self.reason[indices] if len(indices) else []
         for s in np.unique(self.shard_index[indices]) if len(indices) else []:
             where = np.nonzero(self.shard_index[indices] == s)[0]
-            with h5py.File(self.shards[s], "r") as f:
-                for k in where:
-                    i = int(indices[k])
-                    row, a, n = int(self.row[i]), int(self.atom_start[i]), int(self.n_atoms[i])
-                    atoms = Atoms(numbers=f[keys.NUMBERS][a:a + n], positions=f[keys.POSITIONS][a:a + n],
-                                  cell=f[keys.CELL][row], pbc=f[keys.PBC][row])
-                    atoms.info.update({
-                        keys.STRUCTURE_ID: int(self.structure_id[i]), keys.ENERGY: float(self.energy[i]),
-                        keys.ENTHALPY: float(self.enthalpy[i]), keys.STATUS: str(self.status[i]),
-                        keys.REASON: str(self.reason[i]), "pressure_gpa": self.pressure_gpa,
-                    })
-                    out[k] = atoms
+            with open_frames(self.shards[s], check=False) as (_, reader):
+                structures = h5frames.read_structures(reader, self.row[indices[where]])
+            for k, atoms in zip(where, structures):
+                i = int(indices[k])
+                atoms.info.update({
+                    keys.STRUCTURE_ID: int(self.structure_id[i]), keys.ENERGY: float(self.energy[i]),
+                    keys.ENTHALPY: float(self.enthalpy[i]), keys.STATUS: str(self.status[i]),
+                    keys.REASON: str(reasons[k]), "pressure_gpa": self.pressure_gpa,
+                })
+                out[k] = atoms
         return out
 
     def iter_atoms(self, indices: Optional[Sequence[int]] = None, chunk: int = 1024):
@@ -309,9 +285,6 @@ class RelaxResults:
         return {str(v): int(c) for v, c in zip(values, counts)}
 
 
-_READ_FIELDS = (keys.STRUCTURE_ID, keys.STATUS, keys.REASON, "formula", *FLOAT_FIELDS, "steps", "n_atoms", "atom_start")
-
-
 class ShardColumn:
     """A per-structure column left on disk: ``column[i]`` (one entry) or ``column[indices]`` (an
     array, read shard by shard in sorted order), e.g. the fingerprints or the reasons of a million
@@ -324,73 +297,37 @@ class ShardColumn:
         return len(self.row)
 
     def __getitem__(self, index):
-        import h5py
-
         single = np.ndim(index) == 0
         index = np.arange(len(self))[index] if isinstance(index, slice) else np.asarray(index).reshape(-1)
         parts, where = [], []
         for s in np.unique(self.shard_index[index]):
             mine = np.flatnonzero(self.shard_index[index] == s)
-            rows = self.row[index[mine]]
-            order = np.argsort(rows, kind="stable")
-            unique, inverse = np.unique(rows[order], return_inverse=True)
-            with h5py.File(self.shards[s], "r") as f:
-                values = _read_rows(f[self.name], unique)[inverse]
-            part = np.empty_like(values)
-            part[order] = values
-            parts.append(part)
+            unique, inverse = np.unique(self.row[index[mine]], return_inverse=True)
+            with open_frames(self.shards[s], check=False) as (_, reader):  # read_results checked it
+                parts.append(reader.read(self.name, unique)[inverse.ravel()])
             where.append(mine)
         if not parts:
             return np.zeros(0, dtype=object if self.text else np.float32)
         values = np.concatenate(parts)
         out = np.empty_like(values)
         out[np.concatenate(where)] = values
-        if self.text:
-            out = np.array([v.decode("utf-8", "replace") for v in out], dtype=object)
         return out[0] if single else out
-
-
-def _read_rows(dataset, rows: np.ndarray, block: int = 16384) -> np.ndarray:
-    """dataset[rows] for sorted unique ``rows``: point reads when few, else slabs of ``block``
-    rows (one sequential pass over the part of the file that holds them)."""
-    if len(rows) <= 64:
-        return dataset[rows]
-    out = np.empty((len(rows), *dataset.shape[1:]), dtype=dataset.dtype)
-    start = 0
-    while start < len(rows):
-        first = int(rows[start])
-        stop = int(np.searchsorted(rows, first + block, side="left"))
-        slab = dataset[first:int(rows[stop - 1]) + 1]
-        out[start:stop] = slab[rows[start:stop] - first]
-        start = stop
-    return out
-
-
-def _categories(raw: np.ndarray) -> np.ndarray:
-    """Fixed-width UTF-8 values as an object array of shared str (8 bytes per row: few distinct)."""
-    values, codes = np.unique(raw, return_inverse=True)
-    decoded = np.array([v.decode("utf-8", "replace") for v in values] or [""], dtype=object)
-    return decoded[codes.ravel()] if len(raw) else np.zeros(0, dtype=object)
 
 
 def read_results(directory: str | os.PathLike, columns: Sequence[str] = (), lazy: bool = False) -> RelaxResults:
     """Every committed result in ``directory`` (all shards) as one :class:`RelaxResults`, with the
     optional extra ``columns`` (e.g. ``fingerprints``) in ``RelaxResults.extra`` where every shard
     has them; ``lazy``: those and ``reason`` stay on disk as :class:`ShardColumn` s (what a root
-    holding a million structures needs: ~60 bytes each). Were a structure id committed twice (not
+    holding a million structures needs: ~110 bytes each). Were a structure id committed twice (not
     expected), the first shard's row is kept."""
     parts, shards = [], []
     pressure = np.nan
     fields = [f for f in _READ_FIELDS if not (lazy and f == keys.REASON)]
     for path in list_shards(directory):
-        data = _read_shard(path, fields)
+        data = _read_shard(path, fields, columns, lazy)  # text as shared str: 8 bytes a row
         if data is None:
             continue
         count = len(data[keys.STRUCTURE_ID])
-        for name in (keys.STATUS, "formula") + (() if lazy else (keys.REASON,)):
-            data[name] = _categories(data[name])  # 8 bytes a row from here on
-        present = _present(path, columns, count)
-        data.update(_read_optional(path, present, count) if not lazy else {n: None for n in present})
         data["_shard"] = np.full(count, len(shards), dtype=np.int64)
         data["_row"] = np.arange(count, dtype=np.int64)
         shards.append(path)
@@ -431,22 +368,8 @@ def read_results(directory: str | os.PathLike, columns: Sequence[str] = (), lazy
         steps=cat("steps")[keep], n_atoms=cat("n_atoms")[keep], max_force=cat("max_force")[keep],
         pressure_residual=cat("pressure_residual")[keep], pressure=cat("pressure")[keep],
         pressure_gpa=float(pressure), shards=shards, shard_index=shard_index, row=row,
-        atom_start=cat("atom_start")[keep], extra=extra,
+        atom_start=cat(ATOM_OFFSET)[keep], extra=extra,
     )
-
-
-def _present(path: str, columns: Sequence[str], count: int) -> list:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return [name for name in columns if name in f and len(f[name]) >= count]
-
-
-def _read_optional(path: str, columns: Sequence[str], count: int) -> dict:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return {name: f[name][:count] for name in columns if name in f and len(f[name]) >= count}
 
 
 def read_settings(directory: str | os.PathLike, fix: str = "use a new directory") -> Optional[dict]:
@@ -504,62 +427,66 @@ def file_digest(path: str | os.PathLike) -> str:
 
 
 def write_index(directory: str | os.PathLike) -> str:
-    """Write ``DIR/index.h5``: virtual datasets joining the committed rows of every readable shard
-    (per structure: the shard columns; per atom: ``numbers``, ``positions``), plus real datasets
-    ``atom_start`` (global first-atom row), ``shard`` and ``row`` and the attribute ``shards``
-    (relative paths). h5py reads it as one file; written to a temporary name and renamed."""
+    """Write ``DIR/index.h5``, a file of the frame layout (``kind`` "index") whose columns are
+    virtual datasets joining the committed rows of every readable shard (the columns all of them
+    have; shards of earlier versions are rewritten in the current layout first), plus real ``frames/atom_offset`` (global first-atom row), ``frames/shard`` and
+    ``frames/row`` and the attribute ``shards`` (relative paths). h5py reads it as one file;
+    written to a temporary name and renamed."""
     import h5py
 
     directory = os.fspath(directory)
-    entries = []
+    entries = []  # (relative path, frames, atoms, {column: (dataset path, shape, dtype)}, n_atoms, pressure)
     for path in list_shards(directory):
         try:
-            with h5py.File(path, "r") as f:
-                if f.attrs.get("format") != FORMAT_TAG:
+            with open_frames(path) as (f, reader):
+                flat = reader.flat
+            if flat:  # one dtype per column across shards: a virtual dataset needs it
+                upgrade_flat_shard(path)
+            with open_frames(path) as (f, reader):
+                if reader.kind != h5frames.RELAXED or not len(reader):
                     continue
-                count = int(f.attrs.get("committed", 0))
-                atoms = int(f.attrs.get("committed_atoms", int(np.sum(f["n_atoms"][:count]))))
-                shapes = {name: (f[name].shape, f[name].dtype) for name in f if isinstance(f[name], h5py.Dataset)}
-                pressure = float(f.attrs.get("pressure_gpa", np.nan))
-                n_atoms = f["n_atoms"][:count]
-        except (OSError, KeyError) as error:
+                columns = {name: reader.dataset(name) for name in [*reader.names(), keys.NUMBERS, keys.POSITIONS]
+                           if name != ATOM_OFFSET}
+                columns = {name: (ds.name, ds.shape, ds.dtype) for name, ds in columns.items()}
+                entries.append((os.path.relpath(path, directory), len(reader), reader.n_atoms, columns,
+                                reader.read(N_ATOMS), float(f.attrs.get("pressure_gpa", np.nan))))
+        except (OSError, KeyError, ValueError, RuntimeError) as error:
             log.warning("index: skipping unreadable shard %s (%s)", path, error)
-            continue
-        if count:
-            entries.append((path, count, atoms, shapes, pressure, n_atoms))
     target = os.path.join(directory, INDEX_NAME)
     tmp = f"{target}.tmp{os.getpid()}"
-    total = sum(e[1] for e in entries)
-    total_atoms = sum(e[2] for e in entries)
+    first = entries[0][3] if entries else {}
+    common = [name for name in first if all(name in e[3] and e[3][name][1][1:] == first[name][1][1:]
+                                            and e[3][name][2] == first[name][2] for e in entries)]
+    groups = [g for g, names in h5frames.GROUPS.items() if all(n in common for n in names)]
     with h5py.File(tmp, "w", libver=("earliest", "latest")) as out:
-        out.attrs["format"] = "acnn_mpi.relax.index"
-        out.attrs["version"] = FORMAT_VERSION
-        out.attrs["shards"] = json.dumps([os.path.relpath(e[0], directory) for e in entries])
-        out.attrs["count"] = total
-        if entries:
-            out.attrs["pressure_gpa"] = entries[0][4]
-            shapes = entries[0][3]
-            per_atom = (keys.NUMBERS, keys.POSITIONS)
-            for name, (full, dtype) in shapes.items():
-                if name == "atom_start":
-                    continue
-                tail = full[1:]
-                length = total_atoms if name in per_atom else total
-                layout = h5py.VirtualLayout(shape=(length, *tail), dtype=dtype)
-                offset = 0
-                for path, count, atoms, entry_shapes, _, _ in entries:
-                    n = atoms if name in per_atom else count
-                    if n:
-                        source = h5py.VirtualSource(os.path.relpath(path, directory), name,
-                                                    shape=entry_shapes[name][0])
-                        layout[offset:offset + n] = source[:n]
-                    offset += n
-                out.create_virtual_dataset(name, layout, fillvalue=None)
-            n_atoms = np.concatenate([e[5] for e in entries]).astype(np.int64)
-            start = np.zeros(total, dtype=np.int64)
-            np.cumsum(n_atoms[:-1], out=start[1:])
-            out.create_dataset("atom_start", data=start)
-            out.create_dataset("shard", data=np.concatenate([np.full(e[1], k) for k, e in enumerate(entries)]))
-            out.create_dataset("row", data=np.concatenate([np.arange(e[1]) for e in entries]))
+        atoms, frames = out.create_group(h5frames.ATOMS), out.create_group(h5frames.FRAMES)
+        for name in common:
+            per_atom = name in (keys.NUMBERS, keys.POSITIONS)
+            _, shape, dtype = entries[0][3][name]
+            layout = h5py.VirtualLayout(shape=(sum(e[2 if per_atom else 1] for e in entries), *shape[1:]),
+                                        dtype=dtype)
+            offset = 0
+            for relative, count, n_atoms, columns, _, _ in entries:
+                n = n_atoms if per_atom else count
+                dataset, full, _ = columns[name]
+                layout[offset:offset + n] = h5py.VirtualSource(relative, dataset, shape=full)[:n]
+                offset += n
+            (atoms if per_atom else frames).create_virtual_dataset(name, layout, fillvalue=None)
+        n_atoms = np.concatenate([e[4] for e in entries]).astype(np.int64) if entries else np.zeros(0, np.int64)
+        frames.create_dataset(ATOM_OFFSET, data=h5frames.exclusive_cumsum(n_atoms))
+        frames.create_dataset("shard", data=np.concatenate([np.full(e[1], k) for k, e in enumerate(entries)])
+                              if entries else np.zeros(0, np.int64))
+        frames.create_dataset("row", data=np.concatenate([np.arange(e[1]) for e in entries])
+                              if entries else np.zeros(0, np.int64))
+        if not entries:  # an empty index still has every required column
+            for name in h5frames.REQUIRED:
+                if name != ATOM_OFFSET:
+                    column = h5frames.COLUMNS[name]
+                    h5frames.create_column(atoms if column.per_atom else frames, name, column.dtype,
+                                             column.shape, column.per_atom)
+        out.attrs.update({"layout": h5frames.LAYOUT, "version": h5frames.VERSION, h5frames.KIND: h5frames.INDEX,
+                          h5frames.GROUPS_ATTR: json.dumps(groups), h5frames.COMMITTED: len(n_atoms),
+                          "shards": json.dumps([e[0] for e in entries]),
+                          "pressure_gpa": entries[0][5] if entries else np.nan})
     os.replace(tmp, target)
     return target

@@ -29,8 +29,8 @@ def final_hull(directory):
             for key, entries in hull.items()}
 
 
-def start_campaign(directory):
-    command = [str(MPIEXEC), "-n", "2", sys.executable, "-m", "acnn_mpi", "run", str(TINY),
+def start_campaign(directory, config=TINY):
+    command = [str(MPIEXEC), "-n", "2", sys.executable, "-m", "acnn_mpi", "run", str(config),
                "--output-dir", str(directory)]
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -218,3 +218,42 @@ def test_elements_outside_the_space_and_failed_element_labels(tmp_path):
     phases = stable_phases(tmp_path / "run")
     # both corners (whether a compound is found in one 16-structure iteration is chance)
     assert {"Cu", "Pt"} <= set(phases) and all(v <= 0 for v in phases.values())
+
+
+def test_report_links_the_symmetrised_stable_phases(reference, tmp_path):
+    """The report of a finished campaign gives each stable phase of the final hull its space group
+    and links to its symmetrised conventional cell as CIF (space group, operations, Wyckoff
+    sites) and POSCAR; both files hold that space group."""
+    import re
+
+    import ase.io
+    from ase.formula import Formula
+
+    from acnn_mpi.campaign.report import write_report
+    from acnn_mpi.csp.symmetry import space_group
+
+    def reduced(formula: str) -> dict:
+        return Formula(formula).reduce()[0].count()
+
+    files = write_report(reference, out=tmp_path / "report")
+    text = files.markdown.read_text()
+    table = text.split("## Stable phases", 1)[1].split("## ", 1)[0]
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    stable = final_hull(reference)["stable"]
+    assert len(stable) >= 3
+    page = files.html.read_text()
+    for phase in stable:
+        row = rows[phase["formula"]]
+        group = row.split("|")[2].strip()
+        links = dict(re.findall(r"\[(cif|poscar)\]\(([^)]+)\)", row))
+        assert set(links) == {"cif", "poscar"}, row
+        for kind, link in links.items():
+            atoms = ase.io.read(tmp_path / "report" / link)
+            assert reduced(atoms.get_chemical_formula()) == reduced(phase["formula"]), (link, phase)
+            symbol, number = space_group(atoms, 1e-3)  # the idealised cell: symmetric at any tolerance
+            assert group == f"{symbol} ({number})", (phase["formula"], kind, group, symbol, number)
+            assert f'href="{link}"' in page
+        cif = (tmp_path / "report" / links["cif"]).read_text()
+        assert f"_symmetry_Int_Tables_number      {number}" in cif and "_atom_site_Wyckoff_symbol" in cif
+        meta = json.loads((tmp_path / "report" / links["cif"]).with_suffix(".json").read_text())
+        assert meta["space_group_number"] == number and meta["stable"] and meta["wyckoff_sites"]

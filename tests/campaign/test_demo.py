@@ -63,3 +63,22 @@ def test_demo_recovers_known_phases(tmp_path):
     assert report.returncode == 0, report.stderr
     page = (out / "report" / "report.html").read_text()
     assert "CuPt" in page and "data:image/png;base64," in page
+    # the report shows the phases symmetrised: each stable phase with its space group, linked to
+    # its idealised conventional cell as CIF and POSCAR, which have that space group
+    import re
+
+    import ase.io
+
+    from acnn_mpi.csp.symmetry import space_group
+
+    text = (out / "report" / "report.md").read_text()
+    table = text.split("## Stable phases", 1)[1].split("## ", 1)[0]
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert set(reference) <= set(rows)
+    for formula in reference:
+        group = rows[formula].split("|")[2].strip()
+        links = dict(re.findall(r"\[(cif|poscar)\]\(([^)]+)\)", rows[formula]))
+        assert set(links) == {"cif", "poscar"}, rows[formula]
+        for link in links.values():
+            symbol, number = space_group(ase.io.read(out / "report" / link), 1e-3)
+            assert group == f"{symbol} ({number})" and number > 1, (formula, link, group)

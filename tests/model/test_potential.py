@@ -366,3 +366,75 @@ def test_bucketed_neighbour_tables_change_nothing(make_model, crystal):
     assert torch.allclose(bucketed.energy, single.energy, rtol=0, atol=1e-12)
     assert torch.allclose(bucketed.forces, single.forces, rtol=0, atol=1e-12)
     assert torch.allclose(bucketed.stress, single.stress, rtol=0, atol=1e-13)
+
+
+def test_compile_setting_without_compiler_warns_and_runs_eager(monkeypatch):
+    """model.compile: true on a machine without a C++ compiler: one warning, eager kernels."""
+    import shutil
+
+    from acnn_mpi.model import descriptor
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    for mode in ("cpp", "inductor"):
+        with pytest.warns(UserWarning, match=f"model.compile: {mode}: no C.. compiler"):
+            assert descriptor.configure_kernels(mode) == "off"
+        assert descriptor._KERNELS["forward"] is descriptor._fused_forward
+        assert not descriptor.kernels._STATE.get("enabled")
+    assert descriptor.configure_kernels("off") == "off"
+    with pytest.raises(ValueError, match="model.compile"):
+        descriptor.configure_kernels("fast")
+
+
+def test_failing_compiled_kernel_falls_back_to_eager(make_model, crystal, monkeypatch):
+    """A compiled kernel that cannot be built is replaced by the eager one, with one warning, and
+    the result is the eager result."""
+    from acnn_mpi.model import descriptor
+
+    model = make_model()
+    batch = Batch.from_atoms([crystal(["Mg", "Ca"] + ["H"] * 6, volume_per_atom=7.0)])
+    eager = evaluate(model, batch)
+
+    def broken(*args):
+        raise RuntimeError("inductor: no working C++ compiler\nsecond line")
+
+    monkeypatch.setitem(descriptor._KERNELS, "forward", broken)
+    monkeypatch.setitem(descriptor._KERNELS, "backward", broken)
+    monkeypatch.setitem(descriptor._KERNELS, "pointwise", True)
+    with pytest.warns(UserWarning, match="torch.compile failed .RuntimeError: inductor: no working C.. compiler.;"):
+        fallback = evaluate(model, batch)
+    assert descriptor._KERNELS["forward"] is descriptor._fused_forward
+    assert descriptor._KERNELS["pointwise"] is False
+    assert torch.equal(fallback.forces, eager.forces)
+    assert torch.equal(fallback.stress, eager.stress)
+
+
+@pytest.mark.slow
+def test_cpp_kernels_equal_torch_path_and_finite_differences(make_model, crystal):
+    """The C++ per-edge kernels (model.compile: cpp; built on first use, ~1-2 min) give the torch
+    path's energy, forces and stress, and forces that are the energy's finite differences."""
+    from acnn_mpi.model import kernels
+
+    model = make_model().float()
+    atoms = crystal(["Mg", "Ca"] + ["H"] * 6, volume_per_atom=7.0)
+    batch = Batch.from_atoms([atoms, crystal(["Mg", "H", "H"], volume_per_atom=6.0)], dtype=torch.float32)
+    reference = evaluate(model, batch)
+    if not kernels.use_cpp_kernels(True):
+        pytest.skip("the C++ kernels cannot be built here (no compiler)")
+    try:
+        out = evaluate(model, batch)
+        single = Batch.from_atoms([atoms], dtype=torch.float32)
+        base = evaluate(model, single)
+        step, atom, axis = 1e-2, 3, 1
+        energies = []
+        for sign in (1, -1):
+            moved = single.positions.clone()
+            moved[atom, axis] += sign * step
+            energies.append(float(evaluate(model, single.with_geometry(moved, single.cell)).energy[0]))
+    finally:
+        kernels.use_cpp_kernels(False)
+    assert torch.allclose(out.energy, reference.energy, rtol=0, atol=1e-5)
+    assert torch.allclose(out.forces, reference.forces, rtol=0, atol=2e-5 * float(reference.forces.abs().max()) + 1e-6)
+    assert torch.allclose(out.stress, reference.stress, rtol=0, atol=2e-5 * float(reference.stress.abs().max()) + 1e-8)
+    numeric = -(energies[0] - energies[1]) / (2 * step)
+    assert abs(numeric - float(base.forces[atom, axis])) < 2e-3 * max(1.0, abs(numeric))

@@ -34,7 +34,7 @@ def _committed_rows(out):
     total = 0
     for path in list_shards(out):
         with h5py.File(path, "r") as f:
-            total += int(f.attrs["committed"])
+            total += int(f.attrs["n_frames"])
     return total
 
 
@@ -64,7 +64,7 @@ def test_mpi_relaxes_every_structure_exactly_once(reference_run):
     assert f"{N}/{N} done in" in result.stderr   # the closing summary
     assert "done (" in result.stderr and "ETA" in result.stderr
     with h5py.File(out / "index.h5") as f:
-        assert sorted(f["structure_id"][:].tolist()) == list(range(500, 500 + N))
+        assert sorted(f["frames/structure_id"][:].tolist()) == list(range(500, 500 + N))
 
 
 def test_serial_command_matches(acnn, structures_file, reference_run, tmp_path):

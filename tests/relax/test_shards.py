@@ -43,10 +43,10 @@ def test_round_trip_and_index(tmp_path, results):
     try:
         os.chdir("/")  # the virtual datasets resolve shard paths relative to the index file
         with h5py.File(index) as f:
-            assert sorted(f["structure_id"][:].tolist()) == [0, 10, 20, 30, 40]
-            start, n = f["atom_start"][4], f["n_atoms"][4]
-            sid = int(f["structure_id"][4])
-            np.testing.assert_array_equal(f["positions"][start:start + n], by_id[sid].atoms.positions)
+            assert sorted(f["frames/structure_id"][:].tolist()) == [0, 10, 20, 30, 40]
+            start, n = f["frames/atom_offset"][4], f["frames/n_atoms"][4]
+            sid = int(f["frames/structure_id"][4])
+            np.testing.assert_array_equal(f["atoms/positions"][start:start + n], by_id[sid].atoms.positions)
     finally:
         os.chdir(here)
     # a shard is itself a structure file (re-relax the results)
@@ -59,7 +59,7 @@ def test_uncommitted_rows_and_broken_files_are_ignored(tmp_path, results):
     writer = ShardWriter(path, rank=0)
     writer.append(results[:2])
     with h5py.File(path, "a") as f:  # a crash after writing rows but before the commit
-        for name in ("structure_id", "enthalpy"):
+        for name in ("frames/structure_id", "frames/enthalpy"):
             f[name].resize(3, axis=0)
             f[name][2] = 99
     broken = shard_path(tmp_path, 1)
@@ -74,8 +74,8 @@ def test_a_resumed_rank_continues_its_shard_after_the_last_commit(tmp_path, resu
     path = shard_path(tmp_path, 0)
     ShardWriter(path).append(results[:2], {"fingerprints": np.ones((2, 3), np.float32)})
     with h5py.File(path, "a") as f:  # killed after writing a row, before raising `committed`
-        f["structure_id"].resize(3, axis=0)
-        f["structure_id"][2] = 99
+        f["frames/structure_id"].resize(3, axis=0)
+        f["frames/structure_id"][2] = 99
     resumed = ShardWriter(path)
     assert resumed.committed == 2
     resumed.append(results[2:4], {"fingerprints": 2 * np.ones((2, 3), np.float32)})
