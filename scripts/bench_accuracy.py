@@ -7,7 +7,8 @@ split and compare its test-split errors with published potentials.
     python scripts/bench_accuracy.py --element Si --valid-only        # choose settings: no test
 
 For each data set the script writes ``OUT/NAME/config.yaml`` (the campaign defaults of
-``acnn_mpi.config`` plus the benchmark's budget and any ``--set``), runs the CLI on it in a child
+``acnn_mpi.config``, the recipe of ``inputs/accuracy_mlearn.yaml`` or ``--recipe FILE``, the
+benchmark's budget and any ``--set``), runs the CLI on it in a child
 process (``--valid TEST`` adds the test split to the log only; the held-out part of the training
 split, ``training.validation_fraction``, is the only thing that chooses a model), then evaluates
 ``model.pt`` on the test split. ``--valid-only`` reports the validation errors and never reads the
@@ -61,6 +62,8 @@ def parse_args(argv=None):
                    help="override a model/training setting (YAML value), e.g. training.batch_size=8")
     p.add_argument("--valid-only", action="store_true",
                    help="report validation-split errors only; the test split is never read")
+    p.add_argument("--recipe", default=str(RECIPE_FILE),
+                   help="campaign file whose model/training sections are the recipe")
     p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "mlearn"))
     p.add_argument("--out", default=str(REPO / "build" / "bench_accuracy"))
     args = p.parse_args(argv)
@@ -92,21 +95,25 @@ def datasets(args) -> list[dict]:
     return sets
 
 
-#: The benchmark's recipe on top of the config defaults (docs/training.md, ablation table): the
-#: cutoffs and loss weights suit these elemental sets; the schedule and EMA are the defaults'.
-RECIPE = {
-    "model": {"r_cut_radial": 5.0, "r_cut_angular": 5.0, "dtype": "float32"},
-    "training": {"batch_size": 4, "learning_rate": 3e-3, "lr_schedule": "cosine",
-                 "lr_min_ratio": 0.01, "ema_decay": 0.999, "p_energy": 1.0,
-                 "p_force_start": 30.0, "p_force_end": 1.0, "validation_fraction": 0.0},
-}
+#: The benchmark's recipe (docs/training.md, ablation table): the ``model`` and ``training`` sections
+#: of this campaign file, on top of the config defaults; the budget and any --set come on top.
+RECIPE_FILE = REPO / "inputs" / "accuracy_mlearn.yaml"
+
+
+def recipe(path: Path = RECIPE_FILE) -> dict:
+    """{"model": {...}, "training": {...}} as written in ``path`` (its `steps` is replaced by --steps)."""
+    if not Path(path).is_file():
+        sys.exit(f"error: --recipe {path} not found")
+    data = yaml.safe_load(Path(path).read_text())
+    return {"model": dict(data.get("model") or {}), "training": dict(data.get("training") or {})}
 
 
 def benchmark_settings(args) -> dict:
-    """The ``model``/``training`` sections: the config defaults, :data:`RECIPE`, the budget, then
+    """The ``model``/``training`` sections: the config defaults, the recipe file, the budget, then
     ``--set``."""
-    settings = {"model": {**RECIPE["model"], "device": "cpu"},
-                "training": {**RECIPE["training"], "steps": args.steps, "epochs": None,
+    base = recipe(Path(args.recipe))
+    settings = {"model": {**base["model"], "device": "cpu"},
+                "training": {**base["training"], "steps": args.steps, "epochs": None,
                              "log_every": max(1, args.steps // 24),
                              "validate_every": max(1, args.steps // 12),
                              "checkpoint_every": max(1, args.steps // 6)}}

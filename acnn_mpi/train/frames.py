@@ -313,7 +313,9 @@ class FrameBatcher:
                                  for f in frames])
         virial = np.stack([-f.volume * f.stress if f.stress is not None else zeros3 for f in frames])
         targets = Targets(
-            energy=torch.tensor([f.energy for f in frames], dtype=dt, device=dev),
+            # float64 whatever the model's dtype: DFT totals (hundreds of eV) in float32 round to
+            # ~1e-5 eV, and the model's totals are float64 too (ACNN.atomic_energies)
+            energy=torch.tensor([f.energy for f in frames], dtype=torch.float64, device=dev),
             forces=torch.tensor(forces, dtype=dt, device=dev),
             virial=torch.tensor(virial, dtype=dt, device=dev),
             has_forces=torch.tensor([f.forces is not None for f in frames], device=dev),

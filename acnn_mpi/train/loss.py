@@ -119,15 +119,17 @@ class LossParts:
 def structure_terms(output: PotentialOutput, targets: Targets) -> tuple[torch.Tensor, ...]:
     """Per-structure (B,) terms |ΔE|²/N, ‖ΔF‖²/3N and ‖ΔW‖²/3N (zero where the label is missing)."""
     n = targets.n_atoms
-    energy_term = (output.energy - targets.energy) ** 2 / n
+    # totals in float64 (the model returns them so: DFT-sized energies); the per-structure sums of
+    # a float32 model's force and virial errors are promoted to it
+    energy_term = (output.energy.double() - targets.energy.double()) ** 2 / n.double()
     force_term = torch.zeros_like(energy_term)
     if output.forces is not None and bool(targets.has_forces.any()):
-        squared = ((output.forces - targets.forces) ** 2).sum(dim=1)
+        squared = ((output.forces - targets.forces) ** 2).sum(dim=1).double()
         per_structure = torch.zeros_like(energy_term).index_add(0, targets.system_idx, squared)
         force_term = torch.where(targets.has_forces, per_structure / (3 * n), force_term)
     virial_term = torch.zeros_like(energy_term)
     if output.virial is not None and bool(targets.has_virial.any()):
-        squared = ((output.virial - targets.virial) ** 2).sum(dim=(1, 2))
+        squared = ((output.virial - targets.virial) ** 2).sum(dim=(1, 2)).double()
         virial_term = torch.where(targets.has_virial, squared / (3 * n), virial_term)
     return energy_term, force_term, virial_term
 

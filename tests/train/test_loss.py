@@ -63,3 +63,20 @@ def test_schedule_staircase_and_force_prefactor():
     assert paper.prefactors(100_000)[1] == pytest.approx(0.1 + 9.9 * 0.97 ** 10)
     smooth = Schedule(**{**schedule.state_dict(), "staircase": False})
     assert smooth.lr(50) == pytest.approx(1e-3 * math.sqrt(0.5))
+
+
+def test_float32_model_output_with_float64_totals_gives_the_float64_loss():
+    """A float32 ACNN returns float64 totals (DFT-sized references) with float32 forces and virials:
+    the loss takes the mix and equals the all-float64 one (to float32 rounding of the forces)."""
+    output, targets = _two_structures()
+    p_e, p_f, p_w = 0.1, 10.0, 0.5
+    expected = float(eq16_loss(output, targets, p_e, p_f, p_w))
+    mixed = PotentialOutput(energy=output.energy, forces=output.forces.float(), stress=None,
+                            virial=output.virial.float(), atomic_energies=output.atomic_energies)
+    targets32 = Targets(energy=targets.energy, forces=targets.forces.float(),
+                        virial=targets.virial.float(), has_forces=targets.has_forces,
+                        has_virial=targets.has_virial, n_atoms=targets.n_atoms.float(),
+                        system_idx=targets.system_idx, weight=torch.ones(2))
+    loss = eq16_loss(mixed, targets32, p_e, p_f, p_w)
+    assert loss.dtype == torch.float64
+    assert float(loss) == pytest.approx(expected, rel=1e-6)

@@ -90,3 +90,26 @@ def test_ema_model_is_written_and_validated_and_resumes(tmp_path):
     for name, value in check["ema"]["shadow"].items():
         assert torch.allclose(again[name], value, rtol=0, atol=1e-12)
     assert resumed.metrics["valid"]["energy_rmse"] == pytest.approx(result.metrics["valid"]["energy_rmse"])
+
+
+def test_accuracy_recipe_file_is_a_valid_campaign_file_that_the_benchmark_uses():
+    """inputs/accuracy_mlearn.yaml loads as the CLI loads it, and bench_accuracy trains with its
+    model/training sections (the budget and --set on top)."""
+    import sys
+    from pathlib import Path
+
+    from acnn_mpi.config import load_config
+
+    repo = Path(__file__).resolve().parents[2]
+    config = load_config(repo / "inputs" / "accuracy_mlearn.yaml")
+    sys.path.insert(0, str(repo / "scripts"))
+    try:
+        import bench_accuracy
+    finally:
+        sys.path.remove(str(repo / "scripts"))
+    args = bench_accuracy.parse_args(["--element", "Si", "--steps", "120",
+                                      "--set", "training.batch_size=2"])
+    settings = bench_accuracy.benchmark_settings(args)
+    assert settings["model"]["r_cut_radial"] == config.model.r_cut_radial == 6.0
+    assert settings["training"]["lr_schedule"] == config.training.lr_schedule == "cosine"
+    assert settings["training"]["steps"] == 120 and settings["training"]["batch_size"] == 2
