@@ -90,7 +90,7 @@ def test_kill_during_committee_training_resumes_to_the_same_hull(serial, tmp_pat
     result = run_python(["-m", "acnn_mpi", "run", config, "--output-dir", tmp_path], ranks=2, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert final_hull(tmp_path) == final_hull(out)
-    spreads = [json.loads((d / f"iter_002/selection.json").read_text())["spreads_mev_per_atom"]
+    spreads = [json.loads((d / "iter_002/selection.json").read_text())["spreads_mev_per_atom"]
                for d in (out, tmp_path)]
     assert np.allclose(*[[np.nan if s is None else s for s in row] for row in spreads], equal_nan=True)
 

@@ -129,7 +129,7 @@ def test_smooth_when_a_neighbour_crosses_a_cutoff(model, which):
     assert abs((e_out - e_in) - slope * 2 * delta) < 1e-13
     assert np.abs(f_out - f_in).max() < 1e-5
     # the force is continuous but the cutoff term itself vanishes: f_c ~ (r_c - r)²
-    (e_a, f_a), (e_b, f_b) = evaluate_at(-1e-3), evaluate_at(-2e-3)
+    (_, f_a), (_, f_b) = evaluate_at(-1e-3), evaluate_at(-2e-3)
     assert np.abs(f_a - f_out).max() < np.abs(f_b - f_out).max()
 
 
