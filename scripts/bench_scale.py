@@ -177,7 +177,7 @@ def held_bytes(*objects) -> int:
 
 def processing_stage(comm, directory: Path):
     """Read the iteration lazily and dedup sharded over ranks; the root's CPU s and what it holds."""
-    from acnn_mpi.campaign.processing import composition_keys, distinct_on_ranks
+    from acnn_mpi.campaign.processing import _model_hull, composition_keys, distinct_on_ranks
     from acnn_mpi.config import CampaignConfig
     from acnn_mpi.csp.export import read_relax_results
 
@@ -189,6 +189,8 @@ def processing_stage(comm, directory: Path):
     cpu1 = time.process_time()
     h_per_atom = results.enthalpy / results.n_atoms
     distinct = distinct_on_ranks(comm, config, results, keys, h_per_atom)
+    if comm.is_root:  # the root's model hull of the iteration (its peak memory counts too)
+        _model_hull(config, results, keys, h_per_atom, results.physical & results.converged, 1)
     dedup_cpu = time.process_time() - cpu1
     held = held_bytes(results, results.load, results.load.__self__.extra) + keys.nbytes + h_per_atom.nbytes
     return len(results), read_cpu, dedup_cpu, held, distinct
@@ -257,7 +259,7 @@ def report(args, comm, directory, n, distinct, cpu, wall, held, rss, write_s) ->
           f"{len(files) <= 2 * comm.size}); {disk / n / 1024:.2f} KiB per structure on disk; "
           f"{int(distinct.sum())} distinct after dedup")
     print(f"root CPU s: plan {plan_cpu:.2f}, deal {deal_cpu:.2f} (wall {wall[0]:.1f}), read {read_cpu:.2f}, "
-          f"dedup share and merge {dedup_cpu:.2f} (processing wall {wall[1]:.1f}); "
+          f"dedup share, merge and model hull {dedup_cpu:.2f} (processing wall {wall[1]:.1f}); "
           f"{1e6 * root_cpu / n:.1f} µs per structure")
     print(f"root memory: arrays held after processing {held / n:.0f} B per structure; max RSS grew "
           f"{rss[0] / 2**20:.0f} MiB in plan + deal, {rss[1] / 2**20:.0f} MiB by the end = {rss[1] / n:.0f} B per "

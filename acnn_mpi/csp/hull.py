@@ -207,7 +207,9 @@ def convex_hull(counts: np.ndarray, enthalpy_total: np.ndarray, elements: Sequen
     from pymatgen.core import Composition, Element
 
     elements = list(elements)
-    counts = np.asarray(counts, dtype=np.int64)
+    counts = np.asarray(counts)
+    if counts.dtype.kind not in "iu":  # integer counts are used as given (no int64 copy of 10⁶ rows)
+        counts = counts.astype(np.int64)
     if counts.ndim != 2 or counts.shape[1] != len(elements):
         raise ValueError(f"counts must be (B, {len(elements)}) for elements {elements}, "
                          f"got shape {counts.shape}")
