@@ -114,6 +114,8 @@ def mgcah_cells():
                     counts = tuple((s, n) for s, n in (("Mg", mg), ("Ca", ca), ("H", h + 24)) if n)
                     formula = "".join(f"{s}{n}" for s, n in counts)
                     cells.append(Cell(counts=counts, formula=formula, units=1))
+    for symbol, n in (("Mg", 32), ("Ca", 32), ("H", 48)):  # the elemental cells: the model hull is built
+        cells.append(Cell(counts=((symbol, n),), formula=f"{symbol}{n}", units=1))
     return cells
 
 

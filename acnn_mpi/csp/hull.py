@@ -261,3 +261,31 @@ def convex_hull(counts: np.ndarray, enthalpy_total: np.ndarray, elements: Sequen
                       composition_index=composition_index, compositions=compositions, best=best,
                       references=references, reference_index=reference_index, stable=stable,
                       facets=facets, planes=planes, phase_diagram=diagram)
+
+
+def e_hull_of_rows(counts: np.ndarray, enthalpy_total: np.ndarray, elements: Sequence[str], *,
+                   pressure: Optional[float] = None,
+                   include: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """((B,) E_hull in eV/atom, (S,) rows of the stable phases) as :func:`convex_hull` gives them
+    (to rounding), from the hull of one row per composition: what a root ranking 10⁶ structures
+    needs, without convex_hull's (B, n) fractions and its other per-row arrays (~130 B per
+    structure at peak, here ~60). Arguments and errors as :func:`convex_hull`."""
+    counts = np.asarray(counts)
+    h = np.asarray(enthalpy_total, np.float64) / counts.sum(axis=1)
+    usable = np.isfinite(h) if include is None else (np.asarray(include, bool) & np.isfinite(h))
+    compositions, composition_index = _composition_index(counts)
+    best = _best_rows(composition_index, h, usable, len(compositions))
+    # a composition without a usable row is represented by its lowest finite (else first) row
+    fallback = _best_rows(composition_index, h, np.isfinite(h), len(compositions))
+    first = np.full(len(compositions), len(h), dtype=np.int64)
+    np.minimum.at(first, composition_index, np.arange(len(h)))
+    rep = np.where(best >= 0, best, np.where(fallback >= 0, fallback, first))
+    sub = convex_hull(counts[rep], np.asarray(enthalpy_total, np.float64)[rep], elements, pressure=pressure,
+                      include=usable[rep])
+    order = sub.composition_index  # sub row k -> composition (the same sorted compositions)
+    below = np.empty(len(rep))
+    below[order] = sub.fractions @ sub.references  # Σ x_X μ_X of each composition, eV/atom
+    hull_at = sub.hull_enthalpy(sub.compositions / sub.compositions.sum(axis=1, keepdims=True))
+    e_hull = h - below[composition_index]
+    e_hull -= hull_at[composition_index]
+    return e_hull, rep[sub.stable]  # sub row k is row rep[k]
