@@ -157,6 +157,10 @@ def csp_stage(comm, args, directory: Path):
     return plan_cpu, deal_cpu, deal_wall, summaries, write_s
 
 
+#: (stage, max RSS in bytes at its end) on this rank
+PEAKS: list = []
+
+
 def max_rss() -> int:
     """Bytes: the process's peak resident set so far."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -187,12 +191,15 @@ def processing_stage(comm, directory: Path):
     cpu0 = time.process_time()
     results = read_relax_results(directory, 300.0, config.elements, columns=("fingerprints",), lazy=True)
     read_cpu = time.process_time() - cpu0
+    PEAKS.append(("read", max_rss()))
     keys = composition_keys(results, config.elements)
     cpu1 = time.process_time()
     h_per_atom = results.enthalpy / results.n_atoms
     distinct = distinct_on_ranks(comm, config, results, keys, h_per_atom)
+    PEAKS.append(("dedup", max_rss()))
     if comm.is_root:  # the root's model hull of the iteration (its peak memory counts too)
         _model_hull(config, results, keys, h_per_atom, results.physical & results.converged, 1)
+    PEAKS.append(("model hull", max_rss()))
     dedup_cpu = time.process_time() - cpu1
     held = held_bytes(results, results.load, results.load.__self__.extra) + keys.nbytes + h_per_atom.nbytes
     return len(results), read_cpu, dedup_cpu, held, distinct
@@ -223,6 +230,7 @@ def main() -> int:
     args = parser.parse_args()
 
     import h5py  # noqa: F401  the libraries are loaded before measuring: not per structure
+    import pymatgen.analysis.phase_diagram  # noqa: F401
     import pymatgen.analysis.structure_matcher  # noqa: F401
 
     import acnn_mpi.campaign.processing  # noqa: F401
@@ -242,7 +250,7 @@ def main() -> int:
     if not comm.is_root:
         return 0
     report(args, comm, directory, n, distinct, (plan_cpu, deal_cpu, read_cpu, dedup_cpu), (deal_wall, processing_wall),
-           held, (rss_csp - rss0, max_rss() - rss0), write_s)
+           held, (rss_csp - rss0, max_rss() - rss0, [(stage, peak - rss0) for stage, peak in PEAKS]), write_s)
     return 0
 
 
@@ -265,7 +273,8 @@ def report(args, comm, directory, n, distinct, cpu, wall, held, rss, write_s) ->
           f"{1e6 * root_cpu / n:.1f} µs per structure")
     print(f"root memory: arrays held after processing {held / n:.0f} B per structure; max RSS grew "
           f"{rss[0] / 2**20:.0f} MiB in plan + deal, {rss[1] / 2**20:.0f} MiB by the end = {rss[1] / n:.0f} B per "
-          f"structure = {rss[1] / n * 1e6 / 2**30:.3f} GiB per million")
+          f"structure = {rss[1] / n * 1e6 / 2**30:.3f} GiB per million (by the end of "
+          + ", ".join(f"{stage} {peak / 2**20:.0f}" for stage, peak in rss[2]) + " MiB)")
     print(f"shard appends on the ranks: {1e6 * write_per_structure:.0f} CPU-µs per structure "
           f"({1e6 * write_wall:.0f} µs wall, oversubscribed)")
     for ranks in (192, 1000):

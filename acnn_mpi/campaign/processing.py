@@ -223,8 +223,8 @@ def _model_hull(config, results, keys, h_per_atom, include, iteration: int):
     from ..csp.hull import e_hull_of_rows, reduced_formula
 
     try:
-        e_hull, stable = e_hull_of_rows(results.counts, results.enthalpy, config.elements,
-                                        pressure=config.pressure, include=include)
+        e_hull, stable = e_hull_of_rows(results.counts, results.enthalpy, config.elements, pressure=config.pressure,
+                                        include=include, composition_codes=key_codes(keys))
         return e_hull, [reduced_formula(results.counts[r], config.elements) for r in stable]
     except UserError as error:
         log.warning("model hull of iteration %d not built (%s); ranking by enthalpy per atom",

@@ -144,6 +144,14 @@ def test_hull_of_one_row_per_composition_gives_every_rows_e_hull(elements):
     np.testing.assert_array_equal(e_hull, whole.e_hull)  # NaN where the enthalpy is NaN
     np.testing.assert_array_equal(stable, whole.stable)
     assert np.isnan(e_hull).any() and (np.isfinite(e_hull) & ~include).any()
+    counts[-1, 1] = 6  # and a composition of NaN rows only
+    h[-1] = np.nan
+    whole = convex_hull(counts, h, elements, include=include)
+    codes = np.unique([reduced_formula(row, elements) for row in counts], return_inverse=True)[1].ravel()
+    for given in (None, codes):  # the root passes its codes of the reduced formulas
+        e_hull, stable = e_hull_of_rows(counts, h, elements, include=include, composition_codes=given)
+        np.testing.assert_array_equal(e_hull, whole.e_hull)
+        np.testing.assert_array_equal(stable, whole.stable)
 
 
 def test_enthalpy_and_formula_helpers():
