@@ -269,8 +269,8 @@ def e_hull_of_rows(counts: np.ndarray, enthalpy_total: np.ndarray, elements: Seq
                    composition_codes: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
     """((B,) E_hull in eV/atom, (S,) rows of the stable phases) as :func:`convex_hull` gives them
     (to rounding), from the hull of one row per composition: what a root ranking 10⁶ structures
-    needs, without convex_hull's (B, n) fractions and its other per-row arrays (~130 B per
-    structure at peak, here ~50). Arguments and errors as :func:`convex_hull`;
+    needs, without convex_hull's (B, n) fractions and its other per-row arrays (docs/processing.md:
+    the root at 10⁶ structures). Arguments and errors as :func:`convex_hull`;
     ``composition_codes``: (B,) ints 0..U-1, equal exactly where the reduced compositions are
     (the caller's, e.g. codes of reduced formulas), saving the per-row composition search."""
     counts = np.asarray(counts)

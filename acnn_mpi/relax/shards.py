@@ -377,7 +377,7 @@ def read_results(directory: str | os.PathLike, columns: Sequence[str] = (), lazy
     optional extra ``columns`` (e.g. ``fingerprints``) in ``RelaxResults.extra`` where every shard
     has them; ``lazy``: those, ``reason``, ``energy``, ``max_force``, ``pressure_residual`` and
     ``pressure`` stay on disk as :class:`ShardColumn` s (what a root holding a million structures
-    needs: ~73 bytes each, each column allocated once and filled shard by shard). Were a structure id committed twice (not expected), the first shard's row
+    needs: 72 bytes each, each column allocated once and filled shard by shard). Were a structure id committed twice (not expected), the first shard's row
     is kept."""
     fields = [f for f in _READ_FIELDS if not (lazy and f in _LAZY_FIELDS)]
     data, shards, pressure = _read_all(directory, fields, columns, lazy)
