@@ -51,6 +51,8 @@ def main() -> int:
     parser.add_argument("--fmax", type=float, default=0.01)
     parser.add_argument("--stress-tol", type=float, default=0.5)
     parser.add_argument("--max-steps", type=int, default=300)
+    parser.add_argument("--compile", choices=("off", "cpp", "inductor"), default="off",
+                        help="model.compile for both the campaign and the standalone side")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -58,6 +60,7 @@ def main() -> int:
     from acnn_mpi.campaign.layout import CampaignPaths
     from acnn_mpi.campaign.plan import plan_chunks, search_cells
     from acnn_mpi.csp.compositions import compositions_from_config
+    from acnn_mpi.model.descriptor import configure_kernels
     from acnn_mpi.model.potential import ACNN, ACNNHyperparameters
     from acnn_mpi.parallel.comm import get_world
     from acnn_mpi.relax import shards
@@ -66,6 +69,13 @@ def main() -> int:
 
     comm = get_world()
     config = campaign_config(args)
+    config.model.compile = args.compile
+    for rank in range(comm.size):  # one build at a time (the root's fills the cache for the others)
+        if rank == comm.rank:
+            mode = configure_kernels(args.compile)  # process-wide: the campaign and the standalone side
+        comm.barrier()
+    if comm.is_root:
+        print(f"model.compile: {mode} (asked: {args.compile})")
     torch.manual_seed(0)
     model = Repulsive(ACNN(ACNNHyperparameters(elements=list(config.elements))))
     root = Path(comm.bcast(tempfile.mkdtemp(prefix="bench_csp_") if comm.is_root else None))

@@ -114,6 +114,8 @@ def mgcah_cells():
                     counts = tuple((s, n) for s, n in (("Mg", mg), ("Ca", ca), ("H", h + 24)) if n)
                     formula = "".join(f"{s}{n}" for s, n in counts)
                     cells.append(Cell(counts=counts, formula=formula, units=1))
+    for symbol, n in (("Mg", 32), ("Ca", 32), ("H", 48)):  # the elemental cells: the model hull is built
+        cells.append(Cell(counts=((symbol, n),), formula=f"{symbol}{n}", units=1))
     return cells
 
 
@@ -155,6 +157,10 @@ def csp_stage(comm, args, directory: Path):
     return plan_cpu, deal_cpu, deal_wall, summaries, write_s
 
 
+#: (stage, max RSS in bytes at its end) on this rank
+PEAKS: list = []
+
+
 def max_rss() -> int:
     """Bytes: the process's peak resident set so far."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -177,7 +183,7 @@ def held_bytes(*objects) -> int:
 
 def processing_stage(comm, directory: Path):
     """Read the iteration lazily and dedup sharded over ranks; the root's CPU s and what it holds."""
-    from acnn_mpi.campaign.processing import composition_keys, distinct_on_ranks
+    from acnn_mpi.campaign.processing import _model_hull, composition_keys, distinct_on_ranks
     from acnn_mpi.config import CampaignConfig
     from acnn_mpi.csp.export import read_relax_results
 
@@ -185,10 +191,15 @@ def processing_stage(comm, directory: Path):
     cpu0 = time.process_time()
     results = read_relax_results(directory, 300.0, config.elements, columns=("fingerprints",), lazy=True)
     read_cpu = time.process_time() - cpu0
+    PEAKS.append(("read", max_rss()))
     keys = composition_keys(results, config.elements)
     cpu1 = time.process_time()
     h_per_atom = results.enthalpy / results.n_atoms
     distinct = distinct_on_ranks(comm, config, results, keys, h_per_atom)
+    PEAKS.append(("dedup", max_rss()))
+    if comm.is_root:  # the root's model hull of the iteration (its peak memory counts too)
+        _model_hull(config, results, keys, h_per_atom, results.physical & results.converged, 1)
+    PEAKS.append(("model hull", max_rss()))
     dedup_cpu = time.process_time() - cpu1
     held = held_bytes(results, results.load, results.load.__self__.extra) + keys.nbytes + h_per_atom.nbytes
     return len(results), read_cpu, dedup_cpu, held, distinct
@@ -219,6 +230,7 @@ def main() -> int:
     args = parser.parse_args()
 
     import h5py  # noqa: F401  the libraries are loaded before measuring: not per structure
+    import pymatgen.analysis.phase_diagram  # noqa: F401
     import pymatgen.analysis.structure_matcher  # noqa: F401
 
     import acnn_mpi.campaign.processing  # noqa: F401
@@ -238,7 +250,7 @@ def main() -> int:
     if not comm.is_root:
         return 0
     report(args, comm, directory, n, distinct, (plan_cpu, deal_cpu, read_cpu, dedup_cpu), (deal_wall, processing_wall),
-           held, (rss_csp - rss0, max_rss() - rss0), write_s)
+           held, (rss_csp - rss0, max_rss() - rss0, [(stage, peak - rss0) for stage, peak in PEAKS]), write_s)
     return 0
 
 
@@ -257,11 +269,12 @@ def report(args, comm, directory, n, distinct, cpu, wall, held, rss, write_s) ->
           f"{len(files) <= 2 * comm.size}); {disk / n / 1024:.2f} KiB per structure on disk; "
           f"{int(distinct.sum())} distinct after dedup")
     print(f"root CPU s: plan {plan_cpu:.2f}, deal {deal_cpu:.2f} (wall {wall[0]:.1f}), read {read_cpu:.2f}, "
-          f"dedup share and merge {dedup_cpu:.2f} (processing wall {wall[1]:.1f}); "
+          f"dedup share, merge and model hull {dedup_cpu:.2f} (processing wall {wall[1]:.1f}); "
           f"{1e6 * root_cpu / n:.1f} µs per structure")
     print(f"root memory: arrays held after processing {held / n:.0f} B per structure; max RSS grew "
           f"{rss[0] / 2**20:.0f} MiB in plan + deal, {rss[1] / 2**20:.0f} MiB by the end = {rss[1] / n:.0f} B per "
-          f"structure = {rss[1] / n * 1e6 / 2**30:.3f} GiB per million")
+          f"structure = {rss[1] / n * 1e6 / 2**30:.3f} GiB per million (by the end of "
+          + ", ".join(f"{stage} {peak / 2**20:.0f}" for stage, peak in rss[2]) + " MiB)")
     print(f"shard appends on the ranks: {1e6 * write_per_structure:.0f} CPU-µs per structure "
           f"({1e6 * write_wall:.0f} µs wall, oversubscribed)")
     for ranks in (192, 1000):

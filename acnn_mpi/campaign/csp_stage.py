@@ -126,7 +126,7 @@ def relaxer_from_config(config, model, device: str = "cpu"):
 def read_iteration_results(paths, iteration: int, elements: list[str], pressure: float):
     """All relaxed structures of an iteration as a :class:`~acnn_mpi.csp.export.ResultSet`, with
     the fingerprints computed on the ranks; fingerprints, reasons and full structures stay on disk
-    and are read by row (~140 bytes per structure in memory, with the loader's columns)."""
+    and are read by row (~90 bytes per structure in memory, with the loader's columns)."""
     from ..csp.export import read_relax_results
 
     return read_relax_results(paths.relax_dir(iteration), pressure, elements,

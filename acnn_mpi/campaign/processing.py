@@ -220,20 +220,21 @@ def distinct_on_ranks(comm, config, results, keys, h_per_atom) -> np.ndarray | N
 def _model_hull(config, results, keys, h_per_atom, include, iteration: int):
     """E_hull (eV/atom) of every row above the model hull of the included rows, and its phases;
     without a hull (an element has no physical structure) ranked by enthalpy per atom."""
-    from ..csp.hull import convex_hull, reduced_formula
+    from ..csp.hull import e_hull_of_rows, reduced_formula
 
     try:
-        hull = convex_hull(results.counts, results.enthalpy, config.elements,
-                           pressure=config.pressure, include=include)
-        return hull.e_hull, [reduced_formula(results.counts[r], config.elements) for r in hull.stable]
+        e_hull, stable = e_hull_of_rows(results.counts, results.enthalpy, config.elements, pressure=config.pressure,
+                                        include=include, composition_codes=key_codes(keys))
+        return e_hull, [reduced_formula(results.counts[r], config.elements) for r in stable]
     except UserError as error:
         log.warning("model hull of iteration %d not built (%s); ranking by enthalpy per atom",
                     iteration, error)
-        best = {}
-        for k, h in zip(keys, h_per_atom):
-            if np.isfinite(h):
-                best[k] = min(best.get(k, np.inf), h)
-        return np.array([h - best.get(k, h) for k, h in zip(keys, h_per_atom)]), []
+        codes = key_codes(keys)  # (B,) int32: no per-row Python floats at 10⁶ structures
+        finite = np.isfinite(h_per_atom)
+        best = np.full(int(codes.max(initial=-1)) + 1, np.inf)
+        np.minimum.at(best, codes[finite], h_per_atom[finite])
+        best = best[codes]
+        return np.where(np.isfinite(best), h_per_atom - best, h_per_atom - h_per_atom), []
 
 
 class LabelledIndex:

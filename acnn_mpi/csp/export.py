@@ -50,7 +50,8 @@ class ResultSet:
     Attributes:
         elements: element symbols, the column order of ``counts``.
         ids: (B,) int64 campaign-wide structure ids.
-        counts: (B, n) int atoms of each element per cell.
+        counts: (B, n) int atoms of each element per cell (int16 where they fit, from the HDF5
+            reader: sum or cast before arithmetic that could exceed 32,767).
         enthalpy: (B,) eV, H = E + PV at ``pressure``.
         pressure: GPa (None when unknown; then the enthalpies are taken as given).
         volume: (B,) Å³.
@@ -178,6 +179,12 @@ def read_extxyz_results(path, pressure: Optional[float] = None,
                      reason=reasons, load=lambda row: frames[row], source=str(path))
 
 
+def _count_dtype(counts: np.ndarray) -> type:
+    """The smallest of int16/int32/int64 that holds the atom counts."""
+    top = int(counts.max(initial=0))
+    return next(t for t in (np.int16, np.int32, np.int64) if top <= np.iinfo(t).max)
+
+
 def read_relax_results(path, pressure: Optional[float] = None,
                        elements: Optional[Sequence[str]] = None, *, columns: Sequence[str] = (),
                        empty_ok: bool = False, lazy: bool = False) -> ResultSet:
@@ -208,8 +215,8 @@ def read_relax_results(path, pressure: Optional[float] = None,
     if outside:
         raise UserError(f"{directory} holds {outside}, not in the elements {elements}")
     table = np.array([[c.get(s, 0) for s in elements] for c in per_formula], dtype=np.int64)
-    counts = table.reshape(-1, len(elements))[row_formula.ravel()] if len(formulas) else \
-        np.zeros((0, len(elements)), np.int64)
+    table = table.reshape(-1, len(elements)).astype(_count_dtype(table))  # int16: 6 B per ternary row
+    counts = table[row_formula.ravel()]
     enthalpy = np.asarray(relaxed.enthalpy, dtype=float)
     if pressure is not None and np.isfinite(relaxed.pressure_gpa):
         enthalpy = enthalpy + gpa_to_ev_per_a3(pressure - relaxed.pressure_gpa) * relaxed.volume

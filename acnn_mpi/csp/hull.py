@@ -207,7 +207,9 @@ def convex_hull(counts: np.ndarray, enthalpy_total: np.ndarray, elements: Sequen
     from pymatgen.core import Composition, Element
 
     elements = list(elements)
-    counts = np.asarray(counts, dtype=np.int64)
+    counts = np.asarray(counts)
+    if counts.dtype.kind not in "iu":  # integer counts are used as given (no int64 copy of 10⁶ rows)
+        counts = counts.astype(np.int64)
     if counts.ndim != 2 or counts.shape[1] != len(elements):
         raise ValueError(f"counts must be (B, {len(elements)}) for elements {elements}, "
                          f"got shape {counts.shape}")
@@ -259,3 +261,40 @@ def convex_hull(counts: np.ndarray, enthalpy_total: np.ndarray, elements: Sequen
                       composition_index=composition_index, compositions=compositions, best=best,
                       references=references, reference_index=reference_index, stable=stable,
                       facets=facets, planes=planes, phase_diagram=diagram)
+
+
+def e_hull_of_rows(counts: np.ndarray, enthalpy_total: np.ndarray, elements: Sequence[str], *,
+                   pressure: Optional[float] = None,
+                   include: Optional[np.ndarray] = None,
+                   composition_codes: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """((B,) E_hull in eV/atom, (S,) rows of the stable phases) as :func:`convex_hull` gives them
+    (to rounding), from the hull of one row per composition: what a root ranking 10⁶ structures
+    needs, without convex_hull's (B, n) fractions and its other per-row arrays (docs/processing.md:
+    the root at 10⁶ structures). Arguments and errors as :func:`convex_hull`;
+    ``composition_codes``: (B,) ints 0..U-1, equal exactly where the reduced compositions are
+    (the caller's, e.g. codes of reduced formulas), saving the per-row composition search."""
+    counts = np.asarray(counts)
+    h = np.asarray(enthalpy_total, np.float64) / counts.sum(axis=1)
+    usable = np.isfinite(h) if include is None else (np.asarray(include, bool) & np.isfinite(h))
+    if composition_codes is None:
+        composition_index = _composition_index(counts)[1]
+    else:
+        composition_index = np.asarray(composition_codes)
+    n_comp = int(composition_index.max(initial=-1)) + 1
+    best = _best_rows(composition_index, h, usable, n_comp)
+    # a composition without a usable row is represented by its lowest finite (else first) row
+    fallback = _best_rows(composition_index, h, np.isfinite(h), n_comp)
+    rep = np.where(best >= 0, best, fallback)
+    if (rep < 0).any():  # a composition of NaN enthalpies only: its first row
+        first = np.full(n_comp, len(h), dtype=np.int64)
+        np.minimum.at(first, composition_index, np.arange(len(h)))
+        rep = np.where(rep >= 0, rep, first)
+    sub = convex_hull(counts[rep], np.asarray(enthalpy_total, np.float64)[rep], elements, pressure=pressure,
+                      include=usable[rep])
+    # per composition c (sub row c): Σ x_X μ_X and the hull's formation enthalpy, eV/atom
+    below = sub.fractions @ sub.references
+    hull_at = sub.hull_enthalpy(sub.compositions / sub.compositions.sum(axis=1, keepdims=True))
+    hull_at = hull_at[sub.composition_index]
+    e_hull = h - below[composition_index]
+    e_hull -= hull_at[composition_index]
+    return e_hull, rep[sub.stable]  # sub row k is row rep[k]

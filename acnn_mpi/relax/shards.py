@@ -51,6 +51,8 @@ RELAX_GROUP = "relax"
 FLOAT_FIELDS = ("energy", "enthalpy", "volume", "max_force", "pressure_residual", "pressure")
 _READ_FIELDS = (keys.STRUCTURE_ID, keys.STATUS, keys.REASON, "formula", *FLOAT_FIELDS, "steps", N_ATOMS,
                 ATOM_OFFSET)
+#: columns :func:`read_results` leaves on disk with ``lazy`` (processing uses none of them)
+_LAZY_FIELDS = (keys.REASON, "energy", "max_force", "pressure_residual", "pressure")
 _FIX = "move it away (mv {path} {path}.bad): its structures are then relaxed again"
 
 
@@ -261,6 +263,7 @@ class RelaxResults:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         out: list = [None] * len(indices)
         reasons = self.reason[indices] if len(indices) else []
+        energies = self.energy[indices] if len(indices) else []
         for s in np.unique(self.shard_index[indices]) if len(indices) else []:
             where = np.nonzero(self.shard_index[indices] == s)[0]
             with open_frames(self.shards[s], check=False) as (_, reader):
@@ -268,7 +271,7 @@ class RelaxResults:
             for k, atoms in zip(where, structures):
                 i = int(indices[k])
                 atoms.info.update({
-                    keys.STRUCTURE_ID: int(self.structure_id[i]), keys.ENERGY: float(self.energy[i]),
+                    keys.STRUCTURE_ID: int(self.structure_id[i]), keys.ENERGY: float(energies[k]),
                     keys.ENTHALPY: float(self.enthalpy[i]), keys.STATUS: str(self.status[i]),
                     keys.REASON: str(reasons[k]), "pressure_gpa": self.pressure_gpa,
                 })
@@ -372,11 +375,11 @@ def _read_all(directory, fields: Sequence[str], columns: Sequence[str], lazy: bo
 def read_results(directory: str | os.PathLike, columns: Sequence[str] = (), lazy: bool = False) -> RelaxResults:
     """Every committed result in ``directory`` (all shards) as one :class:`RelaxResults`, with the
     optional extra ``columns`` (e.g. ``fingerprints``) in ``RelaxResults.extra`` where every shard
-    has them; ``lazy``: those and ``reason`` stay on disk as :class:`ShardColumn` s (what a root
-    holding a million structures needs: ~105 bytes each, each column allocated once and filled
-    shard by shard). Were a structure id committed twice (not expected), the first shard's row
+    has them; ``lazy``: those, ``reason``, ``energy``, ``max_force``, ``pressure_residual`` and
+    ``pressure`` stay on disk as :class:`ShardColumn` s (what a root holding a million structures
+    needs: 72 bytes each, each column allocated once and filled shard by shard). Were a structure id committed twice (not expected), the first shard's row
     is kept."""
-    fields = [f for f in _READ_FIELDS if not (lazy and f == keys.REASON)]
+    fields = [f for f in _READ_FIELDS if not (lazy and f in _LAZY_FIELDS)]
     data, shards, pressure = _read_all(directory, fields, columns, lazy)
     if not shards:
         empty_f = np.zeros(0)
@@ -403,15 +406,15 @@ def read_results(directory: str | os.PathLike, columns: Sequence[str] = (), lazy
     names = [n for n in columns if n in data]
     if lazy:
         extra = {n: ShardColumn(n, shards, shard_index, row) for n in names}
-        reason = ShardColumn(keys.REASON, shards, shard_index, row, text=True)
+        left = {n: ShardColumn(n, shards, shard_index, row, text=n == keys.REASON) for n in _LAZY_FIELDS}
     else:
         extra = {n: cat(n)[keep] for n in names}
-        reason = cat(keys.REASON)[keep]
+        left = {n: cat(n)[keep] for n in _LAZY_FIELDS}
     return RelaxResults(
-        structure_id=ids[keep], status=cat(keys.STATUS)[keep], reason=reason, formula=cat("formula")[keep],
-        energy=cat("energy")[keep], enthalpy=cat("enthalpy")[keep], volume=cat("volume")[keep],
-        steps=cat("steps")[keep], n_atoms=cat("n_atoms")[keep], max_force=cat("max_force")[keep],
-        pressure_residual=cat("pressure_residual")[keep], pressure=cat("pressure")[keep],
+        structure_id=ids[keep], status=cat(keys.STATUS)[keep], reason=left[keys.REASON],
+        formula=cat("formula")[keep], energy=left["energy"], enthalpy=cat("enthalpy")[keep],
+        volume=cat("volume")[keep], steps=cat("steps")[keep], n_atoms=cat("n_atoms")[keep],
+        max_force=left["max_force"], pressure_residual=left["pressure_residual"], pressure=left["pressure"],
         pressure_gpa=float(pressure), shards=shards, shard_index=shard_index, row=row,
         atom_start=cat(ATOM_OFFSET)[keep], extra=extra,
     )

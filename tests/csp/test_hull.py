@@ -6,7 +6,7 @@ import pytest
 from ase import Atoms
 from ase.io import write
 
-from acnn_mpi.csp.hull import convex_hull, enthalpy, reduced_formula
+from acnn_mpi.csp.hull import convex_hull, e_hull_of_rows, enthalpy, reduced_formula
 from acnn_mpi.errors import UserError
 from acnn_mpi.units import gpa_to_ev_per_a3
 
@@ -120,6 +120,38 @@ def test_vectorized_e_hull_equals_pymatgen(elements):
     assert set(result.stable.tolist()) == stable
     assert {e.attribute for e in result.phase_diagram.stable_entries} == stable
     assert np.abs(result.e_hull[result.stable]).max() < 1e-10
+
+
+@pytest.mark.parametrize("elements", [["Mg", "H"], ["Mg", "Ca", "H"], ["Be", "P", "N", "O"]])
+def test_hull_of_one_row_per_composition_gives_every_rows_e_hull(elements):
+    """e_hull_of_rows (what the campaign root uses at 10⁶ structures) equals convex_hull, also for
+    rows left out of the hull, NaN enthalpies and compositions with no included row."""
+    rng = np.random.default_rng(7 + len(elements))
+    n = 600
+    counts = rng.integers(0, 5, size=(n, len(elements))).astype(np.int16)
+    counts[counts.sum(1) == 0, 0] = 1
+    counts[: len(elements)] = 2 * np.eye(len(elements), dtype=np.int16)
+    h = (counts @ rng.normal(-2, 1, len(elements)) + rng.normal(-0.1, 0.15, n) * counts.sum(1))
+    h[rng.random(n) < 0.05] = np.nan
+    include = rng.random(n) < 0.6
+    include[: len(elements)] = True
+    counts[-2:] = 7  # a composition of its own, not in the hull: one NaN row, one finite
+    counts[-2:, 0] = 1
+    h[-2:] = np.nan, -3.0 * counts[-1].sum()
+    include[-2:] = False
+    whole = convex_hull(counts, h, elements, include=include)
+    e_hull, stable = e_hull_of_rows(counts, h, elements, include=include)
+    np.testing.assert_array_equal(e_hull, whole.e_hull)  # NaN where the enthalpy is NaN
+    np.testing.assert_array_equal(stable, whole.stable)
+    assert np.isnan(e_hull).any() and (np.isfinite(e_hull) & ~include).any()
+    counts[-1, 1] = 6  # and a composition of NaN rows only
+    h[-1] = np.nan
+    whole = convex_hull(counts, h, elements, include=include)
+    codes = np.unique([reduced_formula(row, elements) for row in counts], return_inverse=True)[1].ravel()
+    for given in (None, codes):  # the root passes its codes of the reduced formulas
+        e_hull, stable = e_hull_of_rows(counts, h, elements, include=include, composition_codes=given)
+        np.testing.assert_array_equal(e_hull, whole.e_hull)
+        np.testing.assert_array_equal(stable, whole.stable)
 
 
 def test_enthalpy_and_formula_helpers():

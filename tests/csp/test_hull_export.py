@@ -7,6 +7,7 @@ import pytest
 from ase.io import read
 
 from acnn_mpi.csp.export import read_relax_results, read_results
+from acnn_mpi.csp.hull import convex_hull
 from acnn_mpi.relax.runner import RelaxResult
 from acnn_mpi.relax.shards import ShardWriter, shard_path
 from tests.csp.test_hull import _frames
@@ -47,6 +48,12 @@ def test_relax_directory_reads_as_a_result_set(tmp_path):
         assert results.converged[k] == (r.status == "converged")
         assert results.physical[k] == (r.status != "unphysical")
         np.testing.assert_allclose(results.load(k).positions, r.atoms.positions)
+    # the counts are int16 (6 B per row, not 24 at 10⁶ structures) and give the int64 counts' hull
+    assert results.counts.dtype == np.int16
+    hull = convex_hull(results.counts, results.enthalpy, results.elements)
+    wide = convex_hull(results.counts.astype(np.int64), results.enthalpy, results.elements)
+    np.testing.assert_array_equal(hull.e_hull, wide.e_hull)
+    np.testing.assert_array_equal(hull.stable, wide.stable)
     # another pressure: H moves by ΔP·V
     at_zero = read_relax_results(tmp_path / "shards" / "rank0000-A.h5", pressure=0.0, elements=["Mg", "H"])
     pv = PRESSURE_GPA / 160.21766208 * results.volume  # eV
