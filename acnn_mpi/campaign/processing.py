@@ -222,14 +222,14 @@ def _model_hull(config, results, keys, h_per_atom, include, iteration: int):
     without a hull (an element has no physical structure) ranked by enthalpy per atom."""
     from ..csp.hull import e_hull_of_rows, reduced_formula
 
+    codes = key_codes(keys)  # (B,) int32: no per-row Python floats at 10⁶ structures
     try:
         e_hull, stable = e_hull_of_rows(results.counts, results.enthalpy, config.elements, pressure=config.pressure,
-                                        include=include, composition_codes=key_codes(keys))
+                                        include=include, composition_codes=codes)
         return e_hull, [reduced_formula(results.counts[r], config.elements) for r in stable]
     except UserError as error:
         log.warning("model hull of iteration %d not built (%s); ranking by enthalpy per atom",
                     iteration, error)
-        codes = key_codes(keys)  # (B,) int32: no per-row Python floats at 10⁶ structures
         finite = np.isfinite(h_per_atom)
         best = np.full(int(codes.max(initial=-1)) + 1, np.inf)
         np.minimum.at(best, codes[finite], h_per_atom[finite])
