@@ -31,6 +31,7 @@ class Edges:
     index: torch.Tensor
     cell_shifts: torch.Tensor
     _shift_codes: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
+    _given: Optional[tuple] = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def n_edges(self) -> int:
@@ -48,6 +49,12 @@ class Edges:
             key = ((shifts[:, 0] + reach) * side + shifts[:, 1] + reach) * side + shifts[:, 2] + reach
             if side ** 3 <= 343:
                 codes, unique = key, torch.arange(side ** 3, device=key.device)
+            elif side ** 3 <= 1 << 22:
+                # the distinct shifts by a count over the cube (O(E + side³), no sort; the same
+                # sorted table and inverse as torch.unique)
+                present = torch.bincount(key, minlength=side ** 3) > 0
+                unique = torch.nonzero(present).flatten()
+                codes = (torch.cumsum(present, 0) - 1).index_select(0, key)
             else:
                 unique, codes = torch.unique(key, return_inverse=True)
             table = torch.stack([unique // (side * side), (unique // side) % side, unique % side], 1) - reach
@@ -55,7 +62,12 @@ class Edges:
         return self._shift_codes
 
     def vectors(self, positions: torch.Tensor, cell: torch.Tensor, system_idx: torch.Tensor) -> torch.Tensor:
-        """(E, 3) vectors r_ij in Å, differentiable in ``positions`` (N, 3) and ``cell`` (B, 3, 3)."""
+        """(E, 3) vectors r_ij in Å, differentiable in ``positions`` (N, 3) and ``cell`` (B, 3, 3).
+
+        For the very ``positions`` and ``cell`` tensors of :meth:`with_vectors`, the vectors
+        given there (computed once per model call, shared by every term of a model)."""
+        if self._given is not None and positions is self._given[0] and cell is self._given[1]:
+            return self._given[2]
         i, j = self.index
         vectors = positions.index_select(0, j) - positions.index_select(0, i)
         if self.n_edges == 0:
@@ -78,8 +90,43 @@ class Edges:
         return (self.cell_shifts.to(cell.dtype)[:, :, None] * edge_cell).sum(1)
 
     def select(self, mask: torch.Tensor) -> "Edges":
-        """The edges where ``mask`` (E,) is true."""
-        return Edges(index=self.index[:, mask], cell_shifts=self.cell_shifts[mask])
+        """The edges where ``mask`` (E,) is true (bool mask or int64 indices)."""
+        if mask.dtype == torch.bool:
+            mask = torch.nonzero(mask).flatten()
+        out = Edges(index=self.index.index_select(1, mask), cell_shifts=self.cell_shifts.index_select(0, mask))
+        if self._shift_codes is not None:
+            codes, table = self._shift_codes
+            out._shift_codes = (codes.index_select(0, mask), table)
+        return out
+
+    def shift_virial(self, grad: torch.Tensor, cell: torch.Tensor, system_idx: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 3) Σ_e (S_e·h) ⊗ g_e over each structure's edges: the lattice-shift part of
+        Σ_e r_e ⊗ g_e, for a gradient ``grad`` (E, 3) with respect to the edge vectors (the rest,
+        Σ_e (x_j − x_i) ⊗ g_e, is Σ_n x_n ⊗ ∂E/∂x_n). Via the per-structure sums of g over each
+        distinct shift (one scatter of (E, 3)), then hᵀ (Σ_k S_k ⊗ G_bk)."""
+        b = cell.shape[0]
+        if self.n_edges == 0:
+            return torch.zeros(b, 3, 3, dtype=grad.dtype, device=grad.device)
+        codes, table = self._codes()
+        system = system_idx.index_select(0, self.index[0])
+        k = table.shape[0]
+        if b * k <= 4 * self.n_edges:
+            per_shift = torch.zeros(b * k, 3, dtype=grad.dtype, device=grad.device)
+            per_shift.index_add_(0, system * k + codes, grad)
+            moments = table.to(grad.dtype).t() @ per_shift.view(b, k, 3)  # (B, 3, 3) Σ_k S_k ⊗ G_bk
+        else:
+            outer = (self.cell_shifts.to(grad.dtype)[:, :, None] * grad[:, None, :]).reshape(-1, 9)
+            moments = torch.zeros(b, 9, dtype=grad.dtype, device=grad.device).index_add_(0, system, outer).view(b, 3, 3)
+        return cell.to(grad.dtype).transpose(1, 2) @ moments
+
+    def with_vectors(self, positions: torch.Tensor, cell: torch.Tensor, vectors: torch.Tensor) -> "Edges":
+        """The same edges, whose :meth:`vectors` of exactly ``positions`` and ``cell`` (the same
+        tensor objects) returns ``vectors`` (E, 3) instead of computing them. A new object: the
+        vectors (and any graph they hold) live as long as it, not as long as ``self``."""
+        out = Edges(index=self.index, cell_shifts=self.cell_shifts)
+        out._shift_codes = self._shift_codes
+        out._given = (positions, cell, vectors)
+        return out
 
 
 def _structure_pairs(calculator, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray):

@@ -150,16 +150,16 @@ class Repulsive(torch.nn.Module):
 
     def atomic_energies(self, batch, edges: Edges):
         energies = self.acnn.atomic_energies(batch, edges)
-        i, j = edges.index
         vectors = edges.vectors(batch.positions, batch.cell, batch.system_idx)
-        r = torch.linalg.norm(vectors, dim=1)
-        r0 = self.r0.to(r.dtype)[batch.numbers[i], batch.numbers[j]]
+        i, j = edges.index
+        with torch.no_grad():  # the few pairs inside 1.5 r₀ (the same energy: zero beyond)
+            r0 = self.r0.to(vectors.dtype)[batch.numbers[i], batch.numbers[j]]
+            near = torch.nonzero((vectors * vectors).sum(1) < (1.5 * r0) ** 2).flatten()
+        i, r0 = i.index_select(0, near), r0.index_select(0, near)
+        r = torch.linalg.norm(vectors.index_select(0, near), dim=1)
         rc = 1.5 * r0
-        inside = r < rc
-        rs = torch.where(inside, r, rc)
-        x, xc = r0 / rs, r0 / rc
-        pair = self.strength * (x ** 12 - xc ** 12 + 12 * xc ** 12 * (rs - rc) / rc)
-        pair = torch.where(inside, pair, torch.zeros_like(pair))
+        x, xc = r0 / r, r0 / rc
+        pair = self.strength * (x ** 12 - xc ** 12 + 12 * xc ** 12 * (r - rc) / rc)
         extra = torch.zeros_like(energies).index_add(0, i, 0.5 * pair.to(energies.dtype))
         return energies + extra
 

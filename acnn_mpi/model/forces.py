@@ -77,6 +77,7 @@ def evaluate(
     compute_stress: bool = True,
     create_graph: bool = False,
     edges: Optional[Edges] = None,
+    prune_edges: bool = False,
 ) -> PotentialOutput:
     """Energy, forces and stress of every structure in ``batch`` in one model call.
 
@@ -86,6 +87,16 @@ def evaluate(
         compute_forces / compute_stress: which derivatives to return.
         create_graph: keep the graph of the derivatives (training on forces and virials).
         edges: a neighbour list for ``batch`` within ``model.cutoff``; built here when None.
+        prune_edges: drop the pairs of ``edges`` at or beyond ``model.cutoff`` before the model
+            sees them (a Verlet list's skin: the models ignore those pairs, so the results are
+            the same, at less work per pair).
+
+    With forces and without ``create_graph``, the edge vectors are formed once, without autograd,
+    and the energy is differentiated with respect to them (g_e = ∂E/∂r_e): F = Σ over the edges of
+    each atom (+g as centre, −g as neighbour) and ∂E/∂ε = Σ_e r_e ⊗ g_e per structure, the same
+    derivatives as the strain below (r_e(ε) = r_e (I + ε)) with no autograd through the gathers.
+    Every term of a model that calls ``edges.vectors(batch.positions, batch.cell, ...)`` gets these
+    vectors; anything else a model does with positions or cell still reaches them by autograd.
     """
     if TUNE_ALLOCATOR and not _ALLOCATOR["tuned"]:
         keep_freed_memory()
@@ -106,6 +117,13 @@ def evaluate(
         inputs.append(strain)
     else:
         positions_used, cell_used = positions, cell
+    vectors = None
+    if compute_forces and not create_graph:
+        edges, vectors = _edge_vectors(model, batch, edges, prune_edges)
+        edges = edges.with_vectors(positions_used, cell_used, vectors)
+        inputs.append(vectors)
+    elif prune_edges:
+        edges = _edge_vectors(model, batch, edges, True)[0]
     # without create_graph the derivatives are never differentiated again: fused backward; and
     # when they are taken here, the graph is spent by them (no parameter gradients later)
     with first_derivatives_only(not create_graph, parameter_gradients=create_graph or not inputs):
@@ -117,11 +135,13 @@ def evaluate(
         grads = torch.autograd.grad(
             energy.sum(), inputs, create_graph=create_graph, allow_unused=True
         )
+        if vectors is not None:
+            grads = _add_edge_derivatives(grads, inputs, batch, edges, vectors, compute_stress)
         grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
         if compute_forces:
             forces = -grads[0]
         if compute_stress:
-            d_strain = grads[-1]
+            d_strain = grads[1]
             d_strain = 0.5 * (d_strain + d_strain.transpose(1, 2))
             virial = -d_strain
             volume = torch.linalg.det(cell).abs()
@@ -132,3 +152,42 @@ def evaluate(
     if inputs and not create_graph:  # the graph is spent; do not hand out tensors that hold it
         energy, atomic = energy.detach(), atomic.detach()
     return PotentialOutput(energy=energy, forces=forces, stress=stress, virial=virial, atomic_energies=atomic)
+
+
+def _edge_vectors(model, batch: Batch, edges: Edges, prune: bool) -> tuple[Edges, torch.Tensor]:
+    """(edges, their vectors (E, 3) as a leaf that requires grad), without the pairs at or beyond
+    ``model.cutoff`` when ``prune``. The margin of 1e-6 relative keeps every pair that the model,
+    rounding in its own float type, could still see inside its cutoff."""
+    with torch.no_grad():
+        vectors = edges.vectors(batch.positions.detach(), batch.cell.detach(), batch.system_idx)
+        if prune and edges.n_edges:
+            limit = float(model.cutoff) * (1.0 + 1e-6)
+            keep = torch.nonzero((vectors * vectors).sum(1) < limit * limit).flatten()
+            if keep.shape[0] < edges.n_edges:
+                edges, vectors = edges.select(keep), vectors.index_select(0, keep)
+    return edges, vectors.requires_grad_(True)
+
+
+def _add_edge_derivatives(grads, inputs, batch: Batch, edges: Edges, vectors: torch.Tensor,
+                          compute_stress: bool) -> list:
+    """[∂E/∂x (N, 3), ∂E/∂ε (B, 3, 3)] with the edge-vector gradient g (E, 3) added to the
+    direct ones (None where the model used positions or cell only through the edge vectors).
+
+    r_e = x_j − x_i + S_e·h: ∂E/∂x_n = Σ_{e: j=n} g_e − Σ_{e: i=n} g_e, and
+    Σ_e r_e ⊗ g_e = Σ_n x_n ⊗ ∂E/∂x_n + Σ_e (S_e·h) ⊗ g_e (no (E, 3, 3) products)."""
+    g = grads[-1]
+    d_positions, d_strain = grads[0], (grads[1] if compute_stress else None)
+    if g is not None:
+        i, j = edges.index
+        zeros = torch.zeros(inputs[0].shape, dtype=g.dtype, device=g.device)
+        from_edges = zeros.index_add(0, j, g) - zeros.index_add(0, i, g)
+        if compute_stress:
+            positions = batch.positions.detach().to(g.dtype)
+            per_atom = (positions[:, :, None] * from_edges[:, None, :]).reshape(-1, 9)
+            moments = torch.zeros(batch.n_systems, 9, dtype=g.dtype, device=g.device)
+            moments = moments.index_add_(0, batch.system_idx, per_atom).view(-1, 3, 3)
+            moments = moments + edges.shift_virial(g, batch.cell.detach(), batch.system_idx)
+            d_strain = moments if d_strain is None else d_strain + moments.to(d_strain.dtype)
+        from_edges = from_edges.to(inputs[0].dtype)
+        d_positions = from_edges if d_positions is None else d_positions + from_edges
+    return [d_positions] + ([d_strain] if compute_stress else [])

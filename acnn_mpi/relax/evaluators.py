@@ -89,13 +89,14 @@ class ModelEvaluator:
     def __call__(self, batch: Batch, edges: Optional[Edges] = None) -> Evaluation:
         from ..model.forces import evaluate
 
+        verlet = edges is not None  # a list within cutoff + skin: the skin's pairs are dropped
         if edges is None:
             edges = neighbor_list(batch, self.cutoff)
         dtype = self.model_dtype or batch.dtype
         work = batch.to(self.device, dtype)
         work_edges = edges if (edges.index.device == self.device) else Edges(
             index=edges.index.to(self.device), cell_shifts=edges.cell_shifts.to(self.device))
-        out = evaluate(self.model, work, edges=work_edges)
+        out = evaluate(self.model, work, edges=work_edges, prune_edges=verlet)
         energy = out.energy.to(batch.device, batch.dtype)
         eps = torch.finfo(dtype).eps
         noise = 16.0 * eps * (energy.abs() + batch.n_atoms.to(batch.dtype))
