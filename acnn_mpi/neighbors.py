@@ -40,14 +40,20 @@ class Edges:
     def _codes(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(E,) index of each edge's shift into the table (K, 3) of integer shifts (cached: the
         shifts do not change while the edges are reused). The table is the whole cube
-        [−reach, reach]³ when that is small (the index is then arithmetic, no sort: torch.unique
-        over E was ~4 % of a relaxation's CPU time), else the distinct shifts."""
+        [−reach, reach]³ when that is small (≤ 4096 shifts: the index is then arithmetic, no sort:
+        torch.unique over E was ~4 % of a relaxation's CPU time), else the distinct shifts."""
         if self._shift_codes is None:
-            shifts = self.cell_shifts.detach().round().long()
-            reach = int(shifts.abs().max()) if shifts.numel() else 0
+            shifts = self.cell_shifts.detach()  # integers, exact in the float type
+            low, high = torch.aminmax(shifts) if shifts.numel() else (shifts.new_zeros(()), shifts.new_zeros(()))
+            reach = int(max(-float(low), float(high)))
             side = 2 * reach + 1
-            key = ((shifts[:, 0] + reach) * side + shifts[:, 1] + reach) * side + shifts[:, 2] + reach
-            if side ** 3 <= 343:
+            if side ** 3 <= 1 << 22:  # the key by one matrix-vector product, exact below 2^24
+                weights = torch.tensor([side * side, side, 1], dtype=shifts.dtype, device=shifts.device)
+                key = (shifts @ weights).long() + reach * (side * side + side + 1)
+            else:
+                whole = shifts.long() + reach
+                key = (whole[:, 0] * side + whole[:, 1]) * side + whole[:, 2]
+            if side ** 3 <= 4096:
                 codes, unique = key, torch.arange(side ** 3, device=key.device)
             elif side ** 3 <= 1 << 22:
                 # the distinct shifts by a count over the cube (O(E + side³), no sort; the same
