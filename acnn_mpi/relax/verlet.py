@@ -49,45 +49,55 @@ def rebuild(batch: Batch, edges: Edges | None, stale: torch.Tensor, cutoff: floa
     new_shifts = fresh.cell_shifts
     if edges is None or edges.n_edges == 0 or bool(stale.all()):
         return Edges(index=new_index, cell_shifts=new_shifts)
-    if edges is not None:
-        new_shifts = new_shifts.to(edges.cell_shifts.dtype)
-    n = batch.n_systems
-    old_counts = torch.bincount(batch.system_idx[edges.index[0]], minlength=n)
-    stale_list = stale.tolist()
-    first_stale = stale_list.index(True)
-    if all(stale_list[first_stale:]):
-        # the stale structures are a suffix of the batch (newcomers): keep the head, append
-        head = int(old_counts[:first_stale].sum())
-        index = torch.cat([edges.index[:, :head], new_index], dim=1)
-        shifts = torch.cat([edges.cell_shifts[:head], new_shifts])
-        return Edges(index=index, cell_shifts=shifts)
-    # general case: per-structure blocks (edges are sorted by centre, so by structure), no sort
-    new_counts = torch.zeros(n, dtype=torch.long, device=batch.device)
-    new_counts[systems] = torch.bincount(sub.system_idx[fresh.index[0]], minlength=len(systems))
-    old_index = torch.split(edges.index, old_counts.tolist(), dim=1)
-    old_shifts = torch.split(edges.cell_shifts, old_counts.tolist())
-    fresh_index = torch.split(new_index, new_counts[systems].tolist(), dim=1)
-    fresh_shifts = torch.split(new_shifts, new_counts[systems].tolist())
-    pieces_i, pieces_s, k = [], [], 0
-    for b in range(n):
-        if stale_list[b]:
-            pieces_i.append(fresh_index[k])
-            pieces_s.append(fresh_shifts[k])
+    new_shifts = new_shifts.to(edges.cell_shifts.dtype)
+    # edges are sorted by centre, so by structure: each structure's block from its atom range
+    old_bounds = structure_bounds(edges, offsets).tolist()
+    fresh_bounds = structure_bounds(fresh, sub_offsets).tolist()
+    pieces_i, pieces_s, k, start = [], [], 0, 0
+    for b, is_stale in enumerate(stale.tolist()):  # runs of kept blocks as one slice each
+        if is_stale:
+            if old_bounds[b] > start:
+                pieces_i.append(edges.index[:, start:old_bounds[b]])
+                pieces_s.append(edges.cell_shifts[start:old_bounds[b]])
+            pieces_i.append(new_index[:, fresh_bounds[k]:fresh_bounds[k + 1]])
+            pieces_s.append(new_shifts[fresh_bounds[k]:fresh_bounds[k + 1]])
             k += 1
-        else:
-            pieces_i.append(old_index[b])
-            pieces_s.append(old_shifts[b])
-    index, shifts = torch.cat(pieces_i, dim=1), torch.cat(pieces_s)
-    return Edges(index=index, cell_shifts=shifts)
+            start = old_bounds[b + 1]
+    if start < edges.n_edges:
+        pieces_i.append(edges.index[:, start:])
+        pieces_s.append(edges.cell_shifts[start:])
+    return Edges(index=torch.cat(pieces_i, dim=1), cell_shifts=torch.cat(pieces_s))
+
+
+def structure_bounds(edges: Edges, atom_offsets: torch.Tensor) -> torch.Tensor:
+    """(B+1,) where each structure's edges start in ``edges`` sorted by centre, from the atom
+    offsets (B+1,): a binary search, no pass over the edges."""
+    return torch.searchsorted(edges.index[0].contiguous(), atom_offsets)
 
 
 def select_edges(edges: Edges | None, atom_mask: torch.Tensor) -> Edges | None:
-    """The edges among the atoms kept by ``atom_mask`` (whole structures), re-indexed."""
+    """The edges among the atoms kept by ``atom_mask`` (whole structures), re-indexed; ``edges``
+    sorted by centre (as every list here), so each run of kept atoms is one slice of them."""
     if edges is None:
         return None
-    new_index = torch.cumsum(atom_mask.long(), 0) - 1
-    keep = atom_mask[edges.index[0]]
-    return Edges(index=new_index[edges.index[:, keep]], cell_shifts=edges.cell_shifts[keep])
+    n = atom_mask.shape[0]
+    mask = atom_mask.to(torch.int8)
+    change = (torch.nonzero(mask[1:] != mask[:-1]).flatten() + 1).tolist()
+    bounds = [0] + change + [n]
+    starts = torch.tensor(bounds, dtype=torch.long, device=edges.index.device)
+    edge_bounds = torch.searchsorted(edges.index[0].contiguous(), starts).tolist()
+    pieces_i, pieces_s, removed = [], [], 0
+    for r in range(len(bounds) - 1):
+        lo, hi = bounds[r], bounds[r + 1]
+        if bool(atom_mask[lo]):
+            e0, e1 = edge_bounds[r], edge_bounds[r + 1]
+            pieces_i.append(edges.index[:, e0:e1] - removed)
+            pieces_s.append(edges.cell_shifts[e0:e1])
+        else:
+            removed += hi - lo
+    if not pieces_i:
+        return Edges(index=edges.index[:, :0], cell_shifts=edges.cell_shifts[:0])
+    return Edges(index=torch.cat(pieces_i, dim=1), cell_shifts=torch.cat(pieces_s))
 
 
 def concatenate_edges(parts: list[tuple[Edges | None, int]]) -> Edges | None:
