@@ -18,6 +18,7 @@ import torch
 
 from ..neighbors import Edges, neighbor_list
 from ..state import Batch
+from . import kernels
 from .descriptor import first_derivatives_only
 
 _ALLOCATOR = {"tuned": False}
@@ -119,7 +120,7 @@ def evaluate(
         positions_used, cell_used = positions, cell
     vectors = None
     if compute_forces and not create_graph:
-        edges, vectors = _edge_vectors(model, batch, edges, prune_edges)
+        edges, vectors, image_index = _edge_vectors(model, batch, edges, prune_edges)
         edges = edges.with_vectors(positions_used, cell_used, vectors)
         inputs.append(vectors)
     elif prune_edges:
@@ -136,7 +137,7 @@ def evaluate(
             energy.sum(), inputs, create_graph=create_graph, allow_unused=True
         )
         if vectors is not None:
-            grads = _add_edge_derivatives(grads, inputs, batch, edges, vectors, compute_stress)
+            grads = _add_edge_derivatives(grads, inputs, batch, edges, vectors, compute_stress, image_index)
         grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
         if compute_forces:
             forces = -grads[0]
@@ -154,39 +155,72 @@ def evaluate(
     return PotentialOutput(energy=energy, forces=forces, stress=stress, virial=virial, atomic_energies=atomic)
 
 
-def _edge_vectors(model, batch: Batch, edges: Edges, prune: bool) -> tuple[Edges, torch.Tensor]:
-    """(edges, their vectors (E, 3) as a leaf that requires grad), without the pairs at or beyond
-    ``model.cutoff`` when ``prune``. The margin of 1e-6 relative keeps every pair that the model,
-    rounding in its own float type, could still see inside its cutoff."""
+def _edge_vectors(model, batch: Batch, edges: Edges, prune: bool):
+    """(edges, their vectors (E, 3) as a leaf that requires grad, the image index of each edge or
+    None), without the pairs at or beyond ``model.cutoff`` when ``prune``. The margin of 1e-6
+    relative keeps every pair that the model, rounding in its own float type, could still see
+    inside its cutoff. With the C++ kernels on, one pass forms, measures and keeps the vectors."""
+    positions, cell = batch.positions.detach(), batch.cell.detach()
+    limit = float(model.cutoff) * (1.0 + 1e-6)
+    helpers = _helpers_for(positions, edges) if prune else None
     with torch.no_grad():
-        vectors = edges.vectors(batch.positions.detach(), batch.cell.detach(), batch.system_idx)
+        if helpers is not None:
+            codes, table = edges._codes()
+            images = (table.to(cell.dtype) @ cell).reshape(-1, 3).contiguous()
+            vectors, keep, flat = helpers.prune_edge_vectors(
+                positions.contiguous(), edges.index.contiguous(), images, batch.system_idx.contiguous(),
+                codes.contiguous(), int(table.shape[0]), limit * limit)
+            return edges.select(keep), vectors.requires_grad_(True), flat
+        vectors = edges.vectors(positions, cell, batch.system_idx)
         if prune and edges.n_edges:
-            limit = float(model.cutoff) * (1.0 + 1e-6)
             keep = torch.nonzero((vectors * vectors).sum(1) < limit * limit).flatten()
             if keep.shape[0] < edges.n_edges:
                 edges, vectors = edges.select(keep), vectors.index_select(0, keep)
-    return edges, vectors.requires_grad_(True)
+    return edges, vectors.requires_grad_(True), None
+
+
+def _helpers_for(positions: torch.Tensor, edges: Edges):
+    """The C++ edge helpers where they apply (kernels on, CPU, float32/64, a small shift table)."""
+    helpers = kernels.edge_helpers()
+    if helpers is None or positions.device.type != "cpu" or positions.dtype not in (torch.float32, torch.float64) \
+            or edges.n_edges == 0:
+        return None
+    return helpers if edges._codes()[1].shape[0] <= 4096 else None
 
 
 def _add_edge_derivatives(grads, inputs, batch: Batch, edges: Edges, vectors: torch.Tensor,
-                          compute_stress: bool) -> list:
+                          compute_stress: bool, image_index: Optional[torch.Tensor] = None) -> list:
     """[∂E/∂x (N, 3), ∂E/∂ε (B, 3, 3)] with the edge-vector gradient g (E, 3) added to the
     direct ones (None where the model used positions or cell only through the edge vectors).
 
     r_e = x_j − x_i + S_e·h: ∂E/∂x_n = Σ_{e: j=n} g_e − Σ_{e: i=n} g_e, and
-    Σ_e r_e ⊗ g_e = Σ_n x_n ⊗ ∂E/∂x_n + Σ_e (S_e·h) ⊗ g_e (no (E, 3, 3) products)."""
+    Σ_e r_e ⊗ g_e = Σ_n x_n ⊗ ∂E/∂x_n + Σ_e (S_e·h) ⊗ g_e (no (E, 3, 3) products).
+    ``image_index`` (E,): structure·K + shift code of each edge, from the C++ pass (one more pass
+    then makes both sums)."""
     g = grads[-1]
     d_positions, d_strain = grads[0], (grads[1] if compute_stress else None)
     if g is not None:
         i, j = edges.index
-        zeros = torch.zeros(inputs[0].shape, dtype=g.dtype, device=g.device)
-        from_edges = zeros.index_add(0, j, g) - zeros.index_add(0, i, g)
+        shift_part = None
+        if image_index is not None:
+            table = edges._codes()[1]
+            n_shifts = int(table.shape[0])
+            from_edges, per_shift = kernels.edge_helpers().scatter_edge_gradient(
+                g.contiguous(), edges.index.contiguous(), image_index, int(inputs[0].shape[0]),
+                batch.n_systems * n_shifts)
+            if compute_stress:
+                moments = table.to(g.dtype).t() @ per_shift.view(batch.n_systems, n_shifts, 3)
+                shift_part = batch.cell.detach().to(g.dtype).transpose(1, 2) @ moments
+        else:
+            zeros = torch.zeros(inputs[0].shape, dtype=g.dtype, device=g.device)
+            from_edges = zeros.index_add(0, j, g) - zeros.index_add(0, i, g)
         if compute_stress:
+            if shift_part is None:
+                shift_part = edges.shift_virial(g, batch.cell.detach(), batch.system_idx)
             positions = batch.positions.detach().to(g.dtype)
             per_atom = (positions[:, :, None] * from_edges[:, None, :]).reshape(-1, 9)
             moments = torch.zeros(batch.n_systems, 9, dtype=g.dtype, device=g.device)
-            moments = moments.index_add_(0, batch.system_idx, per_atom).view(-1, 3, 3)
-            moments = moments + edges.shift_virial(g, batch.cell.detach(), batch.system_idx)
+            moments = moments.index_add_(0, batch.system_idx, per_atom).view(-1, 3, 3) + shift_part
             d_strain = moments if d_strain is None else d_strain + moments.to(d_strain.dtype)
         from_edges = from_edges.to(inputs[0].dtype)
         d_positions = from_edges if d_positions is None else d_positions + from_edges

@@ -51,7 +51,7 @@ def load():
 
         source = _SOURCE.read_text()
         _STATE["module"] = load_inline(
-            name=_build_name(), cpp_sources=[source], functions=["forward", "backward"],
+            name=_build_name(), cpp_sources=[source], functions=["forward", "backward", "prune_edge_vectors", "scatter_edge_gradient"],
             extra_cflags=["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=fast"],
             extra_ldflags=["-fopenmp"], verbose=False)
     except Exception as exc:  # noqa: BLE001 - compiler missing, build errors, unsupported platform
@@ -66,6 +66,13 @@ def available_for(vectors: torch.Tensor) -> bool:
     """Whether the C++ kernels are switched on and apply to these edge vectors (float32 on CPU)."""
     return _STATE.get("enabled", False) and vectors.dtype == torch.float32 and vectors.device.type == "cpu" \
         and load() is not None
+
+
+def edge_helpers():
+    """The compiled module for :mod:`acnn_mpi.model.forces`'s one-pass edge helpers
+    (``prune_edge_vectors``, ``scatter_edge_gradient``; float32 and float64, CPU) when the C++
+    kernels are switched on, else None."""
+    return load() if _STATE.get("enabled", False) else None
 
 
 def use_cpp_kernels(enabled: bool = True) -> bool:
