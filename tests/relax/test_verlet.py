@@ -1,5 +1,6 @@
 """Verlet lists of the relaxer: rebuilt, selected and carried lists hold every pair within the cutoff."""
 
+import pytest
 import torch
 
 from acnn_mpi.neighbors import neighbor_list
@@ -66,3 +67,35 @@ def test_lists_stay_complete_along_a_relaxation(monkeypatch):
     trial = kept.trial_batch()
     assert _pairs(kept.edges, trial, float("inf"))[0] >= _pairs(neighbor_list(trial, model.cutoff), trial,
                                                                 model.cutoff)[0]
+
+
+def _skin_evaluation_matches_fresh_list():
+    from acnn_mpi.model.forces import evaluate
+
+    model = lj()
+    batch = Batch.from_atoms(random_argon(3, seed=8))
+    verlet_edges = neighbor_list(batch, model.cutoff + 1.5)  # pairs in the skin are dropped
+    pruned = evaluate(model, batch, edges=verlet_edges, prune_edges=True)
+    fresh = evaluate(model, batch)
+    assert torch.allclose(pruned.energy, fresh.energy, rtol=0, atol=1e-10)
+    assert torch.allclose(pruned.forces, fresh.forces, rtol=0, atol=1e-10)
+    assert torch.allclose(pruned.stress, fresh.stress, rtol=0, atol=1e-12)
+    assert float(fresh.forces.abs().max()) > 1e-3 and float(fresh.stress.abs().max()) > 1e-5
+
+
+def test_evaluation_on_a_verlet_list_equals_a_fresh_list():
+    _skin_evaluation_matches_fresh_list()
+
+
+@pytest.mark.slow
+def test_cpp_edge_helpers_equal_the_torch_path():
+    """The one-pass C++ edge helpers (model.compile: cpp, float64 here; built on first use)."""
+    from acnn_mpi.model import kernels
+
+    if not kernels.use_cpp_kernels(True):
+        pytest.skip("the C++ kernels cannot be built here (no compiler)")
+    try:
+        assert kernels.edge_helpers() is not None
+        _skin_evaluation_matches_fresh_list()
+    finally:
+        kernels.use_cpp_kernels(False)
