@@ -120,7 +120,7 @@ def evaluate(
         positions_used, cell_used = positions, cell
     vectors = None
     if compute_forces and not create_graph:
-        edges, vectors, image_index = _edge_vectors(model, batch, edges, prune_edges)
+        edges, vectors, by_helpers = _edge_vectors(model, batch, edges, prune_edges)
         edges = edges.with_vectors(positions_used, cell_used, vectors)
         inputs.append(vectors)
     elif prune_edges:
@@ -137,7 +137,7 @@ def evaluate(
             energy.sum(), inputs, create_graph=create_graph, allow_unused=True
         )
         if vectors is not None:
-            grads = _add_edge_derivatives(grads, inputs, batch, edges, vectors, compute_stress, image_index)
+            grads = _add_edge_derivatives(grads, inputs, batch, edges, vectors, compute_stress, by_helpers)
         grads = [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs)]
         if compute_forces:
             forces = -grads[0]
@@ -156,8 +156,8 @@ def evaluate(
 
 
 def _edge_vectors(model, batch: Batch, edges: Edges, prune: bool):
-    """(edges, their vectors (E, 3) as a leaf that requires grad, the image index of each edge or
-    None), without the pairs at or beyond ``model.cutoff`` when ``prune``. The margin of 1e-6
+    """(edges, their vectors (E, 3) as a leaf that requires grad, whether the C++ helpers made
+    them), without the pairs at or beyond ``model.cutoff`` when ``prune``. The margin of 1e-6
     relative keeps every pair that the model, rounding in its own float type, could still see
     inside its cutoff. With the C++ kernels on, one pass forms, measures and keeps the vectors."""
     positions, cell = batch.positions.detach(), batch.cell.detach()
@@ -165,51 +165,45 @@ def _edge_vectors(model, batch: Batch, edges: Edges, prune: bool):
     helpers = _helpers_for(positions, edges) if prune else None
     with torch.no_grad():
         if helpers is not None:
-            codes, table = edges._codes()
-            images = (table.to(cell.dtype) @ cell).reshape(-1, 3).contiguous()
-            vectors, keep, flat = helpers.prune_edge_vectors(
-                positions.contiguous(), edges.index.contiguous(), images, batch.system_idx.contiguous(),
-                codes.contiguous(), int(table.shape[0]), limit * limit)
-            return edges.select(keep), vectors.requires_grad_(True), flat
+            vectors, index, shifts = helpers.prune_edge_vectors(
+                positions.contiguous(), edges.index.contiguous(), edges.cell_shifts.contiguous(),
+                cell.contiguous(), batch.system_idx.contiguous(), limit * limit)
+            return Edges(index=index, cell_shifts=shifts), vectors.requires_grad_(True), True
         vectors = edges.vectors(positions, cell, batch.system_idx)
         if prune and edges.n_edges:
             keep = torch.nonzero((vectors * vectors).sum(1) < limit * limit).flatten()
             if keep.shape[0] < edges.n_edges:
                 edges, vectors = edges.select(keep), vectors.index_select(0, keep)
-    return edges, vectors.requires_grad_(True), None
+    return edges, vectors.requires_grad_(True), False
 
 
 def _helpers_for(positions: torch.Tensor, edges: Edges):
-    """The C++ edge helpers where they apply (kernels on, CPU, float32/64, a small shift table)."""
+    """The C++ edge helpers where they apply (kernels on, CPU, float32/64, float64 shifts)."""
     helpers = kernels.edge_helpers()
     if helpers is None or positions.device.type != "cpu" or positions.dtype not in (torch.float32, torch.float64) \
-            or edges.n_edges == 0:
+            or edges.cell_shifts.dtype != torch.float64:
         return None
-    return helpers if edges._codes()[1].shape[0] <= 4096 else None
+    return helpers
 
 
 def _add_edge_derivatives(grads, inputs, batch: Batch, edges: Edges, vectors: torch.Tensor,
-                          compute_stress: bool, image_index: Optional[torch.Tensor] = None) -> list:
+                          compute_stress: bool, by_helpers: bool = False) -> list:
     """[∂E/∂x (N, 3), ∂E/∂ε (B, 3, 3)] with the edge-vector gradient g (E, 3) added to the
     direct ones (None where the model used positions or cell only through the edge vectors).
 
     r_e = x_j − x_i + S_e·h: ∂E/∂x_n = Σ_{e: j=n} g_e − Σ_{e: i=n} g_e, and
     Σ_e r_e ⊗ g_e = Σ_n x_n ⊗ ∂E/∂x_n + Σ_e (S_e·h) ⊗ g_e (no (E, 3, 3) products).
-    ``image_index`` (E,): structure·K + shift code of each edge, from the C++ pass (one more pass
-    then makes both sums)."""
+    ``by_helpers``: the edges came from the C++ pass; one more C++ pass then makes both sums."""
     g = grads[-1]
     d_positions, d_strain = grads[0], (grads[1] if compute_stress else None)
     if g is not None:
         i, j = edges.index
         shift_part = None
-        if image_index is not None:
-            table = edges._codes()[1]
-            n_shifts = int(table.shape[0])
-            from_edges, per_shift = kernels.edge_helpers().scatter_edge_gradient(
-                g.contiguous(), edges.index.contiguous(), image_index, int(inputs[0].shape[0]),
-                batch.n_systems * n_shifts)
+        if by_helpers:
+            from_edges, moments = kernels.edge_helpers().scatter_edge_gradient(
+                g.contiguous(), edges.index.contiguous(), edges.cell_shifts, batch.system_idx.contiguous(),
+                int(inputs[0].shape[0]), batch.n_systems)
             if compute_stress:
-                moments = table.to(g.dtype).t() @ per_shift.view(batch.n_systems, n_shifts, 3)
                 shift_part = batch.cell.detach().to(g.dtype).transpose(1, 2) @ moments
         else:
             zeros = torch.zeros(inputs[0].shape, dtype=g.dtype, device=g.device)

@@ -270,22 +270,24 @@ torch::Tensor backward(torch::Tensor grad_radial, torch::Tensor grad_dens, torch
 namespace {
 
 template <class T>
-int64_t prune_impl(const T* x, const int64_t* i, const int64_t* j, const T* images, const int64_t* system,
-                   const int64_t* codes, int64_t n_edges, int64_t n_shifts, T limit2, T* out, int64_t* keep,
-                   int64_t* flat) {
+int64_t prune_impl(const T* x, const int64_t* i, const int64_t* j, const double* shifts, const T* cell,
+                   const int64_t* system, int64_t n_edges, T limit2, T* out, int64_t* out_i, int64_t* out_j,
+                   double* out_shifts) {
   int64_t n = 0;
   for (int64_t e = 0; e < n_edges; ++e) {
     const int64_t a = i[e], b = j[e];
-    const int64_t f = system[a] * n_shifts + codes[e];
-    const T* s = images + 3 * f;
-    const T v0 = x[3 * b] - x[3 * a] + s[0], v1 = x[3 * b + 1] - x[3 * a + 1] + s[1],
-            v2 = x[3 * b + 2] - x[3 * a + 2] + s[2];
-    if (v0 * v0 + v1 * v1 + v2 * v2 < limit2) {
-      out[3 * n] = v0;
-      out[3 * n + 1] = v1;
-      out[3 * n + 2] = v2;
-      keep[n] = e;
-      flat[n] = f;
+    const T* h = cell + 9 * system[a];
+    const double* s = shifts + 3 * e;
+    const T s0 = static_cast<T>(s[0]), s1 = static_cast<T>(s[1]), s2 = static_cast<T>(s[2]);
+    T v[3];
+    for (int k = 0; k < 3; ++k) v[k] = x[3 * b + k] - x[3 * a + k] + (s0 * h[k] + s1 * h[3 + k] + s2 * h[6 + k]);
+    if (v[0] * v[0] + v[1] * v[1] + v[2] * v[2] < limit2) {
+      for (int k = 0; k < 3; ++k) {
+        out[3 * n + k] = v[k];
+        out_shifts[3 * n + k] = s[k];
+      }
+      out_i[n] = a;
+      out_j[n] = b;
       ++n;
     }
   }
@@ -293,62 +295,70 @@ int64_t prune_impl(const T* x, const int64_t* i, const int64_t* j, const T* imag
 }
 
 template <class T>
-void scatter_impl(const T* g, const int64_t* i, const int64_t* j, const int64_t* flat, int64_t n_edges,
-                  T* d_positions, T* per_shift) {
+void scatter_impl(const T* g, const int64_t* i, const int64_t* j, const double* shifts, const int64_t* system,
+                  int64_t n_edges, T* d_positions, T* moments) {
   for (int64_t e = 0; e < n_edges; ++e) {
     const T* ge = g + 3 * e;
     T* di = d_positions + 3 * i[e];
     T* dj = d_positions + 3 * j[e];
-    T* ds = per_shift + 3 * flat[e];
+    T* m = moments + 9 * system[i[e]];
     for (int k = 0; k < 3; ++k) {
       di[k] -= ge[k];
       dj[k] += ge[k];
-      ds[k] += ge[k];
+    }
+    for (int a = 0; a < 3; ++a) {
+      const T sa = static_cast<T>(shifts[3 * e + a]);
+      if (sa != T(0))
+        for (int k = 0; k < 3; ++k) m[3 * a + k] += sa * ge[k];
     }
   }
 }
 
 }  // namespace
 
-// Edge vectors r_e = x[j] - x[i] + images[system[i] * K + codes[e]] of the edges shorter than
-// sqrt(limit2), in one pass: returns (vectors (E', 3), kept edge indices (E'), image index (E')).
-// positions (N, 3), images (B*K, 3) of one float type; index (2, E), system (N), codes (E) int64.
-std::vector<torch::Tensor> prune_edge_vectors(torch::Tensor positions, torch::Tensor index, torch::Tensor images,
-                                              torch::Tensor system, torch::Tensor codes, int64_t n_shifts,
-                                              double limit2) {
+// Edge vectors r_e = x[j] - x[i] + S_e . cell[system[i]] of the edges shorter than sqrt(limit2),
+// in one pass: returns (vectors (E', 3), index (2, E'), cell shifts (E', 3) float64) of the kept
+// edges, in their order. positions (N, 3) and cell (B, 3, 3) of one float type; index (2, E) and
+// system (N) int64; shifts (E, 3) float64.
+std::vector<torch::Tensor> prune_edge_vectors(torch::Tensor positions, torch::Tensor index, torch::Tensor shifts,
+                                              torch::Tensor cell, torch::Tensor system, double limit2) {
   check(index, torch::kInt64, "index");
   check(system, torch::kInt64, "system");
-  check(codes, torch::kInt64, "codes");
-  check(images, positions.scalar_type(), "images");
+  check(shifts, torch::kFloat64, "shifts");
+  check(cell, positions.scalar_type(), "cell");
   const int64_t n_edges = index.size(1);
   auto out = torch::empty({n_edges, 3}, positions.options());
-  auto keep = torch::empty({n_edges}, index.options());
-  auto flat = torch::empty({n_edges}, index.options());
+  auto out_index = torch::empty({2, n_edges}, index.options());
+  auto out_shifts = torch::empty({n_edges, 3}, shifts.options());
   int64_t n = 0;
   AT_DISPATCH_FLOATING_TYPES(positions.scalar_type(), "prune_edge_vectors", [&] {
     check(positions, positions.scalar_type(), "positions");
     n = prune_impl<scalar_t>(positions.data_ptr<scalar_t>(), index.data_ptr<int64_t>(),
-                             index.data_ptr<int64_t>() + n_edges, images.data_ptr<scalar_t>(),
-                             system.data_ptr<int64_t>(), codes.data_ptr<int64_t>(), n_edges, n_shifts,
-                             static_cast<scalar_t>(limit2), out.data_ptr<scalar_t>(), keep.data_ptr<int64_t>(),
-                             flat.data_ptr<int64_t>());
+                             index.data_ptr<int64_t>() + n_edges, shifts.data_ptr<double>(),
+                             cell.data_ptr<scalar_t>(), system.data_ptr<int64_t>(), n_edges,
+                             static_cast<scalar_t>(limit2), out.data_ptr<scalar_t>(),
+                             out_index.data_ptr<int64_t>(), out_index.data_ptr<int64_t>() + n_edges,
+                             out_shifts.data_ptr<double>());
   });
-  return {out.narrow(0, 0, n), keep.narrow(0, 0, n), flat.narrow(0, 0, n)};
+  auto kept_index = torch::stack({out_index[0].narrow(0, 0, n), out_index[1].narrow(0, 0, n)});
+  return {out.narrow(0, 0, n), kept_index, out_shifts.narrow(0, 0, n)};
 }
 
 // The sums of an edge-vector gradient g (E, 3): dE/dx (N, 3) (+g at the neighbour j, -g at the
-// centre i) and per image index (n_images, 3); index (2, E), flat (E) int64.
-std::vector<torch::Tensor> scatter_edge_gradient(torch::Tensor g, torch::Tensor index, torch::Tensor flat,
-                                                 int64_t n_atoms, int64_t n_images) {
+// centre i) and per structure sum_e S_e (x) g_e (B, 3, 3); index (2, E), system (N) int64,
+// shifts (E, 3) float64.
+std::vector<torch::Tensor> scatter_edge_gradient(torch::Tensor g, torch::Tensor index, torch::Tensor shifts,
+                                                 torch::Tensor system, int64_t n_atoms, int64_t n_systems) {
   check(index, torch::kInt64, "index");
-  check(flat, torch::kInt64, "flat");
+  check(system, torch::kInt64, "system");
+  check(shifts, torch::kFloat64, "shifts");
   auto d_positions = torch::zeros({n_atoms, 3}, g.options());
-  auto per_shift = torch::zeros({n_images, 3}, g.options());
+  auto moments = torch::zeros({n_systems, 3, 3}, g.options());
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "scatter_edge_gradient", [&] {
     check(g, g.scalar_type(), "g");
     scatter_impl<scalar_t>(g.data_ptr<scalar_t>(), index.data_ptr<int64_t>(), index.data_ptr<int64_t>() + index.size(1),
-                           flat.data_ptr<int64_t>(), index.size(1), d_positions.data_ptr<scalar_t>(),
-                           per_shift.data_ptr<scalar_t>());
+                           shifts.data_ptr<double>(), system.data_ptr<int64_t>(), index.size(1),
+                           d_positions.data_ptr<scalar_t>(), moments.data_ptr<scalar_t>());
   });
-  return {d_positions, per_shift};
+  return {d_positions, moments};
 }
