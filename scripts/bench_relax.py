@@ -153,7 +153,8 @@ class Repulsive(torch.nn.Module):
         vectors = edges.vectors(batch.positions, batch.cell, batch.system_idx)
         i, j = edges.index
         with torch.no_grad():  # the few pairs inside 1.5 r₀ (the same energy: zero beyond)
-            r0 = self.r0.to(vectors.dtype)[batch.numbers[i], batch.numbers[j]]
+            pair_code = batch.numbers.index_select(0, i) * self.r0.shape[0] + batch.numbers.index_select(0, j)
+            r0 = self.r0.to(vectors.dtype).view(-1).index_select(0, pair_code)
             near = torch.nonzero((vectors * vectors).sum(1) < (1.5 * r0) ** 2).flatten()
         i, r0 = i.index_select(0, near), r0.index_select(0, near)
         r = torch.linalg.norm(vectors.index_select(0, near), dim=1)

@@ -11,6 +11,7 @@
 // with XY = Re/Im (x + iy)^|m| (descriptor.RealSphericalHarmonics).
 #include <torch/extension.h>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -340,7 +341,10 @@ std::vector<torch::Tensor> prune_edge_vectors(torch::Tensor positions, torch::Te
                              out_index.data_ptr<int64_t>(), out_index.data_ptr<int64_t>() + n_edges,
                              out_shifts.data_ptr<double>());
   });
-  auto kept_index = torch::stack({out_index[0].narrow(0, 0, n), out_index[1].narrow(0, 0, n)});
+  // row j moved up behind the n kept centres, so that the first 2n entries are the (2, n) index
+  int64_t* raw = out_index.data_ptr<int64_t>();
+  std::memmove(raw + n, raw + n_edges, sizeof(int64_t) * n);
+  auto kept_index = out_index.view({-1}).narrow(0, 0, 2 * n).view({2, n});
   return {out.narrow(0, 0, n), kept_index, out_shifts.narrow(0, 0, n)};
 }
 
