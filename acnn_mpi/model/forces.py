@@ -95,7 +95,8 @@ def evaluate(
     With forces and without ``create_graph``, the edge vectors are formed once, without autograd,
     and the energy is differentiated with respect to them (g_e = ∂E/∂r_e): F = Σ over the edges of
     each atom (+g as centre, −g as neighbour) and ∂E/∂ε = Σ_e r_e ⊗ g_e per structure, the same
-    derivatives as the strain below (r_e(ε) = r_e (I + ε)) with no autograd through the gathers.
+    derivatives as the strain of the module docstring (r_e(ε) = r_e (I + ε)), with no autograd
+    through the gathers.
     Every term of a model that calls ``edges.vectors(batch.positions, batch.cell, ...)`` gets these
     vectors; anything else a model does with positions or cell still reaches them by autograd.
     """
