@@ -135,9 +135,17 @@ class TrainingSettings(_Section):
     lr_min_ratio: float = Field(0.01, ge=0, le=1, description="cosine: final lr / learning_rate")
     lr_cycles: int = Field(1, ge=1, description="cosine: cycles per (re)training (warm restarts)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    grad_clip_norm: Optional[float] = Field(None, gt=0, description="clip the global L2 norm of the "
+                                            "gradient to this before each step (the log's grad_norm "
+                                            "column shows the norms); null: no clipping")
     p_energy: float = Field(0.1, ge=0)
     p_energy_end: Optional[float] = Field(None, ge=0, description="energy prefactor that p_e tends to "
                                           "as lr falls (p_f's rule); null: p_energy throughout")
+    energy_loss: Literal["per_structure", "per_atom"] = Field(
+        "per_structure", description="energy term of the loss: 'per_structure' |ΔE|²/N (Eq. 16), "
+        "'per_atom' (ΔE/N)², the per-atom error the RMSE reports, so small cells (surfaces, "
+        "clusters) weigh as much as large ones; p_energy ≈ N × Eq. 16's for the same weight on an "
+        "N-atom cell")
     p_force_start: float = Field(10.0, ge=0)
     p_force_end: float = Field(0.1, ge=0)
     p_virial: float = Field(0.1, ge=0)

@@ -6,7 +6,8 @@ every checkpoint, so after a resume the log holds each step once.
 CSV columns (:data:`COLUMNS`): ``step``, ``epoch``, ``lr``, ``p_force``, ``loss`` (Eq. 16, mean over
 the minibatches since the previous row), ``loss_energy`` / ``loss_forces`` / ``loss_virial``
 (unweighted mean per-structure terms |ΔE|²/N in eV²/atom, ‖ΔF‖²/3N in eV²/Å², ‖ΔW‖²/3N in eV²/atom),
-``wall_s``, ``steps_per_s``, then ``valid_*`` and ``extra_*`` errors (filled on rows where a
+``wall_s``, ``steps_per_s``, ``grad_norm`` (the largest global gradient norm of the window,
+before any ``grad_clip_norm``), then ``valid_*`` and ``extra_*`` errors (filled on rows where a
 validation ran; units as in :mod:`acnn_mpi.train.metrics`: meV/atom, meV/Å, GPa).
 """
 
@@ -22,7 +23,7 @@ from .checkpoint import atomic_text
 
 _METRICS = ("energy_rmse", "energy_mae", "force_rmse", "force_mae", "stress_rmse", "stress_mae")
 COLUMNS = (["step", "epoch", "lr", "p_force", "loss", "loss_energy", "loss_forces", "loss_virial",
-            "wall_s", "steps_per_s"]
+            "wall_s", "steps_per_s", "grad_norm"]
            + [f"valid_{m}" for m in _METRICS] + [f"extra_{m}" for m in _METRICS])
 
 
@@ -64,6 +65,8 @@ def progress_line(record: dict, total_steps: int) -> str:
                      f"F {record[f'{prefix}_force_rmse']:.1f} meV/Å")
             if record.get(f"{prefix}_stress_rmse") is not None:
                 line += f"  S {record[f'{prefix}_stress_rmse']:.3f} GPa"
+    if record.get("grad_norm"):
+        line += f"  |g| {record['grad_norm']:.3g}"
     if record.get("steps_per_s"):
         line += f" | {record['steps_per_s']:.2f} steps/s"
     return line

@@ -116,12 +116,16 @@ class LossParts:
     virial: float
 
 
-def structure_terms(output: PotentialOutput, targets: Targets) -> tuple[torch.Tensor, ...]:
-    """Per-structure (B,) terms |ΔE|²/N, ‖ΔF‖²/3N and ‖ΔW‖²/3N (zero where the label is missing)."""
+def structure_terms(output: PotentialOutput, targets: Targets,
+                    energy_per_atom: bool = False) -> tuple[torch.Tensor, ...]:
+    """Per-structure (B,) terms |ΔE|²/N (or (ΔE/N)² with ``energy_per_atom``), ‖ΔF‖²/3N and
+    ‖ΔW‖²/3N (zero where the label is missing)."""
     n = targets.n_atoms
     # totals in float64 (the model returns them so: DFT-sized energies); the per-structure sums of
     # a float32 model's force and virial errors are promoted to it
     energy_term = (output.energy.double() - targets.energy.double()) ** 2 / n.double()
+    if energy_per_atom:
+        energy_term = energy_term / n.double()
     force_term = torch.zeros_like(energy_term)
     if output.forces is not None and bool(targets.has_forces.any()):
         squared = ((output.forces - targets.forces) ** 2).sum(dim=1).double()
@@ -134,10 +138,12 @@ def structure_terms(output: PotentialOutput, targets: Targets) -> tuple[torch.Te
     return energy_term, force_term, virial_term
 
 
-def loss_sum(output: PotentialOutput, targets: Targets, p_e: float, p_f: float, p_w: float) -> LossParts:
+def loss_sum(output: PotentialOutput, targets: Targets, p_e: float, p_f: float, p_w: float,
+             energy_per_atom: bool = False) -> LossParts:
     """Σ over the structures of ``targets`` of the Eq. 16 summand (divide by N_B for the loss), each
-    structure's terms times its ``targets.weight`` (1 unless a collapsed cell is down-weighted)."""
-    energy_term, force_term, virial_term = structure_terms(output, targets)
+    structure's terms times its ``targets.weight`` (1 unless a collapsed cell is down-weighted);
+    ``energy_per_atom``: the energy term is (ΔE/N)² (``training.energy_loss: per_atom``)."""
+    energy_term, force_term, virial_term = structure_terms(output, targets, energy_per_atom)
     if targets.weight is not None:
         energy_term, force_term, virial_term = (t * targets.weight
                                                 for t in (energy_term, force_term, virial_term))
@@ -146,6 +152,7 @@ def loss_sum(output: PotentialOutput, targets: Targets, p_e: float, p_f: float, 
                      forces=float(force_term.detach().sum()), virial=float(virial_term.detach().sum()))
 
 
-def eq16_loss(output: PotentialOutput, targets: Targets, p_e: float, p_f: float, p_w: float) -> torch.Tensor:
+def eq16_loss(output: PotentialOutput, targets: Targets, p_e: float, p_f: float, p_w: float,
+              energy_per_atom: bool = False) -> torch.Tensor:
     """Eq. 16 for one whole minibatch (the mean over its structures)."""
-    return loss_sum(output, targets, p_e, p_f, p_w).total / targets.energy.shape[0]
+    return loss_sum(output, targets, p_e, p_f, p_w, energy_per_atom).total / targets.energy.shape[0]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,7 @@ class Trainer:
         self.parameters = [p for p in run.model.parameters() if p.requires_grad]
         self._window = np.zeros(5)  # Σ loss, Σ energy, Σ forces, Σ virial, structures
         self._window_steps = 0
+        self._grad_norm = 0.0  # largest global gradient norm since the last record
         self._latest_valid: dict = {}
         for record in run.history:
             if record.get("valid_energy_rmse") is not None or record.get("extra_energy_rmse") is not None:
@@ -131,7 +133,8 @@ class Trainer:
             want_stress = p_w > 0 and bool(targets.has_virial.any())
             output = evaluate(run.model, batch, compute_forces=True, compute_stress=want_stress,
                               create_graph=True, edges=edges)
-            parts = loss_sum(output, targets, p_e, p_f, p_w)
+            parts = loss_sum(output, targets, p_e, p_f, p_w,
+                             energy_per_atom=getattr(self.training, "energy_loss", "") == "per_atom")
             (parts.total / n_global).backward()
             sums[:5] = torch.tensor([float(parts.total.detach()), parts.energy, parts.forces,
                                      parts.virial, float(len(local))], dtype=torch.float64)
@@ -139,6 +142,9 @@ class Trainer:
             sums[5] = 1.0
         self.parallel.sum_gradients(self.parameters)
         sums = self.parallel.sum_tensor(sums).cpu().numpy()
+        clip = getattr(self.training, "grad_clip_norm", None)
+        norm = torch.nn.utils.clip_grad_norm_(self.parameters, clip if clip else math.inf)
+        self._grad_norm = max(self._grad_norm, float(norm))
         run.optimizer.step()
         if run.ema is not None:
             run.ema.update(run.model)
@@ -174,13 +180,14 @@ class Trainer:
             "step": run.step, "epoch": run.sampler.epoch, "lr": run.schedule.lr(run.clock),
             "p_force": run.schedule.prefactors(run.clock)[1], "loss": loss, "loss_energy": energy,
             "loss_forces": forces, "loss_virial": virial, "wall_s": round(run.wall_s + elapsed, 3),
-            "steps_per_s": steps_per_s,
+            "steps_per_s": steps_per_s, "grad_norm": self._grad_norm or None,
         }
         if errors:
             record.update(flatten_errors("valid", errors.get("valid")))
             record.update(flatten_errors("extra", errors.get("extra")))
         self._window[:] = 0
         self._window_steps = 0
+        self._grad_norm = 0.0
         return record
 
     def state_dict(self, wall_s: float) -> dict:

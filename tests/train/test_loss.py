@@ -48,6 +48,20 @@ def test_eq16_by_hand_and_virial_skipped_without_stress():
     assert parts.virial == pytest.approx(5.0 / 3)
 
 
+def test_per_atom_energy_loss_is_the_squared_per_atom_error():
+    output, targets = _two_structures()
+    p_e, p_f, p_w = 0.1, 10.0, 0.5
+    # (ΔE/N)²: structure 0 0.5² = 0.25, structure 1 (0.6/2)² = 0.09; forces and virial unchanged
+    parts = loss_sum(output, targets, p_e, p_f, p_w, energy_per_atom=True)
+    assert parts.energy == pytest.approx(0.25 + 0.09, rel=1e-14)
+    assert parts.forces == pytest.approx(0.01 / 3 + 0.13 / 6)
+    s0 = p_e * 0.25 + p_f * 0.01 / 3 + p_w * 5.0 / 3
+    s1 = p_e * 0.09 + p_f * 0.13 / 6
+    loss = eq16_loss(output, targets, p_e, p_f, p_w, energy_per_atom=True)
+    assert float(loss) == pytest.approx((s0 + s1) / 2, rel=1e-14)
+    assert TrainingSettings().energy_loss == "per_structure"
+
+
 def test_schedule_staircase_and_force_prefactor():
     training = TrainingSettings(learning_rate=1e-3, lr_decay=0.5, decay_steps=100,
                                 p_force_start=10.0, p_force_end=0.1, p_energy=0.2, p_virial=0.3)

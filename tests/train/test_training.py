@@ -147,3 +147,20 @@ def test_trains_from_a_frame_store_with_a_split_that_stays_put(tmp_path):
     train_40, valid_40 = split_by_id(range(40), 0.25, seed=0)
     train_80, valid_80 = split_by_id(range(80), 0.25, seed=0)
     assert set(valid_40) == set(v for v in valid_80 if v < 40) and len(valid_40) >= 1
+
+
+def test_gradient_norms_are_logged_and_clipping_bounds_each_step(tmp_path):
+    """The log's grad_norm is the unclipped norm; with grad_clip_norm far below it every step is
+    clipped, so Adam sees gradients of one fixed norm and the weights move differently."""
+    frames = emt_frames(12, seed=4)
+    settings = dict(steps=6, batch_size=3, log_every=1, validate_every=3)
+    free = train_model(small_config(**settings), frames, tmp_path / "free")
+    clipped = train_model(small_config(**settings, grad_clip_norm=1e-3), frames, tmp_path / "clipped")
+    norms = [r["grad_norm"] for r in json.loads(free.metrics_json.read_text())["records"]]
+    clipped_norms = [r["grad_norm"] for r in json.loads(clipped.metrics_json.read_text())["records"]]
+    assert all(n is not None and n > 1e-2 for n in norms), norms
+    assert clipped_norms[0] == pytest.approx(norms[0], rel=1e-9)  # step 1: same weights, same norm
+    a, b = ACNN.load(free.model_path), ACNN.load(clipped.model_path)
+    moved = max(float((p - q).detach().abs().max()) for p, q in zip(a.parameters(), b.parameters()))
+    assert moved > 1e-6
+    assert free.metrics_csv.read_text().splitlines()[0].split(",")[10] == "grad_norm"
