@@ -122,6 +122,9 @@ def evaluate(
     vectors = None
     if compute_forces and not create_graph:
         edges, vectors, by_helpers = _edge_vectors(model, batch, edges, prune_edges)
+        # a view, not the leaf itself: module hooks that track the backward (FlopCounterMode's)
+        # cannot take a leaf among autograd.grad's inputs
+        vectors = vectors.view_as(vectors)
         edges = edges.with_vectors(positions_used, cell_used, vectors)
         inputs.append(vectors)
     elif prune_edges:
