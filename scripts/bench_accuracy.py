@@ -56,7 +56,7 @@ def parse_args(argv=None):
     p.add_argument("--name", help="label of the --train/--test run (default: the file's stem)")
     p.add_argument("--published", action="append", default=[], metavar="NAME=E,F",
                    help="published RMSE of --train/--test's data (meV/atom, eV/Å), e.g. MTP=3.0,0.088")
-    p.add_argument("--steps", type=int, default=20000, help="optimizer steps per data set")
+    p.add_argument("--steps", type=int, default=45000, help="optimizer steps per data set")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the training process")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a model/training setting (YAML value), e.g. training.batch_size=8")

@@ -114,4 +114,4 @@ def test_accuracy_recipe_file_is_a_valid_campaign_file_that_the_benchmark_uses()
     assert settings["training"]["lr_schedule"] == config.training.lr_schedule == "cosine"
     assert settings["training"]["steps"] == 120 and settings["training"]["batch_size"] == 2
     assert settings["training"]["energy_loss"] == config.training.energy_loss == "per_atom"
-    assert settings["model"]["attention_layers"] == config.model.attention_layers == 1
+    assert settings["model"]["attention_layers"] == config.model.attention_layers == 0
