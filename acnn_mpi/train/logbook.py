@@ -5,7 +5,8 @@ every checkpoint, so after a resume the log holds each step once.
 
 CSV columns (:data:`COLUMNS`): ``step``, ``epoch``, ``lr``, ``p_force``, ``loss`` (Eq. 16, mean over
 the minibatches since the previous row), ``loss_energy`` / ``loss_forces`` / ``loss_virial``
-(unweighted mean per-structure terms |ΔE|²/N in eV²/atom, ‖ΔF‖²/3N in eV²/Å², ‖ΔW‖²/3N in eV²/atom),
+(unweighted mean per-structure terms |ΔE|²/N in eV²/atom, or (ΔE/N)² in eV²/atom² with
+``energy_loss: per_atom``, ‖ΔF‖²/3N in eV²/Å², ‖ΔW‖²/3N in eV²/atom),
 ``wall_s``, ``steps_per_s``, ``grad_norm`` (the largest global gradient norm of the window,
 before any ``grad_clip_norm``), then ``valid_*`` and ``extra_*`` errors (filled on rows where a
 validation ran; units as in :mod:`acnn_mpi.train.metrics`: meV/atom, meV/Å, GPa).
