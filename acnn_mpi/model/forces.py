@@ -201,7 +201,6 @@ def _add_edge_derivatives(grads, inputs, batch: Batch, edges: Edges, vectors: to
     g = grads[-1]
     d_positions, d_strain = grads[0], (grads[1] if compute_stress else None)
     if g is not None:
-        i, j = edges.index
         shift_part = None
         if by_helpers:
             from_edges, moments = kernels.edge_helpers().scatter_edge_gradient(
@@ -210,6 +209,7 @@ def _add_edge_derivatives(grads, inputs, batch: Batch, edges: Edges, vectors: to
             if compute_stress:
                 shift_part = batch.cell.detach().to(g.dtype).transpose(1, 2) @ moments
         else:
+            i, j = edges.index
             zeros = torch.zeros(inputs[0].shape, dtype=g.dtype, device=g.device)
             from_edges = zeros.index_add(0, j, g) - zeros.index_add(0, i, g)
         if compute_stress:

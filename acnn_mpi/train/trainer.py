@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,8 +141,11 @@ class Trainer:
             sums[5] = 1.0
         self.parallel.sum_gradients(self.parameters)
         sums = self.parallel.sum_tensor(sums).cpu().numpy()
+        grads = [p.grad for p in self.parameters if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads)
         clip = getattr(self.training, "grad_clip_norm", None)
-        norm = torch.nn.utils.clip_grad_norm_(self.parameters, clip if clip else math.inf)
+        if clip:  # the norm is logged on every step; the gradients are rescaled only to clip
+            torch.nn.utils.clip_grads_with_norm_(self.parameters, clip, norm)
         self._grad_norm = max(self._grad_norm, float(norm))
         run.optimizer.step()
         if run.ema is not None:
