@@ -78,6 +78,9 @@ class ModelSettings(_Section):
     n_radial: int = Field(16, ge=1, description="radial basis size n_r")
     n_angular: int = Field(14, ge=1, description="angular radial-basis size n_a")
     l_max: int = Field(4, ge=0, le=8, description="highest Legendre order in the angular features")
+    angular_cross_channels: bool = Field(
+        False, description="angular features from the products of all channel pairs c <= c' "
+        "(n_a(n_a+1)/2 per l; the paper's Eq. 9 keeps the diagonal, n_a per l)")
     embedding: list[int] = Field([64, 64], min_length=1, description="embedding MLP widths")
     fitting: list[int] = Field([256, 256], min_length=1, description="fitting MLP widths")
     attention_layers: int = Field(0, ge=0, description="stacked attention modules (0 for CSP speed)")
@@ -135,6 +138,10 @@ class TrainingSettings(_Section):
     lr_min_ratio: float = Field(0.01, ge=0, le=1, description="cosine: final lr / learning_rate")
     lr_cycles: int = Field(1, ge=1, description="cosine: cycles per (re)training (warm restarts)")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    weight_decay_on: Literal["all", "matrices"] = Field(
+        "all", description="parameters the weight decay shrinks: 'all', or 'matrices': only the "
+        "weight matrices of the linear layers (MLPs, attention), not biases, the descriptor's "
+        "channel mixing, the element embedding or the attention temperature")
     grad_clip_norm: Optional[float] = Field(None, gt=0, description="clip the global L2 norm of the "
                                             "gradient to this before each step (the log's grad_norm "
                                             "column shows the norms); null: no clipping")

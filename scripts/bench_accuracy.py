@@ -57,7 +57,9 @@ def parse_args(argv=None):
     p.add_argument("--published", action="append", default=[], metavar="NAME=E,F",
                    help="published RMSE of --train/--test's data (meV/atom, eV/Å), e.g. MTP=3.0,0.088")
     p.add_argument("--steps", type=int, default=45000, help="optimizer steps per data set")
-    p.add_argument("--threads", type=int, default=1, help="torch threads of the training process")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of each training process")
+    p.add_argument("--ranks", type=int, default=1,
+                   help="MPI ranks of the training (data parallel, `mpiexec -n RANKS`); default 1")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a model/training setting (YAML value), e.g. training.batch_size=8")
     p.add_argument("--valid-only", action="store_true",
@@ -140,7 +142,8 @@ def write_config(path: Path, train_file: str, settings: dict) -> Path:
 
 def train(config: Path, dataset: dict, out: Path, args) -> dict:
     """Run the CLI on ``config``; returns its wall and CPU seconds."""
-    command = [sys.executable, "-m", "acnn_mpi", "train", "--threads", str(args.threads),
+    launcher = ["mpiexec", "-n", str(args.ranks)] if args.ranks > 1 else []
+    command = launcher + [sys.executable, "-m", "acnn_mpi", "train", "--threads", str(args.threads),
                "--config", str(config), "--data", dataset["train"], "--out", str(out)]
     if not args.valid_only:
         command += ["--valid", dataset["test"]]  # logged only; never chooses the model
@@ -212,7 +215,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     sets = datasets(args)
     split = "valid" if args.valid_only else "test"
-    print(f"machine: {machine_line()}; {args.threads} torch thread(s)")
+    print(f"machine: {machine_line()}; {args.ranks} MPI rank(s) × {args.threads} torch thread(s)")
     print(f"settings: {json.dumps(benchmark_settings(args))}")
     results = []
     for dataset in sets:

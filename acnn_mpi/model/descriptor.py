@@ -14,6 +14,13 @@ Chemistry: the neighbour's element enters both feature sets.
   Φ⁽²⁾_{i,c,l} = Σ_m |Σ_j g̃_c(r_ij) Y_lm(r̂_ij)|² = (2l+1)/4π Σ_jk g̃_c(r_ij) g̃_c(r_ik) P_l(cos θ_ijk)
   (Eq. 9 by the addition theorem, with the paper's (2l+1)/4π constant), O(neighbours) per atom.
   The sum over j is done first per neighbour element, then mixed by one matmul per atom.
+* Channel pairs (``cross_channels``): with the densities A_{i,c,lm} = Σ_j g̃_c(r_ij) Y_lm(r̂_ij),
+  Eq. 9 is the diagonal Φ⁽²⁾_{i,c,l} = Σ_m A_{i,c,lm}². ``cross_channels=True`` also keeps the
+  products of different channels, Φ⁽²⁾_{i,(c,c'),l} = Σ_m A_{i,c,lm} A_{i,c',lm} for c ≤ c'
+  (the SOAP power spectrum's radial resolution: the pair (r_ij, r_ik) of an angle is resolved,
+  not only its mixed diagonal), n_a(n_a+1)/2 features per l instead of n_a; same per-edge work.
+  Every path (autograd, fused, C++) computes the densities; :meth:`ACNNDescriptor.contract` forms
+  Φ⁽²⁾ from them by differentiable torch operations.
 """
 
 from __future__ import annotations
@@ -185,10 +192,13 @@ class ACNNDescriptor(torch.nn.Module):
         r_cut_radial / r_cut_angular: cutoffs r_c^r, r_c^a (Å).
         n_radial / n_angular: basis sizes n_r, n_a.
         l_max: highest angular order.
+        cross_channels: products of all channel pairs c ≤ c' in Φ⁽²⁾ (module docstring), not
+            only the diagonal of Eq. 9.
     """
 
     def __init__(self, n_elements: int, r_cut_radial: float, r_cut_angular: float, n_radial: int,
-                 n_angular: int, l_max: int, dtype: torch.dtype = torch.float32):
+                 n_angular: int, l_max: int, dtype: torch.dtype = torch.float32,
+                 cross_channels: bool = False):
         super().__init__()
         self.n_elements = int(n_elements)
         self.r_cut_radial = float(r_cut_radial)
@@ -196,6 +206,9 @@ class ACNNDescriptor(torch.nn.Module):
         self.n_radial = int(n_radial)
         self.n_angular = int(n_angular)
         self.l_max = int(l_max)
+        self.cross_channels = bool(cross_channels)
+        pairs = torch.triu_indices(n_angular, n_angular) if cross_channels else torch.arange(n_angular).repeat(2, 1)
+        self.register_buffer("channel_pairs", pairs, persistent=False)  # (2, P): channels c, c' of pair p
         self.harmonics = RealSphericalHarmonics(l_max)
         # per-neighbour-element mixing of the angular radial channels: column block z of
         # (n_a, S·n_a) is W[z], applied to the neighbours of element z
@@ -209,7 +222,17 @@ class ACNNDescriptor(torch.nn.Module):
 
     @property
     def n_angular_features(self) -> int:
-        return self.n_angular * (self.l_max + 1)
+        return self.channel_pairs.shape[1] * (self.l_max + 1)
+
+    def contract(self, density: torch.Tensor) -> torch.Tensor:
+        """Φ⁽²⁾ (N, P·(l_max+1)), column p·(l_max+1) + l, from the densities A (N, n_a, n_lm):
+        Σ_m A_{c,lm} A_{c',lm} over the P channel pairs (c, c') (the diagonal: Eq. 9)."""
+        if self.cross_channels:
+            first, second = self.channel_pairs
+            products = density.index_select(1, first) * density.index_select(1, second)
+        else:
+            products = density * density
+        return (products @ self.harmonics.sum_over_m.to(density.dtype)).reshape(density.shape[0], -1)
 
     def _table(self, vectors, centre, neighbour, r_plain, r_cut, n_atoms) -> NeighbourTable:
         keep = torch.nonzero(r_plain < r_cut).squeeze(1)
@@ -309,15 +332,15 @@ class ACNNDescriptor(torch.nn.Module):
         fused, parameter_gradients = _fused_state()
         if fused:
             mixing = self.angular_mixing if parameter_gradients else self.angular_mixing.detach()
-            radial, angular = _FusedFeatures.apply(table.vectors, table_a.vectors, mixing, element, pick, self)
+            radial, density = _FusedFeatures.apply(table.vectors, table_a.vectors, mixing, element, pick, self)
         else:
-            radial, angular = self._features(table.vectors, table_a.vectors, element, pick)
-        return radial, angular, table
+            radial, density = self._features(table.vectors, table_a.vectors, element, pick)
+        return radial, self.contract(density), table
 
     def _features(self, vectors: torch.Tensor, vectors_a: torch.Tensor, element: torch.Tensor,
                   pick: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Φ⁽¹⁾ (N, S·n_r) and Φ⁽²⁾ (N, n_a·(l_max+1)) from the radial and angular tables
-        (N, M, 3) and (N, M_a, 3), by autograd-differentiable operations (any order)."""
+        """Φ⁽¹⁾ (N, S·n_r) and the angular densities A (N, n_a, n_lm) from the radial and angular
+        tables (N, M, 3) and (N, M_a, 3), by autograd-differentiable operations (any order)."""
         n_atoms, width, _ = vectors.shape
         width_a, n_a = vectors_a.shape[1], self.n_angular
         # radial features, Eq. 7, summed per neighbour element: (N, S, M) @ (N, M, n_r)
@@ -331,17 +354,15 @@ class ACNNDescriptor(torch.nn.Module):
         y = self.harmonics((vectors_a / r_a[..., None]).view(-1, 3))          # (N·M, n_lm)
         density = torch.bmm(mixed.view(n_atoms, width_a, n_a).transpose(1, 2),
                             y.view(n_atoms, width_a, -1))                     # (N, n_a, n_lm)
-        angular = ((density * density) @ self.harmonics.sum_over_m.to(density.dtype)).reshape(n_atoms, -1)
-        return radial, angular
+        return radial, density
 
-    def _fused_constants(self, dtype, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """z_coeff, xy selection and sum-over-m matrices of the harmonics in ``dtype``."""
+    def _fused_constants(self, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """z_coeff and xy selection matrices of the harmonics in ``dtype``."""
         key = (dtype, device)
         if getattr(self, "_constants_key", None) != key:
             h = self.harmonics
             self._constants = (h.z_coeff.to(dtype=dtype, device=device),
-                               xy_selection(self.l_max, dtype, device),
-                               h.sum_over_m.to(dtype=dtype, device=device))
+                               xy_selection(self.l_max, dtype, device))
             self._constants_key = key
         return self._constants
 
@@ -467,11 +488,12 @@ def _harmonics_backward(grad_y, z_coeff, select, l_max: int, powers, re, im, z_p
     return torch.stack([dx, dy, dz], dim=1)
 
 
-def _fused_forward(vectors, vectors_a, mixing, element, pick, z_coeff, select, sum_over_m,
+def _fused_forward(vectors, vectors_a, mixing, element, pick, z_coeff, select,
                    r_cut: float, r_cut_a: float, n_radial: int, n_angular: int, l_max: int,
                    pointwise: bool = False):
-    """Φ⁽¹⁾ (N, S, n_r), Φ⁽²⁾ (N, n_a, l_max+1) and the tensors the backward needs, from the
-    radial and angular tables (N, M, 3), (N, M_a, 3); the same operations as the default path."""
+    """Φ⁽¹⁾ (N, S, n_r), the angular densities A (N, n_a, n_lm) and the tensors the backward needs,
+    from the radial and angular tables (N, M, 3), (N, M_a, 3); the same operations as the default
+    path."""
     n_atoms, width, _ = vectors.shape
     width_a = vectors_a.shape[1]
     r = torch.linalg.vector_norm(vectors, dim=2).view(-1)
@@ -484,24 +506,21 @@ def _fused_forward(vectors, vectors_a, mixing, element, pick, z_coeff, select, s
     y, powers, re, im, z_part, xy = _harmonics_forward(unit, z_coeff, select, l_max, pointwise)
     y = y.view(n_atoms, width_a, -1)
     density = torch.bmm(mixed.transpose(1, 2), y)                              # (N, n_a, n_lm)
-    angular = (density * density) @ sum_over_m
-    saved = (r, dg.view(n_atoms, width, -1), r_a, dg_a, g_a, mixed, unit, y, powers, re, im,
-             z_part, xy, density)
-    return radial, angular, saved
+    saved = (r, dg.view(n_atoms, width, -1), r_a, dg_a, g_a, mixed, unit, y, powers, re, im, z_part, xy)
+    return radial, density, saved
 
 
-def _fused_backward(grad_radial, grad_angular, vectors, mixing, element, pick, z_coeff, select,
-                    sum_over_m, saved, r_cut: float, r_cut_a: float, l_max: int, need_mixing: bool,
+def _fused_backward(grad_radial, grad_density, vectors, mixing, element, pick, z_coeff, select,
+                    saved, r_cut: float, r_cut_a: float, l_max: int, need_mixing: bool,
                     pointwise: bool = False):
     """dL/d(radial table) (N, M, 3), dL/d(angular table) (N, M_a, 3) and dL/d mixing (or None)
-    from dL/dΦ⁽¹⁾ (N, S, n_r) and dL/dΦ⁽²⁾ (N, n_a, l_max+1)."""
-    r, dg, r_a, dg_a, g_a, mixed, unit, y, powers, re, im, z_part, xy, density = saved
+    from dL/dΦ⁽¹⁾ (N, S, n_r) and dL/dA (N, n_a, n_lm)."""
+    r, dg, r_a, dg_a, g_a, mixed, unit, y, powers, re, im, z_part, xy = saved
     n_atoms, width, S = element.shape
     width_a, n_a = mixed.shape[1], mixed.shape[2]
     # dL/dr_ij = Σ_n dg_n(r_ij) dL/dΦ⁽¹⁾_{i,Z_j,n}: (N, M, n_r) @ (N, n_r, S), then the Z_j column
     grad_r = (torch.bmm(dg, grad_radial.transpose(1, 2)) * element).sum(2).view(-1)
     grad_v = ((grad_r / r)[:, None] * vectors.view(-1, 3)).view(n_atoms, width, 3)
-    grad_density = 2.0 * density * (grad_angular @ sum_over_m.T)               # (N, n_a, n_lm)
     grad_mixed = torch.bmm(y, grad_density.transpose(1, 2)).view(-1, n_a)      # (N·M_a, n_a)
     grad_y = torch.bmm(mixed, grad_density).view(n_atoms * width_a, -1)
     # back through g̃ = g W[Z_j]: dL/dg = dL/dg̃ W[Z_j]ᵀ
@@ -584,34 +603,35 @@ def _run_kernel(name: str, *args):
 
 
 class _FusedFeatures(torch.autograd.Function):
-    """(radial table, angular table, mixing) → (Φ⁽¹⁾, Φ⁽²⁾) with a hand-written backward
-    (first derivatives only: the backward is not itself differentiable)."""
+    """(radial table, angular table, mixing) → (Φ⁽¹⁾ (N, S·n_r), densities A (N, n_a, n_lm)) with a
+    hand-written backward (first derivatives only: the backward is not itself differentiable)."""
 
     @staticmethod
     def forward(ctx, vectors, vectors_a, mixing, element, pick, descriptor):
         d = descriptor
         constants = d._fused_constants(vectors.dtype, vectors.device)
-        radial, angular, saved = _run_kernel(
+        radial, density, saved = _run_kernel(
             "forward", vectors, vectors_a, mixing, element, pick, *constants, d.r_cut_radial, d.r_cut_angular,
             d.n_radial, d.n_angular, d.l_max, _KERNELS["pointwise"])
         ctx.descriptor, ctx.constants, ctx.n_saved = d, constants, len(saved)
         ctx.save_for_backward(vectors, mixing, element, pick, *saved)
         n_atoms = vectors.shape[0]
-        return radial.reshape(n_atoms, -1), angular.reshape(n_atoms, -1)
+        return radial.reshape(n_atoms, -1), density
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_radial, grad_angular):
+    def backward(ctx, grad_radial, grad_density):
         d = ctx.descriptor
         vectors, mixing, element, pick, *saved = ctx.saved_tensors
         n_atoms, _, S = element.shape
         if grad_radial is None:
             grad_radial = torch.zeros(n_atoms, S * d.n_radial, dtype=vectors.dtype, device=vectors.device)
-        if grad_angular is None:
-            grad_angular = torch.zeros(n_atoms, d.n_angular_features, dtype=vectors.dtype, device=vectors.device)
+        if grad_density is None:
+            grad_density = torch.zeros(n_atoms, d.n_angular, d.harmonics.n_lm, dtype=vectors.dtype,
+                                       device=vectors.device)
         grad_v, grad_v_a, grad_mixing = _run_kernel(
-            "backward", grad_radial.reshape(n_atoms, S, -1).contiguous(),
-            grad_angular.reshape(n_atoms, d.n_angular, -1).contiguous(), vectors, mixing, element, pick,
+            "backward", grad_radial.reshape(n_atoms, S, -1).contiguous(), grad_density.contiguous(),
+            vectors, mixing, element, pick,
             *ctx.constants, tuple(saved), d.r_cut_radial, d.r_cut_angular, d.l_max, ctx.needs_input_grad[2],
             _KERNELS["pointwise"])
         return grad_v, grad_v_a, grad_mixing, None, None, None

@@ -117,7 +117,8 @@ class CppFeatures(torch.autograd.Function):
 
 def features(descriptor, vectors: torch.Tensor, centre: torch.Tensor, neighbour: torch.Tensor,
              species: torch.Tensor, parameter_gradients: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Φ⁽¹⁾ (N, S·n_r) and Φ⁽²⁾ (N, n_a·(l_max+1)) from centre-sorted edges, by the C++ kernels."""
+    """Φ⁽¹⁾ (N, S·n_r) and Φ⁽²⁾ (N, :attr:`n_angular_features`) from centre-sorted edges, by the C++
+    kernels (the densities; :meth:`ACNNDescriptor.contract` forms Φ⁽²⁾)."""
     d = descriptor
     n_atoms, S, n_a = species.shape[0], d.n_elements, d.n_angular
     offsets = torch.zeros(n_atoms + 1, dtype=torch.long)
@@ -127,5 +128,4 @@ def features(descriptor, vectors: torch.Tensor, centre: torch.Tensor, neighbour:
     # W[z]ᵀ side by side: (n_a, S·n_a), column (z, n); density[i, c, lm] = Σ_{z,n} W[z]_{n,c} D[i, z, n, lm]
     side_by_side = mixing.view(n_a, S, n_a).permute(2, 1, 0).reshape(n_a, S * n_a)
     density = torch.matmul(side_by_side, dens.view(n_atoms, S * n_a, -1))       # (N, n_a, n_lm)
-    angular = (density * density) @ d.harmonics.sum_over_m.to(density.dtype)    # (N, n_a, l_max+1)
-    return radial.reshape(n_atoms, -1), angular.reshape(n_atoms, -1)
+    return radial.reshape(n_atoms, -1), d.contract(density)

@@ -51,6 +51,8 @@ class ACNNHyperparameters:
         r_cut_radial / r_cut_angular: cutoffs r_c^r and r_c^a, Å (Be-P-N-O: 6.5 / 6.0).
         n_radial / n_angular: radial basis sizes n_r (Φ⁽¹⁾) and n_a (Φ⁽²⁾).
         l_max: highest angular order in Φ⁽²⁾.
+        angular_cross_channels: Φ⁽²⁾ from the products of all pairs of angular channels c ≤ c'
+            (n_a(n_a+1)/2 per l), not only Eq. 9's diagonal (:mod:`.descriptor`).
         embedding / fitting: MLP widths.
         attention_layers / attention_heads: stacked attention modules (0 for CSP speed) and heads.
         dtype: "float32" (fast, default) or "float64".
@@ -62,6 +64,7 @@ class ACNNHyperparameters:
     n_radial: int = 16
     n_angular: int = 14
     l_max: int = 4
+    angular_cross_channels: bool = False
     embedding: list[int] = field(default_factory=lambda: [64, 64])
     fitting: list[int] = field(default_factory=lambda: [256, 256])
     attention_layers: int = 0
@@ -78,6 +81,8 @@ class ACNNHyperparameters:
             _symbol_to_number(e)
         if len(set(self.elements)) != len(self.elements):
             raise ValueError(f"elements: duplicate symbols in {self.elements}")
+        if not isinstance(self.angular_cross_channels, bool):
+            raise ValueError(f"angular_cross_channels must be true or false, got {self.angular_cross_channels!r}")
         if isinstance(self.dtype, torch.dtype):
             self.dtype = str(self.dtype).replace("torch.", "")
         if self.dtype not in _DTYPES:
@@ -147,7 +152,8 @@ class ACNN(torch.nn.Module):
         self.register_buffer("species_table", table, persistent=False)
         S = len(self.elements)
         self.descriptor = ACNNDescriptor(S, hp.r_cut_radial, hp.r_cut_angular, hp.n_radial,
-                                         hp.n_angular, hp.l_max, dtype=dtype)
+                                         hp.n_angular, hp.l_max, dtype=dtype,
+                                         cross_channels=hp.angular_cross_channels)
         self.embedding = AtomEmbedding(self.descriptor.n_radial_features, self.descriptor.n_angular_features,
                                        S, hp.embedding, dtype=dtype)
         width = self.embedding.n_out
@@ -320,4 +326,4 @@ class ACNN(torch.nn.Module):
         hp = self.hyperparameters
         return (f"elements={self.elements}, r_cut=({hp.r_cut_radial}, {hp.r_cut_angular}) Å, "
                 f"n_radial={hp.n_radial}, n_angular={hp.n_angular}, l_max={hp.l_max}, "
-                f"attention_layers={hp.attention_layers}, dtype={self.dtype}")
+                f"angular_cross_channels={hp.angular_cross_channels}, attention_layers={hp.attention_layers}, dtype={self.dtype}")

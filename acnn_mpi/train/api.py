@@ -287,8 +287,8 @@ def train_model(
     parallel = setup_data_parallel(comm, torch_device)
     try:
         parallel.broadcast_parameters(model)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=training.learning_rate,
-                                      weight_decay=training.weight_decay)
+        optimizer = torch.optim.AdamW(decay_groups(model, training.weight_decay, training.weight_decay_on),
+                                      lr=training.learning_rate)
         sampler = EpochSampler(len(train_ids), seed=training.seed)
         extra = (FrameBatcher(extra_frames, model.cutoff, dtype=dtype, device=torch_device)
                  if extra_frames else None)
@@ -395,3 +395,14 @@ def _write_final(trainer: Trainer, result: TrainResult) -> None:
     data = json.loads(path.read_text()) if path.is_file() else {"records": trainer.run.history}
     data["final"] = {"step": result.steps, "stopped": result.stopped, **result.metrics}
     atomic_text(json.dumps(data, indent=1, default=str), path)
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float, scope: str = "all") -> list[dict]:
+    """AdamW parameter groups: ``weight_decay`` on every parameter (``scope`` 'all'), or on the
+    weight matrices of the ``torch.nn.Linear`` layers only ('matrices'; the rest undecayed)."""
+    if scope == "all" or weight_decay == 0:
+        return [{"params": list(model.parameters()), "weight_decay": weight_decay}]
+    matrices = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear)}
+    decayed = [p for p in model.parameters() if id(p) in matrices]
+    rest = [p for p in model.parameters() if id(p) not in matrices]
+    return [{"params": decayed, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]

@@ -79,7 +79,8 @@ def test_spherical_harmonics_known_values_and_orthonormality():
 
 
 def _direct_features(model, atoms):
-    """Eqs. 7 and 9 by direct sums over neighbours and neighbour pairs (O(M²)), with P_l."""
+    """Eqs. 7 and 9 by direct sums over neighbours and neighbour pairs (O(M²)), with P_l; Φ⁽²⁾ for
+    every channel pair (c, c') of the descriptor (the diagonal, or all c ≤ c')."""
     d = model.descriptor
     batch = Batch.from_atoms([atoms])
     edges = neighbor_list(batch, model.cutoff)
@@ -88,6 +89,7 @@ def _direct_features(model, atoms):
     species = model.species_index(batch.numbers).numpy()
     W = d.angular_mixing.detach().numpy()              # (n_a, S·n_a): block z = W[z]
     S, n_a, L = d.n_elements, d.n_angular, d.l_max
+    first, second = d.channel_pairs.numpy()
     radial, angular = [], []
     for i in range(len(atoms)):
         mine = i_all == i
@@ -104,17 +106,21 @@ def _direct_features(model, atoms):
                           for k in range(int(inside.sum()))]) if inside.any() else np.zeros((0, n_a))
         unit = vec[mine][inside] / r[inside, None]
         cos = np.clip(unit @ unit.T, -1, 1)
-        phi2 = np.zeros((n_a, L + 1))
+        phi2 = np.zeros((len(first), L + 1))
         for l in range(L + 1):
             p_l = legendre.legval(cos, [0] * l + [1])
-            phi2[:, l] = (2 * l + 1) / (4 * math.pi) * np.einsum("jc,kc,jk->c", mixed, mixed, p_l)
+            pair_sums = np.einsum("jc,kd,jk->cd", mixed, mixed, p_l)
+            phi2[:, l] = (2 * l + 1) / (4 * math.pi) * pair_sums[first, second]
         angular.append(phi2.reshape(-1))
     return np.array(radial), np.array(angular)
 
 
+@pytest.mark.parametrize("cross_channels", [False, True], ids=["diagonal", "cross-channels"])
 @pytest.mark.parametrize("identity_mixing", [True, False])
-def test_features_equal_direct_sums_eq7_eq9(make_model, crystal, identity_mixing):
-    model = make_model(r_cut_radial=4.5, r_cut_angular=3.8, n_angular=4, l_max=4)
+def test_features_equal_direct_sums_eq7_eq9(make_model, crystal, identity_mixing, cross_channels):
+    model = make_model(r_cut_radial=4.5, r_cut_angular=3.8, n_angular=4, l_max=4,
+                       angular_cross_channels=cross_channels)
+    assert model.descriptor.n_angular_features == (10 if cross_channels else 4) * 5
     if identity_mixing:  # the paper's Eq. 9 exactly, g_n of each neighbour unmixed
         with torch.no_grad():
             model.descriptor.angular_mixing.copy_(torch.eye(4, dtype=torch.float64).repeat(1, 3))

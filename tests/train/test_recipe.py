@@ -13,7 +13,7 @@ from acnn_mpi.train.checkpoint import load_checkpoint
 from acnn_mpi.train.ema import WeightAverage
 from acnn_mpi.train.loss import Schedule
 from acnn_mpi.train.metrics import evaluate_errors
-from acnn_mpi.train.models import model_from_record
+from acnn_mpi.train.models import build_acnn, model_from_record
 from tests.train.helpers import emt_frames, small_config
 
 
@@ -115,3 +115,23 @@ def test_accuracy_recipe_file_is_a_valid_campaign_file_that_the_benchmark_uses()
     assert settings["training"]["steps"] == 120 and settings["training"]["batch_size"] == 2
     assert settings["training"]["energy_loss"] == config.training.energy_loss == "per_atom"
     assert settings["model"]["attention_layers"] == config.model.attention_layers == 0
+
+
+@pytest.mark.parametrize("scope", ["all", "matrices"])
+def test_weight_decay_on_matrices_shrinks_only_linear_weights(scope):
+    """With zero gradients an AdamW step is the decay alone: p ← (1 − lr·wd) p on the decayed
+    parameters; with 'matrices' the biases, channel mixing and element embedding stay put."""
+    from acnn_mpi.train.api import decay_groups
+
+    config = small_config()
+    model = build_acnn(config.model, ["Cu", "Au"])
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW(decay_groups(model, 0.5, scope), lr=0.1)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    linear = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert "descriptor.angular_mixing" not in linear and len(linear) >= 5
+    for name, p in model.named_parameters():
+        factor = 0.95 if (scope == "all" or name in linear) else 1.0
+        assert torch.allclose(p.detach(), factor * before[name], rtol=1e-12, atol=0), name
