@@ -1,7 +1,7 @@
 """Accuracy benchmark: train the ACNN with ``python -m acnn_mpi train --config FILE`` on a training
 split and compare its test-split errors with published potentials.
 
-    python scripts/bench_accuracy.py                                  # mlearn Ge, Li, Si
+    python scripts/bench_accuracy.py --ranks 2                        # mlearn Ge, Li, Si; 2 MPI ranks
     python scripts/bench_accuracy.py --element Si --steps 1500 --set training.ema_decay=0.99
     python scripts/bench_accuracy.py --train Cu_train.xyz --test Cu_test.xyz --name Cu
     python scripts/bench_accuracy.py --element Si --valid-only        # choose settings: no test
@@ -13,8 +13,9 @@ process (``--valid TEST`` adds the test split to the log only; the held-out part
 split, ``training.validation_fraction``, is the only thing that chooses a model), then evaluates
 ``model.pt`` on the test split. ``--valid-only`` reports the validation errors and never reads the
 test split: use it to compare settings. mlearn data: ../shared/data/mlearn/{El}_training.xyz and
-{El}_test.xyz (or --data-dir). Prints the machine, each run's wall and CPU time (the child's user +
-system seconds) and a Markdown table; writes OUT/results.json.
+{El}_test.xyz (or --data-dir). ``--ranks N`` trains under ``mpiexec -n N`` (data parallel).
+Prints the machine, each run's wall and CPU time (the child's user + system seconds, all ranks
+together) and a Markdown table; writes OUT/results.json.
 """
 
 from __future__ import annotations
