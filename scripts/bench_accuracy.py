@@ -72,6 +72,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if bool(args.train) != bool(args.test):
         p.error("--train and --test go together")
+    if args.ranks < 1 or args.threads < 1:
+        p.error("--ranks and --threads must be at least 1")
     return args
 
 
@@ -143,7 +145,9 @@ def write_config(path: Path, train_file: str, settings: dict) -> Path:
 
 def train(config: Path, dataset: dict, out: Path, args) -> dict:
     """Run the CLI on ``config``; returns its wall and CPU seconds."""
-    launcher = ["mpiexec", "-n", str(args.ranks)] if args.ranks > 1 else []
+    # the mpiexec of the MPI that mpi4py runs on (the mpich wheel's, beside the interpreter), as the tests use
+    beside = Path(sys.executable).parent / "mpiexec"
+    launcher = [str(beside) if beside.is_file() else "mpiexec", "-n", str(args.ranks)] if args.ranks > 1 else []
     command = launcher + [sys.executable, "-m", "acnn_mpi", "train", "--threads", str(args.threads),
                "--config", str(config), "--data", dataset["train"], "--out", str(out)]
     if not args.valid_only:
