@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Sequence
 
@@ -168,6 +169,28 @@ def create_layout(f, kind: str, groups: Sequence[str] = (), attrs: Optional[Mapp
     f.attrs.update({"layout": LAYOUT, "version": VERSION, KIND: kind, GROUPS_ATTR: json.dumps(list(groups)),
                     COMMITTED: 0})
     f.flush()
+
+
+def create_file(path: str, kind: str, groups: Sequence[str] = (), attrs: Optional[Mapping] = None) -> None:
+    """Create ``path`` (replacing any file there) holding the empty layout (:func:`create_layout`).
+
+    The layout is written to a hidden temporary file beside ``path``, fsynced and renamed over
+    it, so a process killed at any moment leaves either no file or a complete, empty one: never a
+    torn superblock that a resumed job would have to stop at."""
+    import h5py
+
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            create_layout(f, kind, groups, attrs)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def count_attribute(value) -> Optional[int]:

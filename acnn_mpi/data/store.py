@@ -61,10 +61,10 @@ class FrameStore:
             raise UserError(f"{self.path} is a directory, not an HDF5 frame store: give the .h5 file")
         if mode == "r" and not self.path.is_file():
             raise UserError(f"{self.path}: no such frame store")
-        if mode != "r":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if mode == "w" or (mode == "a" and not self.path.exists()):
+            h5frames.create_file(str(self.path), h5frames.LABELS, [LABEL_GROUP])
         try:
-            self.file = h5py.File(self.path, mode, rdcc_nbytes=16 * 2**20)
+            self.file = h5py.File(self.path, "r" if mode == "r" else "a", rdcc_nbytes=16 * 2**20)
         except OSError as error:
             if _is_environment_error(error):
                 raise

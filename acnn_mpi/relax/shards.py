@@ -17,8 +17,9 @@ A shard is a file of the package's one frame layout (:mod:`acnn_mpi.data.h5frame
 ``frames/shard`` and ``frames/row`` say where each row is stored), so every reader of structures
 reads a shard, the index and a label store alike.
 
-Crash safety is the layout writer's: the rows are written and flushed, then the ``n_frames``
-counter is raised. A resumed rank reopens its shard and writes from the counter on (rows past it
+Crash safety is the layout writer's: a shard is created whole (its empty layout written to a
+hidden temporary file and renamed in, :func:`~acnn_mpi.data.h5frames.create_file`), then rows are
+written and flushed, and only then is the ``n_frames`` counter raised. A resumed rank reopens its shard and writes from the counter on (rows past it
 are cut); a shard that cannot be opened at all is moved aside as ``*.damaged`` (its structures
 count as not done and are relaxed again), so a resumed job and a later reader agree on what is
 done. Shards of earlier versions (flat datasets, ``committed`` attribute) are read as they are; a
@@ -122,12 +123,8 @@ class ShardWriter:
     def append_columns(self, frames: dict, atoms: dict) -> int:
         """Append per-frame and per-atom columns (:meth:`~acnn_mpi.data.h5frames.FrameWriter.write`)
         and commit them; returns the committed count."""
-        import h5py
-
         if not os.path.exists(self.path):
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            with h5py.File(self.path, "w") as f:
-                h5frames.create_layout(f, h5frames.RELAXED, [RELAX_GROUP], self.meta)
+            h5frames.create_file(self.path, h5frames.RELAXED, [RELAX_GROUP], self.meta)
         with open_frames(self.path, "a") as (_, writer):
             self.committed = writer.append(frames, atoms)
             self.committed_atoms = writer.n_atoms

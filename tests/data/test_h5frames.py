@@ -5,6 +5,7 @@ files of the previous version (label stores, flat relaxation shards) are still r
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -118,6 +119,45 @@ def test_a_writer_killed_mid_append_leaves_rows_that_are_ignored_then_overwritte
         reader = h5frames.FrameReader(f)
         np.testing.assert_array_equal(reader.read("structure_id"), [0, 1, 2, 3, 50, 51])
         np.testing.assert_array_equal(reader.read_atoms("positions", [0, 1, 2, 3]), atoms["positions"])
+
+
+@pytest.mark.parametrize("opener", ["shard", "store"])
+def test_a_process_killed_while_creating_a_file_leaves_none(tmp_path, opener):
+    """The file a shard writer or a label store makes at its first write appears whole or not at
+    all: a process killed (os._exit) half-way through the layout leaves no file at the path, and
+    the next run creates it and writes as if nothing had happened."""
+    path = shard_path(tmp_path, 0) if opener == "shard" else str(tmp_path / "labels.h5")
+    script = textwrap.dedent(f"""
+        import os
+        from acnn_mpi.data import h5frames
+        from acnn_mpi.data.store import FrameStore
+        from acnn_mpi.relax.shards import ShardWriter
+        from tests.data.test_h5frames import results
+
+        def killed(f, *args, **kwargs):
+            f.create_group("atoms")
+            f.flush()
+            os._exit(9)
+
+        h5frames.create_layout = killed
+        if {opener!r} == "shard":
+            ShardWriter({path!r}).append(results(1))
+        else:
+            FrameStore({path!r})
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 9, result.stderr
+    assert not os.path.exists(path)
+    if opener == "shard":
+        ShardWriter(path).append(results(2))
+        assert finished_ids(tmp_path).tolist() == [1000, 1001]
+    else:
+        frames = emt_frames(2)
+        with FrameStore(path) as store:
+            store.append(frames)
+        with FrameStore(path, "r") as store:
+            assert_same_frames(store.read(), frames)
 
 
 def test_a_write_must_give_every_column_of_the_file(tmp_path):
