@@ -88,6 +88,10 @@ class RealSphericalHarmonics(torch.nn.Module):
         degree = torch.tensor([l for l in range(l_max + 1) for _ in range(2 * l + 1)])
         # (n_lm, l_max+1) 0/1 matrix summing the m components of each l
         self.register_buffer("sum_over_m", torch.nn.functional.one_hot(degree).to(torch.float64), persistent=False)
+        # columns of the xy part [Im_L … Im_1, 1, Re_1 … Re_L] that degree l takes (m = −l..l),
+        # gathered by one index: slicing per l costs a zero-filled copy per slice in double backward
+        xy_columns = [self.l_max + m for l in range(self.l_max + 1) for m in range(-l, l + 1)]
+        self.register_buffer("xy_columns", torch.tensor(xy_columns), persistent=False)
 
     @property
     def n_lm(self) -> int:
@@ -110,9 +114,7 @@ class RealSphericalHarmonics(torch.nn.Module):
             if k < self.l_max:
                 re, im = re * x - im * y, re * y + im * x
         xy = torch.stack(im_parts[::-1] + [torch.ones_like(x)] + re_parts, dim=1)
-        L = self.l_max
-        xy = torch.cat([xy[:, L - l: L + l + 1] for l in range(L + 1)], dim=1)
-        return z_part * xy
+        return z_part * xy.index_select(1, self.xy_columns)
 
 
 @dataclass
