@@ -83,6 +83,8 @@ class ModelSettings(_Section):
         "(n_a(n_a+1)/2 per l; the paper's Eq. 9 keeps the diagonal, n_a per l)")
     embedding: list[int] = Field([64, 64], min_length=1, description="embedding MLP widths")
     fitting: list[int] = Field([256, 256], min_length=1, description="fitting MLP widths")
+    activation: Literal["tanh", "silu"] = Field("tanh", description="hidden-layer activation of the "
+                                                "MLPs: 'tanh' (paper Eq. 12) or 'silu'")
     attention_layers: int = Field(0, ge=0, description="stacked attention modules (0 for CSP speed)")
     attention_heads: int = Field(4, ge=1)
     dtype: Literal["float32", "float64"] = "float32"

@@ -1,4 +1,5 @@
-"""Multilayer perceptrons of the ACNN (paper Eqs. 10-12): tanh embeddings and the fitting network.
+"""Multilayer perceptrons of the ACNN (paper Eqs. 10-12): the embeddings and the fitting network,
+tanh layers (the paper) or SiLU.
 
 Shapes: N = atoms. Inputs and outputs are dimensionless features, except the fitting network's
 output, the atomic energy E_i in eV.
@@ -11,19 +12,27 @@ from typing import Sequence
 import torch
 
 
-class TanhMLP(torch.nn.Module):
-    """mlp(x) = f_L ∘ … ∘ f_1(x) with f_l(x) = tanh(W_l x + b_l) (Eqs. 11-12).
+#: hidden-layer activations: "tanh" is the paper's Eq. 12, "silu" x·sigmoid(x)
+ACTIVATIONS = {"tanh": torch.tanh, "silu": torch.nn.functional.silu}
+
+
+class MLP(torch.nn.Module):
+    """mlp(x) = f_L ∘ … ∘ f_1(x) with f_l(x) = σ(W_l x + b_l), σ = tanh (Eqs. 11-12) or SiLU.
 
     Args:
         n_in: input width.
-        widths: hidden widths, one tanh layer each.
+        widths: hidden widths, one activated layer each.
         n_out: when given, a final linear layer (no activation) to ``n_out`` outputs (the fitting
-            network's energy head); when None the output is the last tanh layer.
+            network's energy head); when None the output is the last hidden layer.
+        activation: a key of :data:`ACTIVATIONS`.
     """
 
     def __init__(self, n_in: int, widths: Sequence[int], n_out: int | None = None,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, activation: str = "tanh"):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        self.activation = ACTIVATIONS[activation]
         layers = []
         width = int(n_in)
         for w in widths:
@@ -36,7 +45,7 @@ class TanhMLP(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (N, n_in) → (N, n_out)."""
         for layer in self.hidden:
-            x = torch.tanh(layer(x))
+            x = self.activation(layer(x))
         if self.head is not None:
             x = self.head(x)
         return x
@@ -53,13 +62,14 @@ class AtomEmbedding(torch.nn.Module):
         n_radial_features / n_angular_features: widths of Φ⁽¹⁾ and Φ⁽²⁾.
         n_elements: S.
         widths: embedding MLP widths (paper: [64, 64]).
+        activation: of the hidden layers (:class:`MLP`).
     """
 
     def __init__(self, n_radial_features: int, n_angular_features: int, n_elements: int,
-                 widths: Sequence[int], dtype: torch.dtype = torch.float32):
+                 widths: Sequence[int], dtype: torch.dtype = torch.float32, activation: str = "tanh"):
         super().__init__()
-        self.radial_mlp = TanhMLP(n_radial_features, widths, dtype=dtype)
-        self.angular_mlp = TanhMLP(n_angular_features, widths, dtype=dtype)
+        self.radial_mlp = MLP(n_radial_features, widths, dtype=dtype, activation=activation)
+        self.angular_mlp = MLP(n_angular_features, widths, dtype=dtype, activation=activation)
         self.element = torch.nn.Embedding(n_elements, int(widths[-1]), dtype=dtype)
         torch.nn.init.normal_(self.element.weight, std=0.5)
         self.register_buffer("radial_shift", torch.zeros(n_radial_features, dtype=dtype))

@@ -27,7 +27,7 @@ from ..neighbors import Edges, neighbor_list
 from ..state import Batch
 from .attention import NeighborAttention, PairLayout
 from .descriptor import ACNNDescriptor
-from .embedding import AtomEmbedding, TanhMLP
+from .embedding import ACTIVATIONS, MLP, AtomEmbedding
 
 FORMAT_TAG = "acnn_mpi.ACNN"
 FORMAT_VERSION = 1
@@ -54,6 +54,7 @@ class ACNNHyperparameters:
         angular_cross_channels: Φ⁽²⁾ from the products of all pairs of angular channels c ≤ c'
             (n_a(n_a+1)/2 per l), not only Eq. 9's diagonal (:mod:`.descriptor`).
         embedding / fitting: MLP widths.
+        activation: of the MLPs' hidden layers, "tanh" (Eq. 12) or "silu".
         attention_layers / attention_heads: stacked attention modules (0 for CSP speed) and heads.
         dtype: "float32" (fast, default) or "float64".
     """
@@ -67,6 +68,7 @@ class ACNNHyperparameters:
     angular_cross_channels: bool = False
     embedding: list[int] = field(default_factory=lambda: [64, 64])
     fitting: list[int] = field(default_factory=lambda: [256, 256])
+    activation: str = "tanh"
     attention_layers: int = 0
     attention_heads: int = 4
     dtype: str = "float32"
@@ -83,6 +85,8 @@ class ACNNHyperparameters:
             raise ValueError(f"elements: duplicate symbols in {self.elements}")
         if not isinstance(self.angular_cross_channels, bool):
             raise ValueError(f"angular_cross_channels must be true or false, got {self.angular_cross_channels!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if isinstance(self.dtype, torch.dtype):
             self.dtype = str(self.dtype).replace("torch.", "")
         if self.dtype not in _DTYPES:
@@ -155,12 +159,12 @@ class ACNN(torch.nn.Module):
                                          hp.n_angular, hp.l_max, dtype=dtype,
                                          cross_channels=hp.angular_cross_channels)
         self.embedding = AtomEmbedding(self.descriptor.n_radial_features, self.descriptor.n_angular_features,
-                                       S, hp.embedding, dtype=dtype)
+                                       S, hp.embedding, dtype=dtype, activation=hp.activation)
         width = self.embedding.n_out
         self.attention = torch.nn.ModuleList(
             [NeighborAttention(width, hp.attention_heads, dtype=dtype) for _ in range(hp.attention_layers)]
         )
-        self.fitting = TanhMLP(width, hp.fitting, n_out=1, dtype=dtype)
+        self.fitting = MLP(width, hp.fitting, n_out=1, dtype=dtype, activation=hp.activation)
         self.register_buffer("reference_energies", torch.zeros(S, dtype=dtype))
         self.to(dtype)
 
