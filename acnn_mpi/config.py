@@ -85,6 +85,8 @@ class ModelSettings(_Section):
     fitting: list[int] = Field([256, 256], min_length=1, description="fitting MLP widths")
     activation: Literal["tanh", "silu"] = Field("tanh", description="hidden-layer activation of the "
                                                 "MLPs: 'tanh' (paper Eq. 12) or 'silu'")
+    residual_fitting: bool = Field(False, description="hidden layers of the fitting MLP whose width "
+                                   "equals their input's add it (x + σ(Wx + b), as DeePMD-kit)")
     attention_layers: int = Field(0, ge=0, description="stacked attention modules (0 for CSP speed)")
     attention_heads: int = Field(4, ge=1)
     dtype: Literal["float32", "float64"] = "float32"

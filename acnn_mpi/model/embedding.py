@@ -25,14 +25,17 @@ class MLP(torch.nn.Module):
         n_out: when given, a final linear layer (no activation) to ``n_out`` outputs (the fitting
             network's energy head); when None the output is the last hidden layer.
         activation: a key of :data:`ACTIVATIONS`.
+        residual: a hidden layer whose width equals its input's adds its input,
+            x ← x + σ(W x + b) (the fitting network of DeePMD-kit).
     """
 
     def __init__(self, n_in: int, widths: Sequence[int], n_out: int | None = None,
-                 dtype: torch.dtype = torch.float32, activation: str = "tanh"):
+                 dtype: torch.dtype = torch.float32, activation: str = "tanh", residual: bool = False):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.activation = ACTIVATIONS[activation]
+        self.residual = bool(residual)
         layers = []
         width = int(n_in)
         for w in widths:
@@ -45,7 +48,8 @@ class MLP(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (N, n_in) → (N, n_out)."""
         for layer in self.hidden:
-            x = self.activation(layer(x))
+            y = self.activation(layer(x))
+            x = x + y if self.residual and y.shape == x.shape else y
         if self.head is not None:
             x = self.head(x)
         return x

@@ -55,6 +55,7 @@ class ACNNHyperparameters:
             (n_a(n_a+1)/2 per l), not only Eq. 9's diagonal (:mod:`.descriptor`).
         embedding / fitting: MLP widths.
         activation: of the MLPs' hidden layers, "tanh" (Eq. 12) or "silu".
+        residual_fitting: the fitting network's hidden layers of equal width add their input.
         attention_layers / attention_heads: stacked attention modules (0 for CSP speed) and heads.
         dtype: "float32" (fast, default) or "float64".
     """
@@ -69,6 +70,7 @@ class ACNNHyperparameters:
     embedding: list[int] = field(default_factory=lambda: [64, 64])
     fitting: list[int] = field(default_factory=lambda: [256, 256])
     activation: str = "tanh"
+    residual_fitting: bool = False
     attention_layers: int = 0
     attention_heads: int = 4
     dtype: str = "float32"
@@ -164,7 +166,8 @@ class ACNN(torch.nn.Module):
         self.attention = torch.nn.ModuleList(
             [NeighborAttention(width, hp.attention_heads, dtype=dtype) for _ in range(hp.attention_layers)]
         )
-        self.fitting = MLP(width, hp.fitting, n_out=1, dtype=dtype, activation=hp.activation)
+        self.fitting = MLP(width, hp.fitting, n_out=1, dtype=dtype, activation=hp.activation,
+                           residual=hp.residual_fitting)
         self.register_buffer("reference_energies", torch.zeros(S, dtype=dtype))
         self.to(dtype)
 

@@ -262,11 +262,12 @@ def test_hyperparameters_defaults_and_validation():
         ACNNHyperparameters(elements=["H"], r_cut_radial=-1)
 
 
-@pytest.mark.parametrize("attention_layers,activation", [(0, "tanh"), (1, "tanh"), (0, "silu")])
+@pytest.mark.parametrize("attention_layers,activation,residual", [(0, "tanh", False), (1, "tanh", False),
+                                                                   (0, "silu", True)])
 def test_force_loss_parameter_gradient_matches_finite_differences(make_model, crystal, attention_layers,
-                                                                  activation):
+                                                                  activation, residual):
     """Training on forces differentiates through the force graph (double backward)."""
-    model = make_model(attention_layers=attention_layers, activation=activation)
+    model = make_model(attention_layers=attention_layers, activation=activation, residual_fitting=residual)
     batch = Batch.from_atoms([crystal(["Mg", "Ca", "H", "H", "H"], volume_per_atom=9.0)])
     edges = neighbor_list(batch, model.cutoff)
     targets = torch.linspace(-0.1, 0.1, batch.positions.numel(), dtype=torch.float64).view(-1, 3)
@@ -292,15 +293,16 @@ def test_force_loss_parameter_gradient_matches_finite_differences(make_model, cr
         assert (up - down) / (2 * h) == pytest.approx(float(g.view(-1)[k]), rel=1e-5)
 
 
-def test_silu_model_saves_and_loads_its_activation(make_model, crystal, tmp_path):
+def test_activation_and_residual_fitting_are_saved_with_the_model(make_model, crystal, tmp_path):
     atoms = crystal(["Mg", "Ca", "H", "H", "H"], volume_per_atom=9.0)
-    silu = make_model(activation="silu")
-    tanh = make_model()  # the same seed: the same weights, another activation
-    assert _energy(silu, atoms) != pytest.approx(_energy(tanh, atoms), abs=1e-6)
-    silu.save(tmp_path / "m.pt")
-    loaded = type(silu).load(tmp_path / "m.pt")
-    assert loaded.hyperparameters.activation == "silu"
-    assert _energy(loaded, atoms) == pytest.approx(_energy(silu, atoms), rel=1e-12)
+    model = make_model(activation="silu", residual_fitting=True)
+    energy = _energy(model, atoms)
+    for other in (make_model(), make_model(activation="silu")):  # the same seed: the same weights
+        assert energy != pytest.approx(_energy(other, atoms), abs=1e-6)
+    model.save(tmp_path / "m.pt")
+    loaded = type(model).load(tmp_path / "m.pt")
+    assert (loaded.hyperparameters.activation, loaded.hyperparameters.residual_fitting) == ("silu", True)
+    assert _energy(loaded, atoms) == pytest.approx(energy, rel=1e-12)
 
 
 def test_atoms_without_neighbours(model):
