@@ -35,7 +35,8 @@ Layout (names from :mod:`acnn_mpi.keys`; A atoms and F frames committed)::
 Text (str) is variable-length UTF-8. Columns outside these groups may be added by a writer (their
 dtype and row shape from the first data); a reader reads any column by name.
 
-Crash safety: :meth:`FrameWriter.append` writes the rows after the committed ones, flushes, and
+Crash safety: a file is created whole (:func:`create_file`: the empty layout in a temporary file,
+renamed in), and :meth:`FrameWriter.append` writes the rows after the committed ones, flushes, and
 only then raises ``n_frames`` and flushes again, so readers see all of an append or none of it.
 Rows past ``n_frames`` (a writer killed mid-append) are never read, and a writer opening the file
 cuts them off and continues from the counter (resume). HDF5 itself can still be damaged by a kill
