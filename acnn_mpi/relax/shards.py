@@ -20,10 +20,11 @@ reads a shard, the index and a label store alike.
 Crash safety is the layout writer's: a shard is created whole (its empty layout written to a
 hidden temporary file and renamed in, :func:`~acnn_mpi.data.h5frames.create_file`), then rows are
 written and flushed, and only then is the ``n_frames`` counter raised. A resumed rank reopens its
-shard and writes from the counter on (rows past it are cut); a shard that cannot be opened at all is moved aside as ``*.damaged`` (its structures
-count as not done and are relaxed again), so a resumed job and a later reader agree on what is
-done. Shards of earlier versions (flat datasets, ``committed`` attribute) are read as they are; a
-resumed rank rewrites its own in this layout first (a log line).
+shard and writes from the counter on (rows past it are cut); a shard that cannot be opened at all
+is moved aside as ``*.damaged`` (its structures count as not done and are relaxed again), so a
+resumed job and a later reader agree on what is done. Shards of earlier versions (flat datasets,
+``committed`` attribute) are read as they are; a resumed rank rewrites its own in this layout
+first (a log line).
 """
 
 from __future__ import annotations
