@@ -87,6 +87,8 @@ class ModelSettings(_Section):
                                                 "MLPs: 'tanh' (paper Eq. 12) or 'silu'")
     residual_fitting: bool = Field(False, description="hidden layers of the fitting MLP whose width "
                                    "equals their input's add it (x + σ(Wx + b), as DeePMD-kit)")
+    linear_term: bool = Field(False, description="add a per-element linear function of the "
+                              "standardized descriptors to each atomic energy (zero at the start)")
     attention_layers: int = Field(0, ge=0, description="stacked attention modules (0 for CSP speed)")
     attention_heads: int = Field(4, ge=1)
     dtype: Literal["float32", "float64"] = "float32"

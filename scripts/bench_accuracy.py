@@ -96,7 +96,7 @@ def datasets(args) -> list[dict]:
     for s in sets:
         for key in ("train", "test"):
             if not Path(s[key]).exists():
-                sys.exit(f"error: {s[key]} not found (give --data-dir or --train/--test)")
+                fail(f"{s[key]} not found (give --data-dir or --train/--test)")
     return sets
 
 
@@ -105,10 +105,16 @@ def datasets(args) -> list[dict]:
 RECIPE_FILE = REPO / "inputs" / "accuracy_mlearn.yaml"
 
 
+def fail(message: str) -> None:
+    """A bad input: one line on stderr, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def recipe(path: Path = RECIPE_FILE) -> dict:
     """{"model": {...}, "training": {...}} as written in ``path`` (its `steps` is replaced by --steps)."""
     if not Path(path).is_file():
-        sys.exit(f"error: --recipe {path} not found")
+        fail(f"--recipe {path} not found")
     data = yaml.safe_load(Path(path).read_text())
     return {"model": dict(data.get("model") or {}), "training": dict(data.get("training") or {})}
 
@@ -126,7 +132,7 @@ def benchmark_settings(args) -> dict:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")
         if section not in settings or not name:
-            sys.exit(f"error: --set {item}: use model.KEY=VALUE or training.KEY=VALUE")
+            fail(f"--set {item}: use model.KEY=VALUE or training.KEY=VALUE")
         settings[section][name] = yaml.safe_load(value)
     return settings
 
@@ -135,11 +141,15 @@ def write_config(path: Path, train_file: str, settings: dict) -> Path:
     """A campaign YAML with the data's elements and ``settings``; validated like the CLI does."""
     from acnn_mpi.config import load_config
     from acnn_mpi.data.io import read_frames
+    from acnn_mpi.errors import UserError
 
     elements = sorted({s for atoms in read_frames(train_file) for s in atoms.get_chemical_symbols()})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"elements": elements, **settings}, sort_keys=False))
-    load_config(path)  # a bad --set fails here, before any training
+    try:
+        load_config(path)  # a bad --set fails here, before any training
+    except UserError as error:
+        fail(f"--set: {error}")
     return path
 
 

@@ -85,10 +85,16 @@ class AtomEmbedding(torch.nn.Module):
     def n_out(self) -> int:
         return self.radial_mlp.n_out + self.angular_mlp.n_out + self.element.embedding_dim
 
-    def forward(self, radial: torch.Tensor, angular: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        """radial (N, n_radial_features), angular (N, n_angular_features), species (N,) → (N, n_out)."""
-        radial = (radial - self.radial_shift) * self.radial_scale
-        angular = (angular - self.angular_shift) * self.angular_scale
+    def standardize(self, radial: torch.Tensor, angular: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The raw Φ⁽¹⁾ (N, n_radial_features) and Φ⁽²⁾ (N, n_angular_features), shifted and scaled."""
+        return (radial - self.radial_shift) * self.radial_scale, (angular - self.angular_shift) * self.angular_scale
+
+    def embed(self, radial: torch.Tensor, angular: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """Standardized radial and angular features, species (N,) → x (N, n_out)."""
         return torch.cat(
             [self.radial_mlp(radial), self.angular_mlp(angular), self.element(species)], dim=1
         )
+
+    def forward(self, radial: torch.Tensor, angular: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """radial (N, n_radial_features), angular (N, n_angular_features), species (N,) → (N, n_out)."""
+        return self.embed(*self.standardize(radial, angular), species)

@@ -56,6 +56,8 @@ class ACNNHyperparameters:
         embedding / fitting: MLP widths.
         activation: of the MLPs' hidden layers, "tanh" (Eq. 12) or "silu".
         residual_fitting: the fitting network's hidden layers of equal width add their input.
+        linear_term: add a per-element linear function of the standardized descriptors to the
+            network's atomic energy, E_i = mlp(x_i) + w_Z · Φ̂_i (zero at the start of a training).
         attention_layers / attention_heads: stacked attention modules (0 for CSP speed) and heads.
         dtype: "float32" (fast, default) or "float64".
     """
@@ -71,6 +73,7 @@ class ACNNHyperparameters:
     fitting: list[int] = field(default_factory=lambda: [256, 256])
     activation: str = "tanh"
     residual_fitting: bool = False
+    linear_term: bool = False
     attention_layers: int = 0
     attention_heads: int = 4
     dtype: str = "float32"
@@ -85,8 +88,9 @@ class ACNNHyperparameters:
             _symbol_to_number(e)
         if len(set(self.elements)) != len(self.elements):
             raise ValueError(f"elements: duplicate symbols in {self.elements}")
-        if not isinstance(self.angular_cross_channels, bool):
-            raise ValueError(f"angular_cross_channels must be true or false, got {self.angular_cross_channels!r}")
+        for name in ("angular_cross_channels", "residual_fitting", "linear_term"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if isinstance(self.dtype, torch.dtype):
@@ -168,6 +172,11 @@ class ACNN(torch.nn.Module):
         )
         self.fitting = MLP(width, hp.fitting, n_out=1, dtype=dtype, activation=hp.activation,
                            residual=hp.residual_fitting)
+        self.linear = None
+        if hp.linear_term:
+            n_features = self.descriptor.n_radial_features + self.descriptor.n_angular_features
+            self.linear = torch.nn.Linear(n_features, S, bias=False, dtype=dtype)
+            torch.nn.init.zeros_(self.linear.weight)
         self.register_buffer("reference_energies", torch.zeros(S, dtype=dtype))
         self.to(dtype)
 
@@ -208,12 +217,17 @@ class ACNN(torch.nn.Module):
         species = self.species_index(batch.numbers)
         vectors = edges.vectors(batch.positions, batch.cell, batch.system_idx).to(self.dtype)
         features = self.descriptor(vectors, edges.index, species, neighbour_table=bool(len(self.attention)))
-        x = self.embedding(features.radial, features.angular, species)
+        radial, angular = self.embedding.standardize(features.radial, features.angular)
+        x = self.embedding.embed(radial, angular, species)
         if len(self.attention):
             layout = PairLayout.build(batch.system_idx, features.neighbour, batch.n_systems)
             for module in self.attention:
                 x = module(x, features.neighbour, features.cutoff, layout)
-        return self.fitting(x).squeeze(1).double() + self.reference_energies.double()[species]
+        energy = self.fitting(x).squeeze(1)
+        if self.linear is not None:
+            linear = self.linear(torch.cat([radial, angular], dim=1))
+            energy = energy + linear.gather(1, species[:, None]).squeeze(1)
+        return energy.double() + self.reference_energies.double()[species]
 
     # ----------------------------------------------------------------------------------------
     def set_reference_energies(self, energies) -> None:

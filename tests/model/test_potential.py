@@ -262,12 +262,16 @@ def test_hyperparameters_defaults_and_validation():
         ACNNHyperparameters(elements=["H"], r_cut_radial=-1)
 
 
-@pytest.mark.parametrize("attention_layers,activation,residual", [(0, "tanh", False), (1, "tanh", False),
-                                                                   (0, "silu", True)])
+@pytest.mark.parametrize("attention_layers,activation,residual,linear", [
+    (0, "tanh", False, False), (1, "tanh", False, False), (0, "silu", True, False), (0, "tanh", False, True)])
 def test_force_loss_parameter_gradient_matches_finite_differences(make_model, crystal, attention_layers,
-                                                                  activation, residual):
+                                                                  activation, residual, linear):
     """Training on forces differentiates through the force graph (double backward)."""
-    model = make_model(attention_layers=attention_layers, activation=activation, residual_fitting=residual)
+    model = make_model(attention_layers=attention_layers, activation=activation, residual_fitting=residual,
+                       linear_term=linear)
+    if linear:
+        with torch.no_grad():
+            model.linear.weight.normal_(std=0.05)
     batch = Batch.from_atoms([crystal(["Mg", "Ca", "H", "H", "H"], volume_per_atom=9.0)])
     edges = neighbor_list(batch, model.cutoff)
     targets = torch.linspace(-0.1, 0.1, batch.positions.numel(), dtype=torch.float64).view(-1, 3)
@@ -278,6 +282,7 @@ def test_force_loss_parameter_gradient_matches_finite_differences(make_model, cr
 
     params = [model.descriptor.angular_mixing, model.embedding.radial_mlp.hidden[0].weight,
               model.fitting.hidden[1].bias] + ([model.attention[0].tau_parameter] if attention_layers else [])
+    params += [model.linear.weight] if linear else []
     grads = torch.autograd.grad(loss(), params)
     h = 1e-6
     for p, g in zip(params, grads):
@@ -303,6 +308,29 @@ def test_activation_and_residual_fitting_are_saved_with_the_model(make_model, cr
     loaded = type(model).load(tmp_path / "m.pt")
     assert (loaded.hyperparameters.activation, loaded.hyperparameters.residual_fitting) == ("silu", True)
     assert _energy(loaded, atoms) == pytest.approx(energy, rel=1e-12)
+
+
+def test_linear_term_adds_w_dot_standardized_descriptors(make_model, crystal, tmp_path):
+    """linear_term: zero at the start (the plain model's energy), then E gains Σ_i w_Z(i) · Φ̂_i."""
+    atoms = crystal(["Mg", "Ca", "H", "H", "H"], volume_per_atom=9.0)
+    plain, model = make_model(), make_model(linear_term=True)
+    assert _energy(model, atoms) == pytest.approx(_energy(plain, atoms), rel=1e-12)
+    with torch.no_grad():
+        model.linear.weight.normal_(std=0.1, generator=torch.Generator().manual_seed(1))
+    batch = Batch.from_atoms([atoms]).to(dtype=model.dtype)
+    edges = neighbor_list(batch, model.cutoff)
+    species = model.species_index(batch.numbers)
+    features = model.descriptor(edges.vectors(batch.positions, batch.cell, batch.system_idx), edges.index,
+                                species, neighbour_table=False)
+    radial, angular = model.embedding.standardize(features.radial, features.angular)
+    expected = float((torch.cat([radial, angular], 1) * model.linear.weight[species]).sum().detach())
+    assert abs(expected) > 1e-3
+    assert _energy(model, atoms) - _energy(plain, atoms) == pytest.approx(expected, rel=1e-9)
+    model.save(tmp_path / "m.pt")
+    loaded = type(model).load(tmp_path / "m.pt")
+    assert loaded.hyperparameters.linear_term and _energy(loaded, atoms) == pytest.approx(_energy(model, atoms), rel=1e-12)
+    with pytest.raises(ValueError, match="linear_term must be true or false"):
+        ACNNHyperparameters(elements=["H"], linear_term="yes")
 
 
 def test_atoms_without_neighbours(model):

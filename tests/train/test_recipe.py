@@ -117,6 +117,33 @@ def test_accuracy_recipe_file_is_a_valid_campaign_file_that_the_benchmark_uses()
     assert settings["model"]["attention_layers"] == config.model.attention_layers == 0
 
 
+@pytest.mark.parametrize("change,named", [("model.nope=1", "model.nope: unknown key"),
+                                          ("model.l_max=99", "model.l_max = 99"),
+                                          ("nope=1", "use model.KEY=VALUE")])
+def test_bench_accuracy_bad_set_is_one_line_and_exit_2(tmp_path, capsys, change, named):
+    """A bad --set stops the benchmark before any training: one line naming the key, exit 2."""
+    import sys
+    from pathlib import Path
+
+    from ase.io import write
+
+    repo = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(repo / "scripts"))
+    try:
+        import bench_accuracy
+    finally:
+        sys.path.remove(str(repo / "scripts"))
+    data = tmp_path / "X.xyz"
+    write(data, emt_frames(2, seed=0))
+    with pytest.raises(SystemExit) as stop:
+        bench_accuracy.main(["--train", str(data), "--test", str(data), "--steps", "5", "--set", change,
+                             "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --set") and named in err[0]
+    assert not (tmp_path / "out" / "X" / "train.log").exists()
+
+
 @pytest.mark.parametrize("scope", ["all", "matrices"])
 def test_weight_decay_on_matrices_shrinks_only_linear_weights(scope):
     """With zero gradients an AdamW step is the decay alone: p ← (1 − lr·wd) p on the decayed
