@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Any, Callable, TypeVar
 
 from ..errors import UserError
 
 T = TypeVar("T")
+
+#: Seconds between a rank's last write and its MPI_Abort. The launcher forwards each rank's stderr
+#: through a pipe; an abort handled before that pipe is drained loses the rank's error message
+#: (seen once in CI: a failed job with empty stderr), so the message gets time to leave first.
+ABORT_GRACE_S = 1.0
 
 #: Environment variables by which MPI launchers (Hydra/MPICH, Open MPI, PMIx, Slurm PMI) mark ranks.
 _LAUNCHER_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
@@ -127,10 +133,12 @@ class Comm:
             self.mpi = None
 
     def abort(self, code: int = 1) -> None:
-        """End every rank of the job now (MPI_Abort); in serial, exit the process."""
+        """End every rank of the job (MPI_Abort, :data:`ABORT_GRACE_S` after the last write); in
+        serial, exit the process."""
         sys.stdout.flush()
         sys.stderr.flush()
         if self.mpi is not None and self.size > 1:
+            time.sleep(ABORT_GRACE_S)
             self.mpi.Abort(code)
         raise SystemExit(code)
 
