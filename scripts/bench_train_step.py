@@ -34,7 +34,7 @@ from acnn_mpi.model.forces import evaluate  # noqa: E402
 from acnn_mpi.train.frames import FrameBatcher, load_frames  # noqa: E402
 from acnn_mpi.train.loss import Schedule, loss_sum  # noqa: E402
 from acnn_mpi.train.models import build_acnn, fit_input_statistics  # noqa: E402
-from bench_accuracy import RECIPE_FILE, benchmark_settings  # noqa: E402  (scripts/ is on sys.path)
+from bench_accuracy import RECIPE_FILE, benchmark_settings, fail  # noqa: E402  (scripts/ is on sys.path)
 from benchlib import machine_line  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,8 +72,7 @@ def _validated(kind, section: str, values: dict):
         return kind(**values)
     except ValidationError as error:
         first = error.errors()[0]
-        print(f"error: --set {section}.{'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
-        sys.exit(2)
+        fail(f"--set {section}.{'.'.join(map(str, first['loc']))}: {first['msg']}")
 
 
 def make_trainer(frames, model_settings: ModelSettings, training: TrainingSettings, elements: list[str],
