@@ -81,6 +81,10 @@ class ModelSettings(_Section):
     angular_cross_channels: bool = Field(
         False, description="angular features from the products of all channel pairs c <= c' "
         "(n_a(n_a+1)/2 per l; the paper's Eq. 9 keeps the diagonal, n_a per l)")
+    bispectrum_l_max: int = Field(
+        0, ge=0, le=8, description="L of the 4-body angular features: triple products of the "
+        "angular densities (real Gaunt coefficients, 1 <= l1 <= l2 <= l3 <= L, <= l_max; 9 per "
+        "channel for L = 4); 0: none (the paper's model)")
     embedding: list[int] = Field([64, 64], min_length=1, description="embedding MLP widths")
     fitting: list[int] = Field([256, 256], min_length=1, description="fitting MLP widths")
     activation: Literal["tanh", "silu"] = Field("tanh", description="hidden-layer activation of the "
@@ -120,6 +124,9 @@ class ModelSettings(_Section):
                 f"r_cut_angular = {self.r_cut_angular} Å is larger than r_cut_radial = "
                 f"{self.r_cut_radial} Å; the angular cutoff must not exceed the radial one"
             )
+        if self.bispectrum_l_max > self.l_max:
+            raise ValueError(f"bispectrum_l_max = {self.bispectrum_l_max} is larger than l_max = "
+                             f"{self.l_max}; use at most l_max (or raise l_max)")
         return self
 
 

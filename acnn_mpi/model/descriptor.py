@@ -21,6 +21,14 @@ Chemistry: the neighbour's element enters both feature sets.
   not only its mixed diagonal), n_a(n_a+1)/2 features per l instead of n_a; same per-edge work.
   Every path (autograd, fused, C++) computes the densities; :meth:`ACNNDescriptor.contract` forms
   Φ⁽²⁾ from them by differentiable torch operations.
+* Bispectrum (``bispectrum_l_max`` = L > 0): the channel-diagonal triple products
+  Φ⁽³⁾_{i,c,(l1,l2,l3)} = Σ_{m1 m2 m3} G^{l1 l2 l3}_{m1 m2 m3} A_{i,c,l1m1} A_{i,c,l2m2} A_{i,c,l3m3}
+  for 1 ≤ l1 ≤ l2 ≤ l3 ≤ L, l3 ≤ l1 + l2, l1 + l2 + l3 even, with the real Gaunt coefficients
+  G = ∫ Y_l1m1 Y_l2m2 Y_l3m3 dΩ (:func:`real_gaunt`; invariant because the integral of a product
+  is unchanged when all three are rotated). Each term is a sum over neighbour triples (j, k, k'),
+  i.e. 4-body (SNAP's bispectrum, MTP's contractions of three moments), where Φ⁽²⁾ is 3-body.
+  l1 = 0 is left out (it is A_00 times a Φ⁽²⁾ feature); odd l1 + l2 + l3 vanish (parity).
+  Appended after Φ⁽²⁾ in the angular block.
 """
 
 from __future__ import annotations
@@ -117,6 +125,63 @@ class RealSphericalHarmonics(torch.nn.Module):
         return z_part * xy.index_select(1, self.xy_columns)
 
 
+def bispectrum_triples(l_max: int) -> list[tuple[int, int, int]]:
+    """(l1, l2, l3) with 1 ≤ l1 ≤ l2 ≤ l3 ≤ l_max, l3 ≤ l1 + l2 and l1 + l2 + l3 even (the
+    non-vanishing, parity-even triples not reducible to Φ⁽²⁾); 9 for l_max 4, 23 for 6."""
+    return [(a, b, c) for a in range(1, l_max + 1) for b in range(a, l_max + 1)
+            for c in range(b, min(a + b, l_max) + 1) if (a + b + c) % 2 == 0]
+
+
+def real_gaunt(l1: int, l2: int, l3: int) -> torch.Tensor:
+    """G_{m1 m2 m3} = ∫ Y_l1m1 Y_l2m2 Y_l3m3 dΩ of :class:`RealSphericalHarmonics`, float64
+    (2l1+1, 2l2+1, 2l3+1), by a product quadrature exact for the degree-(l1+l2+l3) integrand
+    (Gauss-Legendre in cos θ, uniform in φ)."""
+    degree = l1 + l2 + l3
+    z, w_z = legendre.leggauss(degree // 2 + 1)
+    n_phi = degree + 1
+    phi = 2 * math.pi * np.arange(n_phi) / n_phi
+    s = np.sqrt(1 - z ** 2)
+    points = np.stack([np.outer(s, np.cos(phi)), np.outer(s, np.sin(phi)),
+                       np.outer(z, np.ones(n_phi))], axis=-1).reshape(-1, 3)
+    weights = torch.from_numpy(np.outer(w_z, np.full(n_phi, 2 * math.pi / n_phi)).reshape(-1))
+    y = RealSphericalHarmonics(max(l1, l2, l3))(torch.from_numpy(points))
+    blocks = [y[:, l * l:(l + 1) ** 2] for l in (l1, l2, l3)]
+    return torch.einsum("q,qa,qb,qc->abc", weights, *blocks)
+
+
+def gaunt_contraction(triples: list[tuple[int, int, int]]) -> tuple[torch.Tensor, ...]:
+    """The triples' Gaunt coefficients as one sparse-by-blocks contraction of a density row A
+    (n_lm,): with the column products p_q = A[left_q] A[right_q] over the blocks (l1, l2) of the
+    triples' two lower degrees (Q products: each pair of degrees once, and for l1 = l2 only
+    m1 ≤ m2, the coefficients of (m1, m2) and (m2, m1) added),
+    Φ⁽³⁾_t = Σ_k (p G)_k A[third_k] segments[k, t], K = Σ_t (2l3+1) rows k.
+    Returns (left (Q,) long, right (Q,) long, G (Q, K) float64, third (K,) long, segments (K, T))."""
+    pairs = sorted({(l1, l2) for l1, l2, _ in triples})
+    row, left, right = {}, [], []
+    for l1, l2 in pairs:
+        for m1 in range(2 * l1 + 1):
+            for m2 in range(m1 if l1 == l2 else 0, 2 * l2 + 1):
+                row[l1, l2, m1, m2] = len(left)
+                if l1 == l2:
+                    row[l1, l2, m2, m1] = len(left)
+                left.append(l1 * l1 + m1)
+                right.append(l2 * l2 + m2)
+    k_total = sum(2 * l3 + 1 for _, _, l3 in triples)
+    gaunt = torch.zeros(len(left), k_total, dtype=torch.float64)
+    third = torch.zeros(k_total, dtype=torch.long)
+    segments = torch.zeros(k_total, len(triples), dtype=torch.float64)
+    k = 0
+    for t, (l1, l2, l3) in enumerate(triples):
+        g = real_gaunt(l1, l2, l3)                                   # (2l1+1, 2l2+1, 2l3+1)
+        for m1 in range(2 * l1 + 1):
+            for m2 in range(2 * l2 + 1):
+                gaunt[row[l1, l2, m1, m2], k:k + 2 * l3 + 1] += g[m1, m2]
+        third[k:k + 2 * l3 + 1] = torch.arange(l3 * l3, (l3 + 1) ** 2)
+        segments[k:k + 2 * l3 + 1, t] = 1.0
+        k += 2 * l3 + 1
+    return torch.tensor(left), torch.tensor(right), gaunt, third, segments
+
+
 @dataclass
 class NeighbourTable:
     """The neighbours of every atom within one cutoff, padded into a dense (N, M) table.
@@ -196,11 +261,12 @@ class ACNNDescriptor(torch.nn.Module):
         l_max: highest angular order.
         cross_channels: products of all channel pairs c ≤ c' in Φ⁽²⁾ (module docstring), not
             only the diagonal of Eq. 9.
+        bispectrum_l_max: L of the 4-body features Φ⁽³⁾ (module docstring), ≤ l_max; 0: none.
     """
 
     def __init__(self, n_elements: int, r_cut_radial: float, r_cut_angular: float, n_radial: int,
                  n_angular: int, l_max: int, dtype: torch.dtype = torch.float32,
-                 cross_channels: bool = False):
+                 cross_channels: bool = False, bispectrum_l_max: int = 0):
         super().__init__()
         self.n_elements = int(n_elements)
         self.r_cut_radial = float(r_cut_radial)
@@ -212,6 +278,14 @@ class ACNNDescriptor(torch.nn.Module):
         pairs = torch.triu_indices(n_angular, n_angular) if cross_channels else torch.arange(n_angular).repeat(2, 1)
         self.register_buffer("channel_pairs", pairs, persistent=False)  # (2, P): channels c, c' of pair p
         self.harmonics = RealSphericalHarmonics(l_max)
+        if not 0 <= bispectrum_l_max <= l_max:
+            raise ValueError(f"bispectrum_l_max must be between 0 and l_max = {l_max}, got {bispectrum_l_max}")
+        self.triples = bispectrum_triples(bispectrum_l_max)
+        if self.triples:
+            names = ("gaunt_left", "gaunt_right", "gaunt", "gaunt_third", "gaunt_sum")
+            for name, value in zip(names, gaunt_contraction(self.triples)):
+                self.register_buffer(name, value.to(dtype) if value.is_floating_point() else value,
+                                     persistent=False)
         # per-neighbour-element mixing of the angular radial channels: column block z of
         # (n_a, S·n_a) is W[z], applied to the neighbours of element z
         mixing = torch.eye(n_angular, dtype=dtype).repeat(1, n_elements)
@@ -224,17 +298,33 @@ class ACNNDescriptor(torch.nn.Module):
 
     @property
     def n_angular_features(self) -> int:
-        return self.channel_pairs.shape[1] * (self.l_max + 1)
+        return self.channel_pairs.shape[1] * (self.l_max + 1) + self.n_angular * len(self.triples)
 
     def contract(self, density: torch.Tensor) -> torch.Tensor:
         """Φ⁽²⁾ (N, P·(l_max+1)), column p·(l_max+1) + l, from the densities A (N, n_a, n_lm):
-        Σ_m A_{c,lm} A_{c',lm} over the P channel pairs (c, c') (the diagonal: Eq. 9)."""
+        Σ_m A_{c,lm} A_{c',lm} over the P channel pairs (c, c') (the diagonal: Eq. 9); then, with
+        ``bispectrum_l_max``, Φ⁽³⁾ (N, n_a·T), column P·(l_max+1) + c·T + t for triple t."""
         if self.cross_channels:
             first, second = self.channel_pairs
             products = density.index_select(1, first) * density.index_select(1, second)
         else:
             products = density * density
-        return (products @ self.harmonics.sum_over_m.to(density.dtype)).reshape(density.shape[0], -1)
+        power = (products @ self.harmonics.sum_over_m.to(density.dtype)).reshape(density.shape[0], -1)
+        if not self.triples:
+            return power
+        return torch.cat([power, self.bispectrum(density).reshape(density.shape[0], -1)], dim=1)
+
+    def bispectrum(self, density: torch.Tensor) -> torch.Tensor:
+        """Φ⁽³⁾ (N, n_a, T) from the densities A (N, n_a, n_lm) (module docstring), all triples
+        at once (:func:`gaunt_contraction`): the column products of the lower two degrees, one
+        matmul with the Gaunt coefficients, the product with the third degree's columns and a
+        sum over its m per triple."""
+        n_atoms, n_a, n_lm = density.shape
+        a = density.reshape(n_atoms * n_a, n_lm)
+        products = a.index_select(1, self.gaunt_left) * a.index_select(1, self.gaunt_right)
+        coupled = products @ self.gaunt.to(density.dtype)                    # (N·n_a, K)
+        third = a.index_select(1, self.gaunt_third)
+        return ((coupled * third) @ self.gaunt_sum.to(density.dtype)).view(n_atoms, n_a, -1)
 
     def _table(self, vectors, centre, neighbour, r_plain, r_cut, n_atoms) -> NeighbourTable:
         keep = torch.nonzero(r_plain < r_cut).squeeze(1)

@@ -53,6 +53,9 @@ class ACNNHyperparameters:
         l_max: highest angular order in Φ⁽²⁾.
         angular_cross_channels: Φ⁽²⁾ from the products of all pairs of angular channels c ≤ c'
             (n_a(n_a+1)/2 per l), not only Eq. 9's diagonal (:mod:`.descriptor`).
+        bispectrum_l_max: L of the 4-body angular features Φ⁽³⁾ (triple products of the angular
+            densities with real Gaunt coefficients, l1 ≤ l2 ≤ l3 ≤ L ≤ l_max; :mod:`.descriptor`);
+            0: none (the paper's model).
         embedding / fitting: MLP widths.
         activation: of the MLPs' hidden layers, "tanh" (Eq. 12) or "silu".
         residual_fitting: the fitting network's hidden layers of equal width add their input.
@@ -69,6 +72,7 @@ class ACNNHyperparameters:
     n_angular: int = 14
     l_max: int = 4
     angular_cross_channels: bool = False
+    bispectrum_l_max: int = 0
     embedding: list[int] = field(default_factory=lambda: [64, 64])
     fitting: list[int] = field(default_factory=lambda: [256, 256])
     activation: str = "tanh"
@@ -101,12 +105,14 @@ class ACNNHyperparameters:
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be positive (Å), got {getattr(self, name)}")
             setattr(self, name, float(getattr(self, name)))
-        for name, low in (("n_radial", 1), ("n_angular", 1), ("l_max", 0), ("attention_layers", 0),
-                          ("attention_heads", 1)):
+        for name, low in (("n_radial", 1), ("n_angular", 1), ("l_max", 0), ("bispectrum_l_max", 0),
+                          ("attention_layers", 0), ("attention_heads", 1)):
             value = getattr(self, name)
             if int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value}")
             setattr(self, name, int(value))
+        if self.bispectrum_l_max > self.l_max:
+            raise ValueError(f"bispectrum_l_max = {self.bispectrum_l_max} must be <= l_max = {self.l_max}")
         for name in ("embedding", "fitting"):
             widths = list(getattr(self, name))
             if not widths or any(int(w) != w or w < 1 for w in widths):
@@ -163,7 +169,8 @@ class ACNN(torch.nn.Module):
         S = len(self.elements)
         self.descriptor = ACNNDescriptor(S, hp.r_cut_radial, hp.r_cut_angular, hp.n_radial,
                                          hp.n_angular, hp.l_max, dtype=dtype,
-                                         cross_channels=hp.angular_cross_channels)
+                                         cross_channels=hp.angular_cross_channels,
+                                         bispectrum_l_max=hp.bispectrum_l_max)
         self.embedding = AtomEmbedding(self.descriptor.n_radial_features, self.descriptor.n_angular_features,
                                        S, hp.embedding, dtype=dtype, activation=hp.activation)
         width = self.embedding.n_out
@@ -347,4 +354,5 @@ class ACNN(torch.nn.Module):
         hp = self.hyperparameters
         return (f"elements={self.elements}, r_cut=({hp.r_cut_radial}, {hp.r_cut_angular}) Å, "
                 f"n_radial={hp.n_radial}, n_angular={hp.n_angular}, l_max={hp.l_max}, "
-                f"angular_cross_channels={hp.angular_cross_channels}, attention_layers={hp.attention_layers}, dtype={self.dtype}")
+                f"angular_cross_channels={hp.angular_cross_channels}, "
+                f"bispectrum_l_max={hp.bispectrum_l_max}, attention_layers={hp.attention_layers}, dtype={self.dtype}")

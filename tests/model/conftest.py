@@ -53,9 +53,10 @@ def rng():
     return np.random.default_rng(12345)
 
 
-@pytest.fixture(params=[0, 1], ids=["no-attention", "attention"])
+@pytest.fixture(params=[{}, {"attention_layers": 1}, {"bispectrum_l_max": 3}],
+                ids=["no-attention", "attention", "bispectrum"])
 def model(request):
-    return small_model(attention_layers=request.param)
+    return small_model(**request.param)
 
 
 @pytest.fixture

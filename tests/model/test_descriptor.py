@@ -78,6 +78,19 @@ def test_spherical_harmonics_known_values_and_orthonormality():
     assert torch.allclose(gram, torch.eye(25, dtype=torch.float64), atol=1e-12)
 
 
+def _mixed_angular_neighbours(d, vectors, zj):
+    """Unit vectors (M_a, 3) of one atom's neighbours inside the angular cutoff and their mixed
+    radial channels g̃_c(r_ij) = Σ_n g_n(r_ij) W[Z_j]_{n,c} (M_a, n_a), from its neighbour
+    vectors (M, 3) Å and the neighbours' element indices (M,)."""
+    W, n_a = d.angular_mixing.detach().numpy(), d.n_angular   # (n_a, S·n_a): block z = W[z]
+    r = np.linalg.norm(vectors, axis=1)
+    inside = r < d.r_cut_angular
+    ga, _ = chebyshev_radial_basis(torch.tensor(r[inside]), d.r_cut_angular, n_a)
+    mixed = np.stack([ga.numpy()[k] @ W[:, zj[inside][k] * n_a:(zj[inside][k] + 1) * n_a]
+                      for k in range(int(inside.sum()))]) if inside.any() else np.zeros((0, n_a))
+    return vectors[inside] / r[inside, None], mixed
+
+
 def _direct_features(model, atoms):
     """Eqs. 7 and 9 by direct sums over neighbours and neighbour pairs (O(M²)), with P_l; Φ⁽²⁾ for
     every channel pair (c, c') of the descriptor (the diagonal, or all c ≤ c')."""
@@ -87,7 +100,6 @@ def _direct_features(model, atoms):
     vec = edges.vectors(batch.positions, batch.cell, batch.system_idx).detach().numpy()
     i_all, j_all = edges.index.numpy()
     species = model.species_index(batch.numbers).numpy()
-    W = d.angular_mixing.detach().numpy()              # (n_a, S·n_a): block z = W[z]
     S, n_a, L = d.n_elements, d.n_angular, d.l_max
     first, second = d.channel_pairs.numpy()
     radial, angular = [], []
@@ -100,11 +112,7 @@ def _direct_features(model, atoms):
         for z in range(S):
             phi1[z] = g.numpy()[zj == z].sum(0)
         radial.append(phi1.reshape(-1))
-        inside = r < d.r_cut_angular
-        ga, _ = chebyshev_radial_basis(torch.tensor(r[inside]), d.r_cut_angular, n_a)
-        mixed = np.stack([ga.numpy()[k] @ W[:, zj[inside][k] * n_a:(zj[inside][k] + 1) * n_a]
-                          for k in range(int(inside.sum()))]) if inside.any() else np.zeros((0, n_a))
-        unit = vec[mine][inside] / r[inside, None]
+        unit, mixed = _mixed_angular_neighbours(d, vec[mine], zj)
         cos = np.clip(unit @ unit.T, -1, 1)
         phi2 = np.zeros((len(first), L + 1))
         for l in range(L + 1):
@@ -133,6 +141,80 @@ def test_features_equal_direct_sums_eq7_eq9(make_model, crystal, identity_mixing
     assert angular.max() > 0.1  # non-trivial environments
     assert np.allclose(out.radial.detach().numpy(), radial, rtol=1e-12, atol=1e-12)
     assert np.allclose(out.angular.detach().numpy(), angular, rtol=1e-10, atol=1e-12)
+
+
+def _sphere_grid(n_nodes: int):
+    """Points (Q, 3) and weights (Q,) of a Gauss-Legendre (cos θ) × uniform (φ) grid, exact for
+    polynomials of degree < 2 n_nodes on the sphere."""
+    nodes, weights = legendre.leggauss(n_nodes)
+    n_phi = 2 * n_nodes
+    phi = np.linspace(0, 2 * np.pi, n_phi, endpoint=False)
+    ct, ph = np.meshgrid(nodes, phi, indexing="ij")
+    st = np.sqrt(1 - ct ** 2)
+    points = np.stack([st * np.cos(ph), st * np.sin(ph), ct], -1).reshape(-1, 3)
+    return points, (weights[:, None] * np.full(n_phi, 2 * np.pi / n_phi)).reshape(-1)
+
+
+def test_bispectrum_equals_integral_of_three_legendre_densities(make_model, crystal):
+    """Φ⁽³⁾_{c,(l1,l2,l3)} = ∫ ρ_c,l1 ρ_c,l2 ρ_c,l3 dΩ with the angular densities written without
+    spherical harmonics, ρ_c,l(x) = Σ_j g̃_c(r_ij) (2l+1)/4π P_l(r̂_ij · x) (addition theorem),
+    integrated on an exact grid: an independent check of the harmonics, the real Gaunt
+    coefficients and their contraction."""
+    from acnn_mpi.model.descriptor import bispectrum_triples
+
+    model = make_model(r_cut_radial=4.5, r_cut_angular=3.8, n_angular=3, l_max=4, bispectrum_l_max=4)
+    d = model.descriptor
+    triples = bispectrum_triples(4)
+    assert triples[:3] == [(1, 1, 2), (1, 2, 3), (1, 3, 4)] and len(triples) == 9
+    assert d.n_angular_features == 3 * 5 + 3 * 9
+    atoms = crystal(["Mg", "Ca", "H", "H", "H", "Mg", "H"], volume_per_atom=9.0, min_distance=1.2)
+    batch = Batch.from_atoms([atoms])
+    edges = neighbor_list(batch, model.cutoff)
+    vec = edges.vectors(batch.positions, batch.cell, batch.system_idx)
+    species = model.species_index(batch.numbers)
+    features = d(vec, edges.index, species).angular.detach().numpy()[:, 3 * 5:].reshape(len(atoms), 3, 9)
+    points, weights = _sphere_grid(7)                                  # exact to degree 13 ≥ 12
+    i_all, j_all = edges.index.numpy()
+    for i in range(len(atoms)):
+        mine = i_all == i
+        unit, mixed = _mixed_angular_neighbours(d, vec.detach().numpy()[mine], species.numpy()[j_all[mine]])
+        cos = unit @ points.T                                                          # (M_a, Q)
+        rho = np.stack([mixed.T @ ((2 * l + 1) / (4 * math.pi) * legendre.legval(cos, [0] * l + [1]))
+                        for l in range(5)])                                            # (5, n_a, Q)
+        expected = np.stack([(rho[a] * rho[b] * rho[c]) @ weights for a, b, c in triples], axis=1)
+        assert np.abs(expected).max() > 1e-3
+        assert np.allclose(features[i], expected, rtol=1e-10, atol=1e-14), i
+
+
+def test_bispectrum_invariant_under_rotation_and_inversion(make_model, crystal):
+    """Φ⁽²⁾ and Φ⁽³⁾ of a structure do not change when it is rotated, or inverted through the
+    origin (only the parity-even triples are kept)."""
+    model = make_model(l_max=4, bispectrum_l_max=4)
+    atoms = crystal(["Mg", "Ca", "H", "H", "H"], volume_per_atom=9.0)
+    q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(3, 3)))
+
+    def angular(a):
+        batch = Batch.from_atoms([a])
+        edges = neighbor_list(batch, model.cutoff)
+        vectors = edges.vectors(batch.positions, batch.cell, batch.system_idx)
+        return model.descriptor(vectors, edges.index, model.species_index(batch.numbers)).angular
+
+    reference = angular(atoms)
+    for transform in (q if np.linalg.det(q) > 0 else -q, -np.eye(3)):
+        moved = atoms.copy()
+        moved.set_cell(atoms.cell[:] @ transform.T, scale_atoms=True)
+        assert torch.allclose(angular(moved), reference, rtol=1e-10, atol=1e-12)
+    assert reference[:, -model.descriptor.n_angular * 9:].abs().max() > 1e-3
+
+
+def test_bispectrum_l_max_above_l_max_is_refused():
+    from acnn_mpi.config import ModelSettings
+    from acnn_mpi.model.potential import ACNNHyperparameters
+
+    with pytest.raises(ValueError, match="bispectrum_l_max = 5 must be <= l_max = 4"):
+        ACNNHyperparameters(elements=["Si"], l_max=4, bispectrum_l_max=5)
+    with pytest.raises(ValueError, match="bispectrum_l_max = 5 is larger than l_max = 4"):
+        ModelSettings(l_max=4, bispectrum_l_max=5)
 
 
 def test_neighbour_element_changes_features(make_model, crystal):

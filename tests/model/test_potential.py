@@ -262,13 +262,14 @@ def test_hyperparameters_defaults_and_validation():
         ACNNHyperparameters(elements=["H"], r_cut_radial=-1)
 
 
-@pytest.mark.parametrize("attention_layers,activation,residual,linear", [
-    (0, "tanh", False, False), (1, "tanh", False, False), (0, "silu", True, False), (0, "tanh", False, True)])
+@pytest.mark.parametrize("attention_layers,activation,residual,linear,bispectrum", [
+    (0, "tanh", False, False, 0), (1, "tanh", False, False, 0), (0, "silu", True, False, 0),
+    (0, "tanh", False, True, 0), (0, "tanh", False, False, 3)])
 def test_force_loss_parameter_gradient_matches_finite_differences(make_model, crystal, attention_layers,
-                                                                  activation, residual, linear):
+                                                                  activation, residual, linear, bispectrum):
     """Training on forces differentiates through the force graph (double backward)."""
     model = make_model(attention_layers=attention_layers, activation=activation, residual_fitting=residual,
-                       linear_term=linear)
+                       linear_term=linear, bispectrum_l_max=bispectrum)
     if linear:
         with torch.no_grad():
             model.linear.weight.normal_(std=0.05)
@@ -344,16 +345,17 @@ def test_atoms_without_neighbours(model):
     assert torch.isfinite(out.energy).all()
 
 
-@pytest.mark.parametrize("attention_layers,cross_channels", [(0, False), (1, False), (0, True)],
-                         ids=["plain", "attention", "cross-channels"])
+@pytest.mark.parametrize("variant", [{}, {"attention_layers": 1}, {"angular_cross_channels": True},
+                                     {"bispectrum_l_max": 3}],
+                         ids=["plain", "attention", "cross-channels", "bispectrum"])
 @pytest.mark.parametrize("same_cutoffs", [False, True], ids=["two-cutoffs", "one-cutoff"])
-def test_fused_backward_equals_autograd(make_model, crystal, attention_layers, cross_channels, same_cutoffs):
+def test_fused_backward_equals_autograd(make_model, crystal, variant, same_cutoffs):
     """The hand-written first-derivative path (used whenever create_graph is False) gives the
     autograd path's energy, forces, stress and angular-mixing gradient."""
     from acnn_mpi.model.descriptor import first_derivatives_only
 
     overrides = {"r_cut_angular": 4.0} if same_cutoffs else {}
-    model = make_model(attention_layers=attention_layers, angular_cross_channels=cross_channels, **overrides)
+    model = make_model(**variant, **overrides)
     structures = [crystal(["Mg", "Ca"] + ["H"] * 6, volume_per_atom=7.0),
                   crystal(["Ca"] * 2 + ["H"] * 3, volume_per_atom=9.0)]
     batch = Batch.from_atoms(structures, dtype=torch.float64)
@@ -453,13 +455,14 @@ def test_failing_compiled_kernel_falls_back_to_eager(make_model, crystal, monkey
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cross_channels", [False, True], ids=["diagonal", "cross-channels"])
-def test_cpp_kernels_equal_torch_path_and_finite_differences(make_model, crystal, cross_channels):
+@pytest.mark.parametrize("variant", [{}, {"angular_cross_channels": True}, {"bispectrum_l_max": 3}],
+                         ids=["diagonal", "cross-channels", "bispectrum"])
+def test_cpp_kernels_equal_torch_path_and_finite_differences(make_model, crystal, variant):
     """The C++ per-edge kernels (model.compile: cpp; built on first use, ~1-2 min) give the torch
     path's energy, forces and stress, and forces that are the energy's finite differences."""
     from acnn_mpi.model import kernels
 
-    model = make_model(angular_cross_channels=cross_channels).float()
+    model = make_model(**variant).float()
     atoms = crystal(["Mg", "Ca"] + ["H"] * 6, volume_per_atom=7.0)
     batch = Batch.from_atoms([atoms, crystal(["Mg", "H", "H"], volume_per_atom=6.0)], dtype=torch.float32)
     reference = evaluate(model, batch)
