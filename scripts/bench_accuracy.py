@@ -12,7 +12,8 @@ benchmark's budget and any ``--set``), runs the CLI on it in a child
 process (``--valid TEST`` adds the test split to the log only; the held-out part of the training
 split, ``training.validation_fraction``, is the only thing that chooses a model), then evaluates
 ``model.pt`` on the test split. ``--valid-only`` reports the validation errors and never reads the
-test split: use it to compare settings. mlearn data: ../shared/data/mlearn/{El}_training.xyz and
+test split: use it to compare settings. With a ``group`` in the frames' info (mlearn: Elastic,
+Vacancy, AIMD-NVT, Surface) the errors per group follow the table. mlearn data: ../shared/data/mlearn/{El}_training.xyz and
 {El}_test.xyz (or --data-dir). ``--ranks N`` trains under ``mpiexec -n N`` (data parallel).
 Prints the machine, each run's wall and CPU time (the child's user + system seconds, all ranks
 together) and a Markdown table; writes OUT/results.json.
@@ -191,9 +192,48 @@ def run_dataset(dataset: dict, args) -> dict:
     result = {"name": dataset["name"], "steps": steps, **timing,
               "load_avg_5min": os.getloadavg()[1], "valid": final.get("valid"),
               "train": final.get("train"), "published": dataset["published"], "mae": dataset["mae"]}
-    if not args.valid_only:
-        result["test"] = evaluate_errors(load_model(out / "model.pt"), dataset["test"])
+    model = load_model(out / "model.pt")
+    if args.valid_only:
+        from acnn_mpi.config import TrainingSettings
+
+        training = TrainingSettings(**benchmark_settings(args)["training"])
+        result["valid_groups"] = group_errors(model, dataset["train"], training.validation_fraction,
+                                              training.seed)
+    else:
+        result["test"] = evaluate_errors(model, dataset["test"])
+        result["test_groups"] = group_errors(model, dataset["test"])
     return result
+
+
+def group_errors(model, path: str, valid_fraction: float | None = None, seed: int = 0) -> dict:
+    """{group: evaluate_errors(...)} over the frames of ``path`` by their ``group`` (extxyz info;
+    {} when the frames have none), on all frames or, with ``valid_fraction``, on the held-out
+    split the trainer made (frame id = position in the file, :func:`acnn_mpi.train.api.split_by_id`)."""
+    import numpy as np
+    from ase.io import read
+
+    from acnn_mpi.train.api import split_by_id
+    from acnn_mpi.train.metrics import evaluate_errors
+
+    frames = read(path, ":")
+    chosen = range(len(frames))
+    if valid_fraction is not None:
+        chosen = split_by_id(np.arange(len(frames)), valid_fraction, seed)[1]
+    groups: dict[str, list[int]] = {}
+    for i in chosen:
+        if "group" in frames[i].info:
+            groups.setdefault(str(frames[i].info["group"]), []).append(int(i))
+    return {name: evaluate_errors(model, frames, indices=ids) for name, ids in sorted(groups.items())}
+
+
+def group_table(results: list[dict], split: str) -> str:
+    """RMSE energy meV/atom / force meV/Å per configuration group ('' without groups)."""
+    rows = [f"| {r['name']} | {g} | {e['n_frames']} | {e['energy_rmse']:.2f} / {e['force_rmse']:.1f} |"
+            for r in results for g, e in (r.get(f"{split}_groups") or {}).items()]
+    if not rows:
+        return ""
+    return "\n".join([f"| data | group | frames | RMSE E / F ({split}; meV/atom / meV/Å) |",
+                      "|---|---|---|---|", *rows])
 
 
 def _pair(e, f) -> str:
@@ -238,6 +278,10 @@ def main(argv=None) -> int:
         print(verdict(results[-1], split), flush=True)
     print()
     print(table(results, split))
+    groups = group_table(results, split)
+    if groups:
+        print()
+        print(groups)
     out = Path(args.out)
     (out / "results.json").write_text(json.dumps(
         {"machine": machine_line(), "args": vars(args), "results": results}, indent=1))

@@ -162,3 +162,44 @@ def test_weight_decay_on_matrices_shrinks_only_linear_weights(scope):
     for name, p in model.named_parameters():
         factor = 0.95 if (scope == "all" or name in linear) else 1.0
         assert torch.allclose(p.detach(), factor * before[name], rtol=1e-12, atol=0), name
+
+
+@pytest.mark.parametrize("valid_only", [False, True], ids=["test-split", "valid-only"])
+def test_bench_accuracy_reports_errors_per_group(tmp_path, valid_only):
+    """bench_accuracy writes the errors of each frame `group` of the reported split; the groups
+    partition that split, so their squared errors add up to the split's RMSE."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from ase.io import write
+
+    repo = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(repo / "scripts"))
+    try:
+        import bench_accuracy
+    finally:
+        sys.path.remove(str(repo / "scripts"))
+    frames = emt_frames(8, seed=1)
+    for k, atoms in enumerate(frames):
+        atoms.info["group"] = "Bulk" if k % 3 else "Alloy"
+    data = tmp_path / "X.xyz"
+    write(data, frames)
+    argv = ["--train", str(data), "--test", str(data), "--steps", "4", "--out", str(tmp_path / "out"),
+            "--set", "model.l_max=2", "--set", "model.n_radial=4", "--set", "model.n_angular=3",
+            "--set", "model.embedding=[8]", "--set", "model.fitting=[8]", "--set", "model.r_cut_radial=4.0",
+            "--set", "model.r_cut_angular=4.0"]
+    if valid_only:
+        argv += ["--valid-only", "--set", "training.validation_fraction=0.5"]
+    assert bench_accuracy.main(argv) == 0
+    result = json.loads((tmp_path / "out" / "results.json").read_text())["results"][0]
+    split = "valid" if valid_only else "test"
+    groups = result[f"{split}_groups"]
+    assert set(groups) <= {"Alloy", "Bulk"} and groups
+    total = result[split]
+    assert sum(g["n_frames"] for g in groups.values()) == total["n_frames"]
+    energy_sq = sum(g["n_frames"] * g["energy_rmse"] ** 2 for g in groups.values())
+    force_sq = sum(3 * g["n_atoms"] * g["force_rmse"] ** 2 for g in groups.values())
+    assert math.sqrt(energy_sq / total["n_frames"]) == pytest.approx(total["energy_rmse"], rel=1e-4)
+    assert math.sqrt(force_sq / (3 * total["n_atoms"])) == pytest.approx(total["force_rmse"], rel=1e-4)
+    assert total["force_rmse"] > 0
