@@ -13,10 +13,10 @@ process (``--valid TEST`` adds the test split to the log only; the held-out part
 split, ``training.validation_fraction``, is the only thing that chooses a model), then evaluates
 ``model.pt`` on the test split. ``--valid-only`` reports the validation errors and never reads the
 test split: use it to compare settings. With a ``group`` in the frames' info (mlearn: Elastic,
-Vacancy, AIMD-NVT, Surface) the errors per group follow the table. mlearn data: ../shared/data/mlearn/{El}_training.xyz and
-{El}_test.xyz (or --data-dir). ``--ranks N`` trains under ``mpiexec -n N`` (data parallel).
-Prints the machine, each run's wall and CPU time (the child's user + system seconds, all ranks
-together) and a Markdown table; writes OUT/results.json.
+Vacancy, AIMD-NVT, Surface) the errors per group follow the table. mlearn data:
+../shared/data/mlearn/{El}_training.xyz and {El}_test.xyz (or --data-dir). ``--ranks N`` trains
+under ``mpiexec -n N`` (data parallel). Prints the machine, each run's wall and CPU time (the
+child's user + system seconds, all ranks together) and a Markdown table; writes OUT/results.json.
 """
 
 from __future__ import annotations
