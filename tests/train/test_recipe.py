@@ -203,3 +203,45 @@ def test_bench_accuracy_reports_errors_per_group(tmp_path, valid_only):
     assert math.sqrt(energy_sq / total["n_frames"]) == pytest.approx(total["energy_rmse"], rel=1e-4)
     assert math.sqrt(force_sq / (3 * total["n_atoms"])) == pytest.approx(total["force_rmse"], rel=1e-4)
     assert total["force_rmse"] > 0
+
+
+def test_split_by_trajectory_holds_out_whole_trajectories(tmp_path):
+    """Snapshots a few 0.05 Å apart in one cell are one trajectory and stay together; frames of
+    another cell, or moved by far more than the link RMSD, are trajectories of their own."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+    from ase.build import bulk
+    from ase.io import read, write
+
+    repo = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(repo / "scripts"))
+    try:
+        import split_by_trajectory as split
+    finally:
+        sys.path.remove(str(repo / "scripts"))
+    rng = np.random.default_rng(0)
+    base = bulk("Si", "diamond", a=5.43, cubic=True)
+    frames = []
+    for k in range(6):                                   # one MD-like trajectory: 6 close snapshots
+        a = base.copy()
+        a.positions += 0.05 * k + rng.normal(scale=0.02, size=a.positions.shape)
+        a.info["group"] = "AIMD"
+        frames.append(a)
+    for k in range(4):                                   # four unrelated strained cells
+        a = base.copy()
+        a.set_cell(base.cell[:] * (1 + 0.02 * (k + 1)), scale_atoms=True)
+        a.info["group"] = "Elastic"
+        frames.append(a)
+    components = split.trajectories(frames, 1.0)
+    assert sorted(map(len, components)) == [1, 1, 1, 1, 6]
+    assert split.rmsd(frames[0], frames[6]) == float("inf")
+    assert 0.05 < split.rmsd(frames[0], frames[1]) < 0.2
+    write(tmp_path / "all.xyz", frames)
+    assert split.main([str(tmp_path / "all.xyz"), "--out", str(tmp_path / "s"), "--fraction", "0.3",
+                       "--seed", "1"]) == 0
+    valid, train = read(tmp_path / "s_valid.xyz", ":"), read(tmp_path / "s_train.xyz", ":")
+    assert len(valid) + len(train) == 10 and len(valid) >= 3
+    aimd_valid = sum(a.info["group"] == "AIMD" for a in valid)
+    assert aimd_valid in (0, 6)                          # the trajectory is never cut

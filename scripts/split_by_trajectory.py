@@ -1,0 +1,89 @@
+"""Hold out whole trajectories: a validation split for accuracy screens that a random split of MD
+snapshots does not give.
+
+Frames with the same cell and atom count whose minimum-image RMSD of the positions is below
+``--link`` Å (default 1.0) are linked; a connected component is one trajectory (or one isolated
+frame). Components are drawn in a seeded random order and held out until ``--fraction`` of the
+frames are. Writes OUT_train.xyz and OUT_valid.xyz and prints the held-out frames per ``group``.
+
+    python scripts/split_by_trajectory.py ../shared/data/mlearn/Si_training.xyz --out build/Si_traj
+    python scripts/bench_accuracy.py --train build/Si_traj_train.xyz --test build/Si_traj_valid.xyz \\
+        --name Si_traj --steps 15000 --set training.validate_every=2500
+
+On mlearn Si (seed 0) this holds out 11 of the 36 liquid-like AIMD frames, 10 Vacancy and 22
+Elastic frames; docs/training.md (round 8) compares it with the random split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+
+import numpy as np
+from ase.io import read, write
+
+
+def rmsd(a, b) -> float:
+    """Minimum-image RMSD (Å) of the positions of two frames with the same cell; inf otherwise."""
+    if len(a) != len(b) or not np.allclose(a.cell[:], b.cell[:], atol=1e-3):
+        return float("inf")
+    d = a.get_scaled_positions() - b.get_scaled_positions()
+    d -= np.round(d)
+    return float(np.sqrt(((d @ a.cell[:]) ** 2).sum(1).mean()))
+
+
+def trajectories(frames, link_a: float) -> list[list[int]]:
+    """Connected components (ascending frame indices) of the 'RMSD < link_a' graph."""
+    parent = list(range(len(frames)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(frames)):
+        for j in range(i):
+            if rmsd(frames[i], frames[j]) < link_a:
+                parent[root(i)] = root(j)
+    components: dict[int, list[int]] = {}
+    for i in range(len(frames)):
+        components.setdefault(root(i), []).append(i)
+    return sorted(components.values())
+
+
+def held_out(components: list[list[int]], n_frames: int, fraction: float, seed: int) -> list[int]:
+    """Frame indices of whole components, drawn in a seeded order until ≥ fraction · n_frames."""
+    valid: list[int] = []
+    for k in np.random.default_rng(seed).permutation(len(components)):
+        if len(valid) >= fraction * n_frames:
+            break
+        valid += components[k]
+    return sorted(valid)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("frames", help="labelled extxyz file")
+    p.add_argument("--out", required=True, help="prefix of OUT_train.xyz and OUT_valid.xyz")
+    p.add_argument("--fraction", type=float, default=0.2)
+    p.add_argument("--link", type=float, default=1.0, help="RMSD (Å) below which frames are linked")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if not 0 < args.fraction < 1:
+        p.exit(2, f"error: --fraction must be between 0 and 1, got {args.fraction}\n")
+    frames = read(args.frames, ":")
+    components = trajectories(frames, args.link)
+    valid = held_out(components, len(frames), args.fraction, args.seed)
+    chosen = set(valid)
+    write(f"{args.out}_train.xyz", [f for i, f in enumerate(frames) if i not in chosen])
+    write(f"{args.out}_valid.xyz", [frames[i] for i in valid])
+    groups = collections.Counter(str(frames[i].info.get("group", "-")) for i in valid)
+    print(f"{len(components)} trajectories in {len(frames)} frames (largest {max(map(len, components))}); "
+          f"held out {len(valid)}: " + ", ".join(f"{g} {n}" for g, n in sorted(groups.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
