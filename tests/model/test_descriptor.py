@@ -8,7 +8,8 @@ import pytest
 import torch
 from numpy.polynomial import chebyshev, legendre
 
-from acnn_mpi.model.descriptor import RealSphericalHarmonics, chebyshev_radial_basis, cosine_cutoff
+from acnn_mpi.model.descriptor import chebyshev_radial_basis, cosine_cutoff
+from acnn_mpi.model.harmonics import RealSphericalHarmonics, bispectrum_triples
 from acnn_mpi.neighbors import neighbor_list
 from acnn_mpi.state import Batch
 
@@ -160,8 +161,6 @@ def test_bispectrum_equals_integral_of_three_legendre_densities(make_model, crys
     spherical harmonics, ρ_c,l(x) = Σ_j g̃_c(r_ij) (2l+1)/4π P_l(r̂_ij · x) (addition theorem),
     integrated on an exact grid: an independent check of the harmonics, the real Gaunt
     coefficients and their contraction."""
-    from acnn_mpi.model.descriptor import bispectrum_triples
-
     model = make_model(r_cut_radial=4.5, r_cut_angular=3.8, n_angular=3, l_max=4, bispectrum_l_max=4)
     d = model.descriptor
     triples = bispectrum_triples(4)
