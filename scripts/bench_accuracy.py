@@ -178,6 +178,8 @@ def train(config: Path, dataset: dict, out: Path, args) -> dict:
 
 
 def run_dataset(dataset: dict, args) -> dict:
+    from ase.io import read
+
     from acnn_mpi.train.metrics import evaluate_errors
     from acnn_mpi.train.models import load_model
 
@@ -197,25 +199,24 @@ def run_dataset(dataset: dict, args) -> dict:
         from acnn_mpi.config import TrainingSettings
 
         training = TrainingSettings(**benchmark_settings(args)["training"])
-        result["valid_groups"] = group_errors(model, dataset["train"], training.validation_fraction,
-                                              training.seed)
+        result["valid_groups"] = group_errors(model, read(dataset["train"], ":"),
+                                              training.validation_fraction, training.seed)
     else:
-        result["test"] = evaluate_errors(model, dataset["test"])
-        result["test_groups"] = group_errors(model, dataset["test"])
+        frames = read(dataset["test"], ":")
+        result["test"] = evaluate_errors(model, frames)
+        result["test_groups"] = group_errors(model, frames)
     return result
 
 
-def group_errors(model, path: str, valid_fraction: float | None = None, seed: int = 0) -> dict:
-    """{group: evaluate_errors(...)} over the frames of ``path`` by their ``group`` (extxyz info;
+def group_errors(model, frames: list, valid_fraction: float | None = None, seed: int = 0) -> dict:
+    """{group: evaluate_errors(...)} over labelled ASE ``frames`` by their ``group`` (extxyz info;
     {} when the frames have none), on all frames or, with ``valid_fraction``, on the held-out
-    split the trainer made (frame id = position in the file, :func:`acnn_mpi.train.api.split_by_id`)."""
+    split the trainer made of their file (frame id = position, :func:`acnn_mpi.train.api.split_by_id`)."""
     import numpy as np
-    from ase.io import read
 
     from acnn_mpi.train.api import split_by_id
     from acnn_mpi.train.metrics import evaluate_errors
 
-    frames = read(path, ":")
     chosen = range(len(frames))
     if valid_fraction is not None:
         chosen = split_by_id(np.arange(len(frames)), valid_fraction, seed)[1]

@@ -147,7 +147,8 @@ class ACNNDescriptor(torch.nn.Module):
         l_max: highest angular order.
         cross_channels: products of all channel pairs c ≤ c' in Φ⁽²⁾ (module docstring), not
             only the diagonal of Eq. 9.
-        bispectrum_l_max: L of the 4-body features Φ⁽³⁾ (module docstring), ≤ l_max; 0: none.
+        bispectrum_l_max: L of the 4-body features Φ⁽³⁾ (module docstring), ≤ l_max (checked by
+            ACNNHyperparameters and the config); 0: none.
     """
 
     def __init__(self, n_elements: int, r_cut_radial: float, r_cut_angular: float, n_radial: int,
@@ -164,8 +165,6 @@ class ACNNDescriptor(torch.nn.Module):
         pairs = torch.triu_indices(n_angular, n_angular) if cross_channels else torch.arange(n_angular).repeat(2, 1)
         self.register_buffer("channel_pairs", pairs, persistent=False)  # (2, P): channels c, c' of pair p
         self.harmonics = RealSphericalHarmonics(l_max)
-        if not 0 <= bispectrum_l_max <= l_max:
-            raise ValueError(f"bispectrum_l_max must be between 0 and l_max = {l_max}, got {bispectrum_l_max}")
         self.triples = bispectrum_triples(bispectrum_l_max)
         if self.triples:
             names = ("gaunt_left", "gaunt_right", "gaunt", "gaunt_third", "gaunt_sum")
