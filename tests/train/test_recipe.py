@@ -115,6 +115,8 @@ def test_accuracy_recipe_file_is_a_valid_campaign_file_that_the_benchmark_uses()
     assert settings["training"]["steps"] == 120 and settings["training"]["batch_size"] == 2
     assert settings["training"]["energy_loss"] == config.training.energy_loss == "per_atom"
     assert settings["model"]["attention_layers"] == config.model.attention_layers == 0
+    assert settings["model"]["bispectrum_l_max"] == config.model.bispectrum_l_max == 2
+    assert settings["training"]["weight_decay"] == config.training.weight_decay == 0.2
 
 
 @pytest.mark.parametrize("change,named", [("model.nope=1", "model.nope: unknown key"),
