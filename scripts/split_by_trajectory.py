@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import sys
 
 import numpy as np
@@ -77,6 +78,7 @@ def main(argv=None) -> int:
     components = trajectories(frames, args.link)
     valid = held_out(components, len(frames), args.fraction, args.seed)
     chosen = set(valid)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     write(f"{args.out}_train.xyz", [f for i, f in enumerate(frames) if i not in chosen])
     write(f"{args.out}_valid.xyz", [frames[i] for i in valid])
     groups = collections.Counter(str(frames[i].info.get("group", "-")) for i in valid)
