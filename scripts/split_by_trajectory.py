@@ -11,7 +11,9 @@ frames are. Writes OUT_train.xyz and OUT_valid.xyz and prints the held-out frame
         --name Si_traj --steps 15000 --set training.validate_every=2500
 
 On mlearn Si (seed 0) this holds out 11 of the 36 liquid-like AIMD frames, 10 Vacancy and 22
-Elastic frames; docs/training.md (round 8) compares it with the random split.
+Elastic frames; docs/training.md (round 8) compares it with the random split. ``--hold-group
+Surface=3`` also holds out 3 whole trajectories of that group (mlearn: 3 surface orientations,
+one frame each), to screen how a setting extrapolates to unseen surfaces.
 """
 
 from __future__ import annotations
@@ -64,6 +66,26 @@ def held_out(components: list[list[int]], n_frames: int, fraction: float, seed: 
     return sorted(valid)
 
 
+def held_out_of_group(components: list[list[int]], groups: list[str], group: str, count: int,
+                      seed: int, taken: set[int]) -> list[int]:
+    """Frame indices of ``count`` whole components whose frames are all of ``group``, drawn in a
+    seeded order among those not in ``taken``; ValueError if there are fewer."""
+    pool = [c for c in components if all(groups[i] == group for i in c) and not taken & set(c)]
+    if len(pool) < count:
+        raise ValueError(f"--hold-group {group}={count}: the data have {len(pool)} trajectories of "
+                         f"group {group!r} left to hold out; ask for at most that many")
+    order = np.random.default_rng(seed).permutation(len(pool))[:count]
+    return sorted(i for k in order for i in pool[k])
+
+
+def parse_hold_group(text: str) -> tuple[str, int]:
+    """'Surface=3' -> ('Surface', 3); ValueError naming the option otherwise."""
+    group, _, count = text.partition("=")
+    if not group or not count.isdigit() or int(count) < 1:
+        raise ValueError(f"--hold-group {text}: write GROUP=N with N ≥ 1, e.g. Surface=3")
+    return group, int(count)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("frames", help="labelled extxyz file")
@@ -71,19 +93,31 @@ def main(argv=None) -> int:
     p.add_argument("--fraction", type=float, default=0.2)
     p.add_argument("--link", type=float, default=1.0, help="RMSD (Å) below which frames are linked")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hold-group", action="append", default=[], metavar="GROUP=N",
+                   help="also hold out N whole trajectories of GROUP (frames' info['group'])")
     args = p.parse_args(argv)
     if not 0 < args.fraction < 1:
         p.exit(2, f"error: --fraction must be between 0 and 1, got {args.fraction}\n")
+    try:
+        extra = [parse_hold_group(text) for text in args.hold_group]
+    except ValueError as error:
+        p.exit(2, f"error: {error}\n")
     frames = read(args.frames, ":")
     components = trajectories(frames, args.link)
-    valid = held_out(components, len(frames), args.fraction, args.seed)
-    chosen = set(valid)
+    chosen = set(held_out(components, len(frames), args.fraction, args.seed))
+    groups = [str(f.info.get("group", "-")) for f in frames]
+    for group, count in extra:
+        try:
+            chosen |= set(held_out_of_group(components, groups, group, count, args.seed, chosen))
+        except ValueError as error:
+            p.exit(2, f"error: {error}\n")
+    valid = sorted(chosen)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     write(f"{args.out}_train.xyz", [f for i, f in enumerate(frames) if i not in chosen])
     write(f"{args.out}_valid.xyz", [frames[i] for i in valid])
-    groups = collections.Counter(str(frames[i].info.get("group", "-")) for i in valid)
+    counts = collections.Counter(groups[i] for i in valid)
     print(f"{len(components)} trajectories in {len(frames)} frames (largest {max(map(len, components))}); "
-          f"held out {len(valid)}: " + ", ".join(f"{g} {n}" for g, n in sorted(groups.items())))
+          f"held out {len(valid)}: " + ", ".join(f"{g} {n}" for g, n in sorted(counts.items())))
     return 0
 
 

@@ -207,7 +207,7 @@ def test_bench_accuracy_reports_errors_per_group(tmp_path, valid_only):
     assert total["force_rmse"] > 0
 
 
-def test_split_by_trajectory_holds_out_whole_trajectories(tmp_path):
+def test_split_by_trajectory_holds_out_whole_trajectories(tmp_path, capsys):
     """Snapshots a few 0.05 Å apart in one cell are one trajectory and stay together; frames of
     another cell, or moved by far more than the link RMSD, are trajectories of their own."""
     import sys
@@ -247,3 +247,13 @@ def test_split_by_trajectory_holds_out_whole_trajectories(tmp_path):
     assert len(valid) + len(train) == 10 and len(valid) >= 3
     aimd_valid = sum(a.info["group"] == "AIMD" for a in valid)
     assert aimd_valid in (0, 6)                          # the trajectory is never cut
+    # --hold-group: the named group's trajectories held out on top of the fraction, whole
+    assert split.main([str(tmp_path / "all.xyz"), "--out", str(tmp_path / "g"), "--fraction", "0.05",
+                       "--seed", "1", "--hold-group", "Elastic=3"]) == 0
+    valid = read(tmp_path / "g_valid.xyz", ":")
+    assert sum(a.info["group"] == "Elastic" for a in valid) >= 3
+    assert sum(a.info["group"] == "AIMD" for a in valid) in (0, 6)
+    for bad, named in (("Elastic=9", "trajectories of group 'Elastic' left"), ("Elastic", "GROUP=N")):
+        with pytest.raises(SystemExit) as stop:
+            split.main([str(tmp_path / "all.xyz"), "--out", str(tmp_path / "b"), "--hold-group", bad])
+        assert stop.value.code == 2 and named in capsys.readouterr().err
