@@ -3,7 +3,8 @@ disagreement on a structure measures how little the labels constrain it (query b
 DP-GEN and EDDP select their next labels).
 
 Pure functions, no MPI: which seed each member trains with, how k members are dealt to the rank
-groups of a job, and the spread of the members' energies per atom on a list of structures.
+groups of a job, the spread of the members' energies per atom on a list of structures, and the
+members' mean as one model (:class:`CommitteeMean`, for evaluating a committee's accuracy).
 """
 
 from __future__ import annotations
@@ -59,3 +60,32 @@ def committee_spread(energies: np.ndarray) -> np.ndarray:
     if energies.ndim != 2 or energies.shape[0] < 2:
         raise ValueError(f"need (k ≥ 2, B) energies, got shape {energies.shape}")
     return energies.std(axis=0)
+
+
+class CommitteeMean(torch.nn.Module):
+    """The mean of k atomic-energy models as one model: E_i = (1/k) Σ_m E_i^(m), so its forces
+    and virial (autograd of the total) are the members' means too. It has the interface
+    ``evaluate_errors``, ``evaluate`` and ``ACNNCalculator`` use (``cutoff``, ``atomic_energies``):
+    the neighbour list is built once at the largest member cutoff and each member ignores the
+    pairs beyond its own. Members must share one dtype and device.
+    """
+
+    def __init__(self, members: Sequence[torch.nn.Module]):
+        super().__init__()
+        if len(members) < 1:
+            raise ValueError("a committee mean needs at least one member")
+        from .metrics import model_dtype_device
+
+        kinds = {model_dtype_device(m) for m in members}
+        if len(kinds) > 1:
+            raise ValueError(f"committee members differ in dtype/device {sorted(map(str, kinds))}; "
+                             "convert them to one (model.to(dtype=..., device=...))")
+        self.members = torch.nn.ModuleList(members)
+        self.cutoff = max(float(m.cutoff) for m in members)
+
+    def atomic_energies(self, batch, edges) -> torch.Tensor:
+        """(N,) the members' mean atomic energies, eV, float64."""
+        total = self.members[0].atomic_energies(batch, edges)
+        for member in self.members[1:]:
+            total = total + member.atomic_energies(batch, edges)
+        return total / len(self.members)

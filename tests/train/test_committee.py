@@ -1,8 +1,10 @@
 """The committee: members trained from different seeds disagree, identical models agree exactly,
-the energies it compares are the model's, and members are dealt to rank groups as documented."""
+the energies it compares are the model's, members are dealt to rank groups as documented, and
+the committee mean is the members' mean."""
 
 import numpy as np
 import pytest
+import torch
 from ase.build import bulk
 
 from acnn_mpi.campaign.committee import member_config
@@ -10,7 +12,8 @@ from acnn_mpi.model.forces import evaluate
 from acnn_mpi.model.potential import ACNN
 from acnn_mpi.state import Batch
 from acnn_mpi.train import train_model
-from acnn_mpi.train.committee import committee_spread, energies_per_atom, member_groups, member_seed
+from acnn_mpi.train.committee import (CommitteeMean, committee_spread, energies_per_atom, member_groups,
+                                      member_seed)
 from tests.train.helpers import emt_frames, small_config
 
 
@@ -79,3 +82,60 @@ def test_members_are_dealt_to_rank_groups():
     assert member_groups(3, 4) == [[0, 3], [1], [2]]       # fewer ranks than members
     with pytest.raises(ValueError):
         committee_spread(np.zeros((1, 3)))
+
+
+def test_committee_mean_is_the_members_mean(members):
+    """CommitteeMean's energy and forces are the members' means; a mean of one model is it."""
+    _, (first, second) = members
+    models = [ACNN.load(first), ACNN.load(second)]
+    batch = Batch.from_atoms(probes(), dtype=next(models[0].parameters()).dtype)
+    results = [evaluate(m, batch) for m in models]
+    mean = evaluate(CommitteeMean(models), batch)
+    np.testing.assert_allclose(mean.energy.detach().numpy(),
+                               (results[0].energy + results[1].energy).detach().numpy() / 2, rtol=1e-12)
+    np.testing.assert_allclose(mean.forces.detach().numpy(),
+                               (results[0].forces + results[1].forces).detach().numpy() / 2, atol=1e-6)
+    assert abs(float(mean.energy[0] - results[0].energy[0])) > 1e-6  # the two members do differ
+    alone = evaluate(CommitteeMean(models[:1]), batch)
+    assert np.array_equal(alone.energy.detach().numpy(), results[0].energy.detach().numpy())
+    with pytest.raises(ValueError):
+        CommitteeMean([])
+    with pytest.raises(ValueError, match="dtype/device"):
+        other = ACNN.load(second)
+        other = other.float() if next(other.parameters()).dtype == torch.float64 else other.double()
+        CommitteeMean([models[0], other])
+
+
+def test_eval_models_script_reports_members_and_their_mean(members, tmp_path, capsys):
+    """scripts/eval_models.py: one row per model and one for the mean, whose squared errors are at
+    most the members' average (the squared error is convex), and per-frame signed energy errors
+    of the chosen group that are the model's energies minus the labels."""
+    import re
+    import sys
+    from pathlib import Path
+
+    from ase.io import write
+
+    repo = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(repo / "scripts"))
+    try:
+        import eval_models
+    finally:
+        sys.path.remove(str(repo / "scripts"))
+    _, (first, second) = members
+    frames = emt_frames(6, seed=11)
+    for k, atoms in enumerate(frames):
+        atoms.info["group"] = "Slab" if k < 2 else "Bulk"
+    write(tmp_path / "test.xyz", frames)
+    assert eval_models.main([str(tmp_path / "test.xyz"), str(first), str(second), "--signed", "Slab"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert len(rows) == 3 and rows[2].startswith("| mean of 2 |")
+    totals = [tuple(map(float, re.search(r"all ([0-9.]+) / ([0-9.]+)", r).groups())) for r in rows]
+    for column in (0, 1):
+        members_ms = (totals[0][column] ** 2 + totals[1][column] ** 2) / 2
+        assert totals[2][column] ** 2 <= members_ms * (1 + 1e-3) + 1e-4
+    signed = [float(x) for x in re.findall(r"([+-][0-9.]+) \(\d+\)", rows[0])]
+    expected = 1000 * (energies_per_atom(ACNN.load(first), frames[:2])
+                       - np.array([a.get_potential_energy() / len(a) for a in frames[:2]]))
+    np.testing.assert_allclose(signed, expected, atol=0.051)
+    assert eval_models.main([str(tmp_path / "missing.xyz"), str(first)]) == 2
