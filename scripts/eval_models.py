@@ -66,7 +66,14 @@ def main(argv=None) -> int:
             print(f"eval_models: no file {path}", file=sys.stderr)
             return 2
     frames = read(args.frames, ":")
-    models = [ACNN.load(path, map_location="cpu") for path in args.models]
+    models = []
+    for path in args.models:
+        try:
+            models.append(ACNN.load(path, map_location="cpu"))
+        except Exception as error:  # not a model file: one line, not a traceback
+            print(f"eval_models: {path} is not a model file ({type(error).__name__}: {error})",
+                  file=sys.stderr)
+            return 2
     print("RMSE energy meV/atom / force meV/Å per group; signed energy errors meV/atom (atoms)")
     for path, model in zip(args.models, models):
         print(row(label(path), model, frames, args.signed))

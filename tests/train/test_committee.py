@@ -139,3 +139,5 @@ def test_eval_models_script_reports_members_and_their_mean(members, tmp_path, ca
                        - np.array([a.get_potential_energy() / len(a) for a in frames[:2]]))
     np.testing.assert_allclose(signed, expected, atol=0.051)
     assert eval_models.main([str(tmp_path / "missing.xyz"), str(first)]) == 2
+    assert eval_models.main([str(tmp_path / "test.xyz"), str(tmp_path / "test.xyz")]) == 2
+    assert "is not a model file" in capsys.readouterr().err
