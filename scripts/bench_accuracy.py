@@ -203,15 +203,28 @@ def run_dataset(dataset: dict, args) -> dict:
                                               training.validation_fraction, training.seed)
     else:
         frames = read(dataset["test"], ":")
-        result["test"] = evaluate_errors(model, frames)
-        result["test_groups"] = group_errors(model, frames)
+        batcher = frame_batcher(model, frames)
+        result["test"] = evaluate_errors(model, frames, batcher=batcher)
+        result["test_groups"] = group_errors(model, frames, batcher=batcher)
     return result
 
 
-def group_errors(model, frames: list, valid_fraction: float | None = None, seed: int = 0) -> dict:
+def frame_batcher(model, frames: list):
+    """One :class:`FrameBatcher` of ``frames`` for ``model`` (its cutoff, dtype, device), so that
+    the errors of the whole split and of each group share one set of neighbour lists."""
+    from acnn_mpi.train.frames import FrameBatcher, load_frames
+    from acnn_mpi.train.metrics import model_dtype_device
+
+    dtype, device = model_dtype_device(model)
+    return FrameBatcher(load_frames(frames), model.cutoff, dtype=dtype, device=device)
+
+
+def group_errors(model, frames: list, valid_fraction: float | None = None, seed: int = 0,
+                 batcher=None) -> dict:
     """{group: evaluate_errors(...)} over labelled ASE ``frames`` by their ``group`` (extxyz info;
     {} when the frames have none), on all frames or, with ``valid_fraction``, on the held-out
-    split the trainer made of their file (frame id = position, :func:`acnn_mpi.train.api.split_by_id`)."""
+    split the trainer made of their file (frame id = position, :func:`acnn_mpi.train.api.split_by_id`).
+    ``batcher``: :func:`frame_batcher` of these frames, to reuse (default: one built here)."""
     import numpy as np
 
     from acnn_mpi.train.api import split_by_id
@@ -224,7 +237,11 @@ def group_errors(model, frames: list, valid_fraction: float | None = None, seed:
     for i in chosen:
         if "group" in frames[i].info:
             groups.setdefault(str(frames[i].info["group"]), []).append(int(i))
-    return {name: evaluate_errors(model, frames, indices=ids) for name, ids in sorted(groups.items())}
+    if not groups:
+        return {}
+    batcher = batcher or frame_batcher(model, frames)
+    return {name: evaluate_errors(model, frames, indices=ids, batcher=batcher)
+            for name, ids in sorted(groups.items())}
 
 
 def group_table(results: list[dict], split: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_accuracy import group_errors  # noqa: E402  (scripts/ is on sys.path)
+from bench_accuracy import frame_batcher, group_errors  # noqa: E402  (scripts/ is on sys.path)
 
 
 def parse_args(argv=None):
@@ -40,9 +40,10 @@ def row(name: str, model, frames: list, signed: str) -> str:
     from acnn_mpi.train import evaluate_errors
     from acnn_mpi.train.committee import energies_per_atom
 
+    batcher = frame_batcher(model, frames)
     cells = [f"{g} {e['energy_rmse']:.2f} / {e['force_rmse']:.1f}"
-             for g, e in group_errors(model, frames).items()]
-    total = evaluate_errors(model, frames)
+             for g, e in group_errors(model, frames, batcher=batcher).items()]
+    total = evaluate_errors(model, frames, batcher=batcher)
     cells.append(f"all {total['energy_rmse']:.2f} / {total['force_rmse']:.1f}")
     chosen = [i for i, a in enumerate(frames) if signed and str(a.info.get("group")) == signed]
     if chosen:

@@ -100,9 +100,9 @@ def test_committee_mean_is_the_members_mean(members):
     assert np.array_equal(alone.energy.detach().numpy(), results[0].energy.detach().numpy())
     with pytest.raises(ValueError):
         CommitteeMean([])
+    other = ACNN.load(second)
+    other = other.float() if next(other.parameters()).dtype == torch.float64 else other.double()
     with pytest.raises(ValueError, match="dtype/device"):
-        other = ACNN.load(second)
-        other = other.float() if next(other.parameters()).dtype == torch.float64 else other.double()
         CommitteeMean([models[0], other])
 
 
