@@ -5,13 +5,16 @@ split and compare its test-split errors with published potentials.
     python scripts/bench_accuracy.py --element Si --steps 1500 --set training.ema_decay=0.99
     python scripts/bench_accuracy.py --train Cu_train.xyz --test Cu_test.xyz --name Cu
     python scripts/bench_accuracy.py --element Si --valid-only        # choose settings: no test
+    python scripts/bench_accuracy.py --ranks 2 --committee 2 --steps 20000   # a committee's mean
 
 For each data set the script writes ``OUT/NAME/config.yaml`` (the campaign defaults of
 ``acnn_mpi.config``, the recipe of ``inputs/accuracy_mlearn.yaml`` or ``--recipe FILE``, the
 benchmark's budget and any ``--set``), runs the CLI on it in a child
 process (``--valid TEST`` adds the test split to the log only; the held-out part of the training
 split, ``training.validation_fraction``, is the only thing that chooses a model), then evaluates
-``model.pt`` on the test split. ``--valid-only`` reports the validation errors and never reads the
+``model.pt`` on the test split. With a committee (``--committee K`` or the recipe's
+``search.committee``) the CLI trains K members side by side on the ranks and ``model.pt`` is their
+mean. ``--valid-only`` reports the validation errors and never reads the
 test split: use it to compare settings. With a ``group`` in the frames' info (mlearn: Elastic,
 Vacancy, AIMD-NVT, Surface) the errors per group follow the table. mlearn data:
 ../shared/data/mlearn/{El}_training.xyz and {El}_test.xyz (or --data-dir). ``--ranks N`` trains
@@ -64,6 +67,9 @@ def parse_args(argv=None):
                    help="MPI ranks of the training (data parallel, `mpiexec -n RANKS`); default 1")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a model/training setting (YAML value), e.g. training.batch_size=8")
+    p.add_argument("--committee", type=int, default=None, metavar="K",
+                   help="train K members (seeds training.seed + m) and report their mean "
+                        "(default: the recipe's search.committee; 1: one model)")
     p.add_argument("--valid-only", action="store_true",
                    help="report validation-split errors only; the test split is never read")
     p.add_argument("--recipe", default=str(RECIPE_FILE),
@@ -75,6 +81,8 @@ def parse_args(argv=None):
         p.error("--train and --test go together")
     if args.ranks < 1 or args.threads < 1:
         p.error("--ranks and --threads must be at least 1")
+    if args.committee is not None and args.committee < 1:
+        p.error("--committee must be at least 1")
     return args
 
 
@@ -113,27 +121,32 @@ def fail(message: str) -> None:
 
 
 def recipe(path: Path = RECIPE_FILE) -> dict:
-    """{"model": {...}, "training": {...}} as written in ``path`` (its `steps` is replaced by --steps)."""
+    """{"model": {...}, "training": {...}, "search": {"committee": K}} as written in ``path`` (its
+    `steps` is replaced by --steps; of `search`, only the committee concerns training)."""
     if not Path(path).is_file():
         fail(f"--recipe {path} not found")
     data = yaml.safe_load(Path(path).read_text())
-    return {"model": dict(data.get("model") or {}), "training": dict(data.get("training") or {})}
+    committee = (data.get("search") or {}).get("committee")
+    return {"model": dict(data.get("model") or {}), "training": dict(data.get("training") or {}),
+            "search": {"committee": committee}}
 
 
 def benchmark_settings(args) -> dict:
-    """The ``model``/``training`` sections: the config defaults, the recipe file, the budget, then
-    ``--set``."""
+    """The ``model``/``training`` sections and ``search.committee``: the config defaults, the recipe
+    file, the budget and --committee, then ``--set``."""
     base = recipe(Path(args.recipe))
+    committee = base["search"]["committee"] if args.committee is None else args.committee
     settings = {"model": {**base["model"], "device": "cpu"},
                 "training": {**base["training"], "steps": args.steps, "epochs": None,
                              "log_every": max(1, args.steps // 24),
                              "validate_every": max(1, args.steps // 12),
-                             "checkpoint_every": max(1, args.steps // 6)}}
+                             "checkpoint_every": max(1, args.steps // 6)},
+                "search": {"committee": committee if committee and committee > 1 else None}}
     for item in args.set:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")
         if section not in settings or not name:
-            fail(f"--set {item}: use model.KEY=VALUE or training.KEY=VALUE")
+            fail(f"--set {item}: use model.KEY=VALUE, training.KEY=VALUE or search.committee=K")
         settings[section][name] = yaml.safe_load(value)
     return settings
 
@@ -185,20 +198,22 @@ def run_dataset(dataset: dict, args) -> dict:
 
     out = Path(args.out) / dataset["name"]
     out.mkdir(parents=True, exist_ok=True)
-    config = write_config(out / "config.yaml", dataset["train"], benchmark_settings(args))
+    settings = benchmark_settings(args)
+    config = write_config(out / "config.yaml", dataset["train"], settings)
     timing = train(config, dataset, out, args)
     summary = json.loads((out / "metrics.json").read_text())
     final = summary.get("final", {})
     steps = max((r["step"] for r in summary.get("records", summary.get("history", []))),
                 default=args.steps)
-    result = {"name": dataset["name"], "steps": steps, **timing,
+    result = {"name": dataset["name"], "steps": steps, "committee": settings["search"]["committee"],
+              **timing,
               "load_avg_5min": os.getloadavg()[1], "valid": final.get("valid"),
               "train": final.get("train"), "published": dataset["published"], "mae": dataset["mae"]}
     model = load_model(out / "model.pt")
     if args.valid_only:
         from acnn_mpi.config import TrainingSettings
 
-        training = TrainingSettings(**benchmark_settings(args)["training"])
+        training = TrainingSettings(**settings["training"])
         result["valid_groups"] = group_errors(model, read(dataset["train"], ":"),
                                               training.validation_fraction, training.seed)
     else:
@@ -269,10 +284,16 @@ def table(results: list[dict], split: str) -> str:
         lines.append(
             f"| {r['name']} | **{_pair(t['energy_rmse'], t['force_rmse'] / 1000)}** | "
             + " | ".join(pub)
-            + f" | {t['energy_mae']:.2f} / {t['force_mae'] / 1000:.4f} | {r['steps']} | "
+            + f" | {t['energy_mae']:.2f} / {t['force_mae'] / 1000:.4f} | {_steps(r)} | "
             f"{r['wall_s'] / 60:.1f} min ({r['cpu_s'] / 60:.1f} min) |")
     lines.append(f"Energy meV/atom, force eV/Å, on the {split} split; published: PUBLISHED.md.")
     return "\n".join(lines)
+
+
+def _steps(r: dict) -> str:
+    """Steps per model, × the committee's members when there is one."""
+    k = r.get("committee")
+    return f"{r['steps']} × {k}" if k else str(r["steps"])
 
 
 def verdict(r: dict, split: str) -> str:

@@ -47,16 +47,6 @@ def require_members(paths, k: int, n_members: int, collective: bool) -> None:
                         collective=collective)
 
 
-def member_config(config, member: int):
-    """The campaign config with the member's training seed (member 0: ``config`` itself)."""
-    from ..train.committee import member_seed
-
-    if member == 0:
-        return config
-    training = config.training.model_copy(update={"seed": member_seed(config.training.seed, member)})
-    return config.model_copy(update={"training": training})
-
-
 @dataclass
 class CommitteeTraining:
     """What the committee's training gave: member 0's TrainResult (on the root), every member's
@@ -72,38 +62,28 @@ def train_committee(config, paths, comm, k: int, order, held_out, should_stop) -
     groups, each trains its members data-parallel, in turn; each member resumes its own checkpoint
     and refines its own model of iteration k−1."""
     from ..train.api import train_model
-    from ..train.committee import member_groups
+    from ..train.committee import member_config
+    from ..train.committee_training import reports_for_group, train_in_groups
 
     if k > 0:
         require_members(paths, k - 1, config.search.committee, collective=comm.size > 1)
-    groups = member_groups(comm.size, config.search.committee)
-    color = comm.rank % len(groups)
-    group = comm.split(color)
-    speaks = group.is_root   # one rank of each group reports its members' errors
-    result, valid, stopped = None, {}, False
-    try:
-        for member in groups[color]:
-            if stopped:
-                break
-            outcome = train_model(
-                member_config(config, member), str(paths.labels), member_train_dir(paths, k, member),
-                group, resume=True, indices=order, valid_indices=held_out,
-                refine_from=member_model(paths, k - 1, member) if k > 0 else None,
-                continue_schedule_from=member_train_dir(paths, k - 1, member) if k > 0 else None,
-                should_stop=should_stop)
-            stopped = stopped or outcome.stopped
-            valid[member] = {key: float(v) for key, v in (outcome.metrics.get("valid") or {}).items()
-                             if np.isscalar(v)}
-            if member == 0:
-                result = outcome
-    finally:
-        if group is not comm:
-            group.free()
-    comm.sleeping_barrier()   # groups finish at different times; MPICH's collectives busy-spin
-    stopped = bool(comm.allreduce(int(stopped)))
-    gathered = comm.gather(valid if speaks else {})
+
+    def train_one(member, group):
+        return train_model(
+            member_config(config, member), str(paths.labels), member_train_dir(paths, k, member),
+            group, resume=True, indices=order, valid_indices=held_out,
+            refine_from=member_model(paths, k - 1, member) if k > 0 else None,
+            continue_schedule_from=member_train_dir(paths, k - 1, member) if k > 0 else None,
+            should_stop=should_stop)
+
+    outcomes, stopped = train_in_groups(comm, config.search.committee, train_one)
+    speaks = reports_for_group(comm, config.search.committee)
+    valid = {member: {key: float(v) for key, v in (outcome.metrics.get("valid") or {}).items()
+                      if np.isscalar(v)}
+             for member, outcome in outcomes.items() if speaks}
+    gathered = comm.gather(valid)
     merged = {m: v for part in (gathered or []) for m, v in part.items()}
-    return CommitteeTraining(result=result, valid=merged, stopped=stopped)
+    return CommitteeTraining(result=outcomes.get(0), valid=merged, stopped=stopped)
 
 
 def commit_members(paths, k: int, n_members: int) -> None:

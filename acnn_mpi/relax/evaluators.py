@@ -178,7 +178,8 @@ def load_model(spec: str, device=None):
     """Model or calculator from a command-line spec.
 
     * ``lj`` or ``lj:epsilon,sigma[,cutoff]`` — the shifted-force Lennard-Jones model (eV, Å);
-    * a path to a saved ACNN model file (``ACNN.save``);
+    * a path to a saved model: an ACNN file (``ACNN.save``), a training checkpoint or a committee
+      (``acnn_mpi train`` with a committee);
     * ``package.module.ClassName`` — an ASE calculator class, constructed without arguments.
 
     Raises:
@@ -201,12 +202,11 @@ def load_model(spec: str, device=None):
                             "numbers (eV, Å)")
         return LennardJones(*values)
     if os.path.exists(text):
+        from ..train.models import load_model as load_model_file
+
         try:
-            from ..model.potential import ACNN
-        except ImportError as error:  # pragma: no cover - ACNN lands with the model package
-            raise UserError(f"--model {spec}: cannot load ACNN models in this installation ({error})") from None
-        try:
-            return ACNN.load(text, map_location=device)
+            model = load_model_file(text)
+            return model.to(device) if device is not None else model
         except ValueError as error:
             raise UserError(f"--model {spec}: {error}") from None
     module_name, _, attribute = text.rpartition(".")

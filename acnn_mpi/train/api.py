@@ -168,6 +168,7 @@ def train_model(
     model_factory: Optional[ModelFactory] = None,
     should_stop: Optional[Callable[[], bool]] = None,
     continue_schedule_from: Optional[str | Path] = None,
+    split_seed: Optional[int] = None,
 ) -> TrainResult:
     """Train (or resume, or refine) a model and write it with its checkpoint and logs.
 
@@ -193,6 +194,8 @@ def train_model(
         should_stop: polled every step; when true, checkpoint and return early.
         continue_schedule_from: a training folder (or its checkpoint) whose learning-rate/p_f clock
             this training continues (a campaign's refinement continues the previous training's).
+        split_seed: seed of the validation split (default ``training.seed``; a committee's
+            members share one split while their seeds differ).
 
     Raises:
         UserError: missing files, no usable frames, a checkpoint that does not fit the data.
@@ -220,6 +223,9 @@ def train_model(
             model = load_model(refine_from)
         except ValueError as error:
             raise UserError(f"cannot refine from {refine_from}: {error}", collective=comm.size > 1) from None
+        if not hasattr(model, "set_reference_energies"):
+            raise UserError(f"cannot refine from {refine_from}: it is a committee of models; refine "
+                            "from one member (its member_M/model.pt)", collective=comm.size > 1)
     else:
         model = None
     elements = model_elements(model) if model is not None else list(getattr(config, "elements", []) or [])
@@ -261,7 +267,8 @@ def train_model(
         valid_ids = np.array([k for k, i in enumerate(frame_ids) if i in held_out], dtype=np.int64)
         train_ids = np.setdiff1d(np.arange(len(frames)), valid_ids)
     else:
-        train_ids, valid_ids = split_by_id(frame_ids, training.validation_fraction, training.seed)
+        train_ids, valid_ids = split_by_id(frame_ids, training.validation_fraction,
+                                           training.seed if split_seed is None else split_seed)
     if len(train_ids) == 0:
         raise UserError("no training frames left after the validation split", collective=comm.size > 1)
     total_steps = training_steps(training, len(train_ids)) if steps is None else int(steps)

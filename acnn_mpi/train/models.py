@@ -102,7 +102,10 @@ def model_from_record(record: Mapping) -> torch.nn.Module:
 
 
 def load_model(path: str | Path, model_class: Optional[type] = None) -> torch.nn.Module:
-    """A model from its save file (``ACNN.load`` by default) or from a training checkpoint."""
+    """A model from its save file (``ACNN.load`` by default), a training checkpoint or a
+    committee file (:class:`~acnn_mpi.train.committee.CommitteeMean`); ValueError otherwise."""
+    from .committee import CommitteeMean, read_committee_payload
+
     path = Path(path)
     try:
         from .checkpoint import load_checkpoint
@@ -110,6 +113,8 @@ def load_model(path: str | Path, model_class: Optional[type] = None) -> torch.nn
         return model_from_record(load_checkpoint(path)["model"])
     except (ValueError, KeyError, RuntimeError, EOFError, OSError):
         pass
+    if model_class is None and read_committee_payload(path) is not None:
+        return CommitteeMean.load(path)
     if model_class is None:
         from ..model.potential import ACNN as model_class
     return model_class.load(path)

@@ -7,13 +7,12 @@ import pytest
 import torch
 from ase.build import bulk
 
-from acnn_mpi.campaign.committee import member_config
 from acnn_mpi.model.forces import evaluate
 from acnn_mpi.model.potential import ACNN
 from acnn_mpi.state import Batch
 from acnn_mpi.train import train_model
-from acnn_mpi.train.committee import (CommitteeMean, committee_spread, energies_per_atom, member_groups,
-                                      member_seed)
+from acnn_mpi.train.committee import (CommitteeMean, committee_spread, energies_per_atom, member_config,
+                                      member_groups, member_seed)
 from tests.train.helpers import emt_frames, small_config
 
 

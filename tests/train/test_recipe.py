@@ -166,10 +166,12 @@ def test_weight_decay_on_matrices_shrinks_only_linear_weights(scope):
         assert torch.allclose(p.detach(), factor * before[name], rtol=1e-12, atol=0), name
 
 
-@pytest.mark.parametrize("valid_only", [False, True], ids=["test-split", "valid-only"])
-def test_bench_accuracy_reports_errors_per_group(tmp_path, valid_only):
+@pytest.mark.parametrize("valid_only,committee", [(False, None), (True, None), (False, 2)],
+                         ids=["test-split", "valid-only", "committee"])
+def test_bench_accuracy_reports_errors_per_group(tmp_path, valid_only, committee):
     """bench_accuracy writes the errors of each frame `group` of the reported split; the groups
-    partition that split, so their squared errors add up to the split's RMSE."""
+    partition that split, so their squared errors add up to the split's RMSE. With --committee 2
+    the model it reports is the two members' mean."""
     import json
     import sys
     from pathlib import Path
@@ -193,8 +195,20 @@ def test_bench_accuracy_reports_errors_per_group(tmp_path, valid_only):
             "--set", "model.r_cut_angular=4.0"]
     if valid_only:
         argv += ["--valid-only", "--set", "training.validation_fraction=0.5"]
+    if committee:
+        argv += ["--committee", str(committee)]
     assert bench_accuracy.main(argv) == 0
     result = json.loads((tmp_path / "out" / "results.json").read_text())["results"][0]
+    assert result["committee"] == committee
+    if committee:
+        from acnn_mpi.train.committee import CommitteeMean
+        from acnn_mpi.train.metrics import evaluate_errors
+        from acnn_mpi.train.models import load_model
+
+        mean = load_model(tmp_path / "out" / "X" / "model.pt")
+        assert isinstance(mean, CommitteeMean) and len(mean.members) == committee
+        assert (tmp_path / "out" / "X" / "member_1" / "model.pt").is_file()
+        assert result["test"]["energy_rmse"] == pytest.approx(evaluate_errors(mean, frames)["energy_rmse"])
     split = "valid" if valid_only else "test"
     groups = result[f"{split}_groups"]
     assert set(groups) <= {"Alloy", "Bulk"} and groups
