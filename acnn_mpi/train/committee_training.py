@@ -78,6 +78,12 @@ def train_committee_model(config, data: Any, out_dir: str | Path, comm=None, k: 
                            resume=resume, refine_from=refine_from, steps=steps, valid=valid,
                            device=device, should_stop=should_stop, split_seed=split_seed)
 
+    groups = member_groups(comm.size, k)
+    log.info("committee of %d: %s; this log follows member 0, every member's progress is in "
+             "%s/member_M/metrics.csv", k, "; ".join(
+                 f"member(s) {', '.join(map(str, members))} on rank(s) "
+                 f"{','.join(str(r) for r in range(g, comm.size, len(groups)))}"
+                 for g, members in enumerate(groups)), out_dir)
     results, stopped = train_in_groups(comm, k, train_one)
     gathered = comm.allgather({m: (r.metrics, r.steps, r.wall_s, r.n_train, r.n_valid, r.rejected)
                                for m, r in results.items() if reports_for_group(comm, k)})
