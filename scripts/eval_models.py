@@ -59,8 +59,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from ase.io import read
 
-    from acnn_mpi.model.potential import ACNN
     from acnn_mpi.train.committee import CommitteeMean
+    from acnn_mpi.train.models import load_model
 
     for path in [args.frames, *args.models]:
         if not Path(path).is_file():
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     models = []
     for path in args.models:
         try:
-            models.append(ACNN.load(path, map_location="cpu"))
+            models.append(load_model(path))   # an ACNN file, a checkpoint or a committee
         except Exception as error:  # not a model file: one line, not a traceback
             print(f"eval_models: {path} is not a model file ({type(error).__name__}: {error})",
                   file=sys.stderr)

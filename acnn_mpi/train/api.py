@@ -223,7 +223,9 @@ def train_model(
             model = load_model(refine_from)
         except ValueError as error:
             raise UserError(f"cannot refine from {refine_from}: {error}", collective=comm.size > 1) from None
-        if not hasattr(model, "set_reference_energies"):
+        from .committee import CommitteeMean
+
+        if isinstance(model, CommitteeMean):
             raise UserError(f"cannot refine from {refine_from}: it is a committee of models; refine "
                             "from one member (its member_M/model.pt)", collective=comm.size > 1)
     else:

@@ -12,6 +12,7 @@ writes the members' mean (:class:`~acnn_mpi.train.committee.CommitteeMean`) as t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -67,7 +68,7 @@ def train_committee_model(config, data: Any, out_dir: str | Path, comm=None, k: 
     final errors. ``comm``: the job's communicator (every rank calls; None = serial). A stopped
     run writes no mean (``stopped`` True; resume to finish).
     """
-    from .api import TrainResult, _serial_comm, train_model
+    from .api import _serial_comm, train_model
 
     comm = comm or _serial_comm()
     out_dir = Path(out_dir)
@@ -85,22 +86,15 @@ def train_committee_model(config, data: Any, out_dir: str | Path, comm=None, k: 
                  f"{','.join(str(r) for r in range(g, comm.size, len(groups)))}"
                  for g, members in enumerate(groups)), out_dir)
     results, stopped = train_in_groups(comm, k, train_one)
-    gathered = comm.allgather({m: (r.metrics, r.steps, r.wall_s, r.n_train, r.n_valid, r.rejected)
-                               for m, r in results.items() if reports_for_group(comm, k)})
-    members = {m: v for part in gathered for m, v in part.items()}
-    first = members.get(0)
-    result = TrainResult(model_path=out_dir / "model.pt",
-                         checkpoint_path=member_dir(out_dir, 0) / "checkpoint.pt",
-                         metrics_csv=member_dir(out_dir, 0) / "metrics.csv",
-                         metrics_json=out_dir / "metrics.json", steps=first[1] if first else 0,
-                         stopped=stopped, wall_s=first[2] if first else 0.0,
-                         n_train=first[3] if first else 0, n_valid=first[4] if first else 0,
-                         rejected=first[5] if first else [])
+    gathered = comm.allgather({m: r for m, r in results.items() if reports_for_group(comm, k)})
+    members = {m: r for part in gathered for m, r in part.items()}
+    result = dataclasses.replace(members[0], model_path=out_dir / "model.pt",
+                                 metrics_json=out_dir / "metrics.json", metrics={}, stopped=stopped)
     if stopped:
         return result
     mean = CommitteeMean([_load_member(out_dir, m) for m in range(k)])
     result.metrics = _mean_errors(mean, config, data, valid, member_dir(out_dir, 0), comm)
-    result.metrics["members"] = {m: members[m][0] for m in sorted(members)}
+    result.metrics["members"] = {m: members[m].metrics for m in sorted(members)}
     if comm.is_root:
         from .models import save_model
 
@@ -126,7 +120,7 @@ def _mean_errors(mean, config, data, valid, first_dir: Path, comm) -> dict:
     from .frames import FrameBatcher
     from .metrics import evaluate_errors, model_dtype_device
 
-    allowed = [atomic_numbers[e] for e in mean.elements]
+    allowed = [atomic_numbers[e] for e in mean.elements] or None   # as train_model screens
 
     def read_all():
         split = load_checkpoint(first_dir / "checkpoint.pt")["data"]
