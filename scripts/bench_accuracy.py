@@ -228,7 +228,7 @@ def frame_batcher(model, frames: list):
     """One :class:`FrameBatcher` of ``frames`` for ``model`` (its cutoff, dtype, device), so that
     the errors of the whole split and of each group share one set of neighbour lists."""
     from acnn_mpi.train.frames import FrameBatcher, load_frames
-    from acnn_mpi.train.metrics import model_dtype_device
+    from acnn_mpi.model.forces import model_dtype_device
 
     dtype, device = model_dtype_device(model)
     return FrameBatcher(load_frames(frames), model.cutoff, dtype=dtype, device=device)

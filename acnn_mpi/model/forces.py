@@ -25,6 +25,16 @@ _ALLOCATOR = {"tuned": False}
 TUNE_ALLOCATOR = True  # evaluate() calls keep_freed_memory() once (False: leave malloc alone)
 
 
+def model_dtype_device(model: torch.nn.Module, default_dtype: Optional[torch.dtype] = torch.float64,
+                       default_device="cpu") -> tuple[Optional[torch.dtype], torch.device]:
+    """The float dtype of a model's first floating parameter or buffer and the device of its first
+    tensor; the defaults where it has none (``default_dtype=None``: run in the batch's type)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    dtype = next((t.dtype for t in tensors if t.is_floating_point()), default_dtype)
+    device = tensors[0].device if tensors else torch.device(default_device)
+    return dtype, device
+
+
 def keep_freed_memory(enabled: bool = True) -> bool:
     """Let glibc's malloc reuse freed blocks of any size instead of returning them to the system.
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from ..state import Batch
-from .forces import evaluate
+from .forces import evaluate, model_dtype_device
 
 try:  # TorchSim is an optional dependency
     from torch_sim.models.interface import ModelInterface as _Base
@@ -29,13 +29,6 @@ try:  # TorchSim is an optional dependency
 except ImportError:  # pragma: no cover - exercised only without the extra
     _Base = torch.nn.Module
     HAVE_TORCH_SIM = False
-
-
-def _model_dtype(model: torch.nn.Module) -> torch.dtype:
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return torch.float64
 
 
 class TorchSimModel(_Base):
@@ -55,9 +48,7 @@ class TorchSimModel(_Base):
             raise ImportError("TorchSimModel needs torch-sim-atomistic: pip install 'acnn_mpi[bench]'")
         super().__init__()
         self.model = model
-        params = list(model.parameters()) + list(model.buffers())
-        self._device = params[0].device if params else torch.device("cpu")
-        self._dtype = _model_dtype(model)
+        self._dtype, self._device = model_dtype_device(model)
         self._compute_stress = bool(compute_stress)
         self._compute_forces = True
         self.n_calls = 0

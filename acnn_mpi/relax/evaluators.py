@@ -23,6 +23,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..model.forces import model_dtype_device
 from ..neighbors import Edges, neighbor_list
 from ..state import Batch
 
@@ -48,19 +49,6 @@ class Evaluation:
     noise: Optional[torch.Tensor] = None
 
 
-def _model_dtype(model: torch.nn.Module) -> Optional[torch.dtype]:
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.dtype
-    return None
-
-
-def _model_device(model: torch.nn.Module) -> Optional[torch.device]:
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        return tensor.device
-    return None
-
-
 class ModelEvaluator:
     """A torch atomic-energy model as a batch evaluator (one model call per batch).
 
@@ -78,8 +66,8 @@ class ModelEvaluator:
                             "(needs .cutoff and .atomic_energies(batch, edges))")
         self.model = model
         self.cutoff = float(model.cutoff)
-        self.device = torch.device(device) if device is not None else (_model_device(model) or torch.device("cpu"))
-        self.model_dtype = _model_dtype(model)
+        self.model_dtype, own_device = model_dtype_device(model, default_dtype=None)
+        self.device = torch.device(device) if device is not None else own_device
         if device is not None:
             self.model.to(self.device)
 

@@ -51,11 +51,10 @@ def energies_per_atom(model: torch.nn.Module, atoms_list: Sequence, batch_size: 
     """(B,) energy per atom (eV/atom) of each structure under ``model`` (single points, no
     forces: the sum of the model's atomic energies)."""
     from ..neighbors import neighbor_list
-    from ..relax.evaluators import _model_device, _model_dtype
+    from ..model.forces import model_dtype_device
     from ..state import Batch
 
-    dtype = _model_dtype(model) or torch.float64
-    device = _model_device(model) or torch.device("cpu")
+    dtype, device = model_dtype_device(model)
     out = np.zeros(len(atoms_list), dtype=np.float64)
     with torch.no_grad():
         for start in range(0, len(atoms_list), batch_size):
@@ -96,7 +95,7 @@ class CommitteeMean(torch.nn.Module):
         super().__init__()
         if len(members) < 1:
             raise ValueError("a committee mean needs at least one member")
-        from .metrics import model_dtype_device
+        from ..model.forces import model_dtype_device
 
         kinds = {model_dtype_device(m) for m in members}
         if len(kinds) > 1:

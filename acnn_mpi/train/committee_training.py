@@ -118,7 +118,8 @@ def _mean_errors(mean, config, data, valid, first_dir: Path, comm) -> dict:
     from .api import _read_screened
     from .checkpoint import load_checkpoint
     from .frames import FrameBatcher
-    from .metrics import evaluate_errors, model_dtype_device
+    from ..model.forces import model_dtype_device
+    from .metrics import evaluate_errors
 
     allowed = [atomic_numbers[e] for e in mean.elements] or None   # as train_model screens
 

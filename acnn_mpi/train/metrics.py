@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ..model.forces import evaluate
+from ..model.forces import evaluate, model_dtype_device
 from ..units import EV_PER_A3_IN_GPA
 from .frames import Frame, FrameBatcher, load_frames
 
@@ -28,14 +28,6 @@ METRIC_UNITS = {"energy_rmse": "meV/atom", "energy_mae": "meV/atom", "force_rmse
                 "force_mae": "meV/Å", "stress_rmse": "GPa", "stress_mae": "GPa"}
 
 _VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
-
-
-def model_dtype_device(model: torch.nn.Module) -> tuple[torch.dtype, torch.device]:
-    """The float dtype and device of a model's first floating parameter (float64/CPU if none)."""
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        if tensor.is_floating_point():
-            return tensor.dtype, tensor.device
-    return torch.float64, torch.device("cpu")
 
 
 def error_sums(model: torch.nn.Module, batcher: FrameBatcher, indices: Sequence[int],

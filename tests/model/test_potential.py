@@ -485,3 +485,13 @@ def test_cpp_kernels_equal_torch_path_and_finite_differences(make_model, crystal
     assert torch.allclose(out.stress, reference.stress, rtol=0, atol=2e-5 * float(reference.stress.abs().max()) + 1e-8)
     numeric = -(energies[0] - energies[1]) / (2 * step)
     assert abs(numeric - float(base.forces[atom, axis])) < 2e-3 * max(1.0, abs(numeric))
+
+
+def test_model_dtype_device_reads_parameters_or_falls_back(make_model):
+    from acnn_mpi.model.forces import model_dtype_device
+    from acnn_mpi.model.lennard_jones import LennardJones
+
+    model32 = make_model().to(torch.float32)
+    assert model_dtype_device(model32) == (torch.float32, torch.device("cpu"))
+    assert model_dtype_device(LennardJones()) == (torch.float64, torch.device("cpu"))
+    assert model_dtype_device(LennardJones(), default_dtype=None) == (None, torch.device("cpu"))
