@@ -130,3 +130,17 @@ def write_small_yaml(path, **training):
     data = {**SMALL, "training": {**SMALL["training"], **training}}
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def import_script(name: str):
+    """The module of ``scripts/NAME.py`` (the benchmark scripts import each other from scripts/)."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    scripts = str(Path(__file__).resolve().parents[2] / "scripts")
+    sys.path.insert(0, scripts)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(scripts)

@@ -13,7 +13,7 @@ from acnn_mpi.state import Batch
 from acnn_mpi.train import train_model
 from acnn_mpi.train.committee import (CommitteeMean, committee_spread, energies_per_atom, member_config,
                                       member_groups, member_seed)
-from tests.train.helpers import emt_frames, small_config
+from tests.train.helpers import emt_frames, import_script, small_config
 
 
 def probes():
@@ -110,17 +110,10 @@ def test_eval_models_script_reports_members_and_their_mean(members, tmp_path, ca
     most the members' average (the squared error is convex), and per-frame signed energy errors
     of the chosen group that are the model's energies minus the labels."""
     import re
-    import sys
-    from pathlib import Path
 
     from ase.io import write
 
-    repo = Path(__file__).resolve().parents[2]
-    sys.path.insert(0, str(repo / "scripts"))
-    try:
-        import eval_models
-    finally:
-        sys.path.remove(str(repo / "scripts"))
+    eval_models = import_script("eval_models")
     _, (first, second) = members
     frames = emt_frames(6, seed=11)
     for k, atoms in enumerate(frames):

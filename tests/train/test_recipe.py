@@ -14,7 +14,7 @@ from acnn_mpi.train.ema import WeightAverage
 from acnn_mpi.train.loss import Schedule
 from acnn_mpi.train.metrics import evaluate_errors
 from acnn_mpi.train.models import build_acnn, model_from_record
-from tests.train.helpers import emt_frames, small_config
+from tests.train.helpers import emt_frames, import_script, small_config
 
 
 def test_cosine_schedule_end_values_and_restarts():
@@ -95,18 +95,13 @@ def test_ema_model_is_written_and_validated_and_resumes(tmp_path):
 def test_accuracy_recipe_file_is_a_valid_campaign_file_that_the_benchmark_uses():
     """inputs/accuracy_mlearn.yaml loads as the CLI loads it, and bench_accuracy trains with its
     model/training sections (the budget and --set on top)."""
-    import sys
     from pathlib import Path
 
     from acnn_mpi.config import load_config
 
     repo = Path(__file__).resolve().parents[2]
     config = load_config(repo / "inputs" / "accuracy_mlearn.yaml")
-    sys.path.insert(0, str(repo / "scripts"))
-    try:
-        import bench_accuracy
-    finally:
-        sys.path.remove(str(repo / "scripts"))
+    bench_accuracy = import_script("bench_accuracy")
     args = bench_accuracy.parse_args(["--element", "Si", "--steps", "120",
                                       "--set", "training.batch_size=2"])
     settings = bench_accuracy.benchmark_settings(args)
@@ -124,17 +119,9 @@ def test_accuracy_recipe_file_is_a_valid_campaign_file_that_the_benchmark_uses()
                                           ("nope=1", "use model.KEY=VALUE")])
 def test_bench_accuracy_bad_set_is_one_line_and_exit_2(tmp_path, capsys, change, named):
     """A bad --set stops the benchmark before any training: one line naming the key, exit 2."""
-    import sys
-    from pathlib import Path
-
     from ase.io import write
 
-    repo = Path(__file__).resolve().parents[2]
-    sys.path.insert(0, str(repo / "scripts"))
-    try:
-        import bench_accuracy
-    finally:
-        sys.path.remove(str(repo / "scripts"))
+    bench_accuracy = import_script("bench_accuracy")
     data = tmp_path / "X.xyz"
     write(data, emt_frames(2, seed=0))
     with pytest.raises(SystemExit) as stop:
@@ -173,17 +160,9 @@ def test_bench_accuracy_reports_errors_per_group(tmp_path, valid_only, committee
     partition that split, so their squared errors add up to the split's RMSE. With --committee 2
     the model it reports is the two members' mean."""
     import json
-    import sys
-    from pathlib import Path
-
     from ase.io import write
 
-    repo = Path(__file__).resolve().parents[2]
-    sys.path.insert(0, str(repo / "scripts"))
-    try:
-        import bench_accuracy
-    finally:
-        sys.path.remove(str(repo / "scripts"))
+    bench_accuracy = import_script("bench_accuracy")
     frames = emt_frames(8, seed=1)
     for k, atoms in enumerate(frames):
         atoms.info["group"] = "Bulk" if k % 3 else "Alloy"
@@ -224,19 +203,11 @@ def test_bench_accuracy_reports_errors_per_group(tmp_path, valid_only, committee
 def test_split_by_trajectory_holds_out_whole_trajectories(tmp_path, capsys):
     """Snapshots a few 0.05 Å apart in one cell are one trajectory and stay together; frames of
     another cell, or moved by far more than the link RMSD, are trajectories of their own."""
-    import sys
-    from pathlib import Path
-
     import numpy as np
     from ase.build import bulk
     from ase.io import read, write
 
-    repo = Path(__file__).resolve().parents[2]
-    sys.path.insert(0, str(repo / "scripts"))
-    try:
-        import split_by_trajectory as split
-    finally:
-        sys.path.remove(str(repo / "scripts"))
+    split = import_script("split_by_trajectory")
     rng = np.random.default_rng(0)
     base = bulk("Si", "diamond", a=5.43, cubic=True)
     frames = []

@@ -1,25 +1,17 @@
 """scripts/surface_geometry.py on known structures: the ideal diamond lattice and its (111) slab."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from ase.build import bulk, diamond111
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.neighborlist import neighbor_list
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.train.helpers import import_script
 
 
 @pytest.fixture(scope="module")
 def surface_geometry():
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import surface_geometry
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
-    return surface_geometry
+    return import_script("surface_geometry")
 
 
 def labelled(atoms, energy_ev):

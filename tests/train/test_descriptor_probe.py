@@ -1,0 +1,139 @@
+"""scripts/descriptor_probe.py: the ridge fit, the structure features' invariances, the command line."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+
+from tests.train.helpers import import_script
+
+SMALL = {"r_cut_radial": 4.5, "r_cut_angular": 4.0, "n_radial": 4, "n_angular": 3, "l_max": 2,
+         "bispectrum_l_max": 2}
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return import_script("descriptor_probe")
+
+
+def test_ridge_recovers_a_linear_target_and_follows_an_energy_zero_shift(probe):
+    rng = np.random.default_rng(0)
+    design = rng.normal(size=(40, 6)) * [1, 10, 0.1, 1, 5, 2] + [0, 3, -1, 0, 0, 7]
+    design[:, 3] = 2.0  # a constant column: no information, weight 0
+    targets = design @ np.array([0.5, -0.02, 3.0, 0.0, 0.1, -0.4]) - 4.2
+    fit = probe.fit_ridge(design, targets, 1e-12)
+    assert np.abs(fit.predict(design) - targets).max() < 1e-8
+    assert fit.weights[3] == 0.0
+    shifted = probe.fit_ridge(design, targets - 1234.5, 1e-3)
+    plain = probe.fit_ridge(design, targets, 1e-3)
+    assert np.allclose(shifted.predict(design), plain.predict(design) - 1234.5, atol=1e-9)
+    assert np.allclose(shifted.weights, plain.weights, atol=1e-12)
+
+
+def test_structure_features_are_intensive_and_rotation_invariant(probe):
+    model = probe.probe_model(SMALL, ["Ge"])
+    cell = bulk("Ge", "diamond", a=5.658, cubic=True)
+    cell.rattle(0.05, seed=1)
+    repeated = cell.repeat((2, 1, 1))
+    turned = cell.copy()
+    turned.rotate(37, "z", rotate_cell=True)
+    turned.rotate(-20, "x", rotate_cell=True)
+    features = probe.atom_features(model, [cell, repeated, turned])
+    atoms = np.concatenate([x for x, _ in features])
+    mean, scale = atoms.mean(axis=0), np.where(atoms.std(axis=0) > 0, atoms.std(axis=0), 1.0)
+    for quadratic in (False, True):
+        rows = probe.design_matrix(features, mean, scale, quadratic)
+        assert rows.shape[1] == (atoms.shape[1] * (atoms.shape[1] + 3) // 2 if quadratic else atoms.shape[1])
+        assert np.allclose(rows[1], rows[0], atol=1e-4)  # a supercell has the same per-atom features
+        assert np.allclose(rows[2], rows[0], atol=1e-4)
+    assert np.abs(rows[0]).max() > 0.01  # the rattled cell's features are not all at their mean
+
+
+def test_force_rows_are_minus_the_gradient_of_the_linear_energy(probe):
+    """The linear model's forces from force_rows match central finite differences of its total
+    energy N·(mean_i z_i · w + c) (float64 descriptor, h = 1e-4 Å)."""
+    model = probe.probe_model({**SMALL, "dtype": "float64"}, ["Ge"])
+    cell = bulk("Ge", "diamond", a=5.658, cubic=True)
+    cell.rattle(0.08, seed=3)
+    features = probe.atom_features(model, [cell], derivatives=True)
+    x, jacobian = features[0]
+    assert jacobian.shape == (3 * len(cell), x.shape[1])
+    mean, scale = x.mean(axis=0), np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+    rng = np.random.default_rng(4)
+    fit = probe.RidgeFit(np.zeros(x.shape[1]), np.full(x.shape[1], 1.7), rng.normal(size=x.shape[1]), -4.0)
+    forces = fit.predict_forces(probe.force_rows(features, scale))
+
+    def total_energy(atoms):
+        design = probe.design_matrix(probe.atom_features(model, [atoms]), mean, scale)
+        return len(atoms) * float(fit.predict(design)[0])
+
+    h = 1e-4
+    for atom, axis in ((0, 0), (5, 2), (7, 1)):
+        plus, minus = cell.copy(), cell.copy()
+        plus.positions[atom, axis] += h
+        minus.positions[atom, axis] -= h
+        numeric = -(total_energy(plus) - total_energy(minus)) / (2 * h)
+        assert forces[3 * atom + axis] == pytest.approx(numeric, rel=1e-5, abs=1e-7)
+    assert np.abs(forces).max() > 1e-3
+
+
+def labelled_frames(n, seed):
+    from ase.calculators.emt import EMT
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(n):
+        atoms = bulk("Cu", "fcc", a=3.6 + 0.05 * rng.normal(), cubic=True)
+        atoms.rattle(0.05, seed=int(rng.integers(1 << 30)))
+        atoms.calc = EMT()
+        energy = atoms.get_potential_energy()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=np.zeros((len(atoms), 3)))
+        atoms.info["group"] = "Strained" if k % 2 else "Rattled"
+        frames.append(atoms)
+    return frames
+
+
+def test_command_line_prints_each_strength_and_the_signed_group(probe, tmp_path, capsys):
+    write(tmp_path / "train.xyz", labelled_frames(12, 0))
+    write(tmp_path / "held.xyz", labelled_frames(4, 1))
+    args = [str(tmp_path / "train.xyz"), str(tmp_path / "held.xyz"), "--ridge", "1e-3,1e-1",
+            "--signed", "Strained"] + [f"--set=model.{k}={v}" for k, v in SMALL.items()]
+    assert probe.main(args) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ridge")]
+    assert len(lines) == 2 and lines[0].startswith("| ridge 0.001 |")
+    assert "Rattled" in lines[0] and lines[0].count("Strained signed") == 1
+    signed = lines[0].split("Strained signed ")[1].rstrip(" |").split()
+    assert len(signed) == 2 and all(float(e) == float(e) for e in signed)  # the two Strained frames
+    train_rmse = [float(line.split("| train ")[1].split()[0]) for line in lines]
+    assert train_rmse[0] <= train_rmse[1]  # less shrinkage fits the training frames at least as well
+
+
+def test_command_line_with_forces_reports_force_errors(probe, tmp_path, capsys):
+    write(tmp_path / "train.xyz", labelled_frames(8, 2))
+    write(tmp_path / "held.xyz", labelled_frames(2, 3))
+    args = [str(tmp_path / "train.xyz"), str(tmp_path / "held.xyz"), "--ridge", "1e-3",
+            "--force-weight", "0.1"] + [f"--set=model.{k}={v}" for k, v in SMALL.items()]
+    assert probe.main(args) == 0
+    line = [row for row in capsys.readouterr().out.splitlines() if row.startswith("| ridge")][0]
+    train_energy, train_force = line.split("| train ")[1].split(" |")[0].split(" / ")
+    held_force = float(line.split("| all ")[1].split(" |")[0].split(" / ")[1])
+    assert float(train_energy) >= 0 and float(train_force) > 0 and held_force > 0
+
+
+@pytest.mark.parametrize("extra,named", [(["--set", "model.l_max=99"], "model.l_max = 99"),
+                                         (["--set", "training.steps=1"], "use model.KEY=VALUE"),
+                                         (["--ridge", "a"], "--ridge a"),
+                                         (["--force-weight", "1", "--quadratic"], "without --quadratic")])
+def test_bad_input_is_one_line_and_exit_2(probe, tmp_path, capsys, extra, named):
+    write(tmp_path / "f.xyz", labelled_frames(2, 0))
+    with pytest.raises(SystemExit) as stop:
+        probe.main([str(tmp_path / "f.xyz"), str(tmp_path / "f.xyz")] + extra)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert named in err and len(err.splitlines()) == 1
+
+
+def test_missing_file_is_a_clear_error(probe, capsys):
+    assert probe.main(["no_such_train.xyz", "no_such_test.xyz"]) == 2
+    assert "no_such_train.xyz not found" in capsys.readouterr().err
