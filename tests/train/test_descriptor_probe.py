@@ -94,13 +94,17 @@ def labelled_frames(n, seed):
     return frames
 
 
+def probe_lines(probe, tmp_path, capsys, n_train, n_held, extra) -> list[str]:
+    """The ``| ridge ...`` lines of the command line on EMT frames with the small descriptor."""
+    write(tmp_path / "train.xyz", labelled_frames(n_train, 0))
+    write(tmp_path / "held.xyz", labelled_frames(n_held, 1))
+    args = [str(tmp_path / "train.xyz"), str(tmp_path / "held.xyz")] + extra
+    assert probe.main(args + [f"--set=model.{k}={v}" for k, v in SMALL.items()]) == 0
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ridge")]
+
+
 def test_command_line_prints_each_strength_and_the_signed_group(probe, tmp_path, capsys):
-    write(tmp_path / "train.xyz", labelled_frames(12, 0))
-    write(tmp_path / "held.xyz", labelled_frames(4, 1))
-    args = [str(tmp_path / "train.xyz"), str(tmp_path / "held.xyz"), "--ridge", "1e-3,1e-1",
-            "--signed", "Strained"] + [f"--set=model.{k}={v}" for k, v in SMALL.items()]
-    assert probe.main(args) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ridge")]
+    lines = probe_lines(probe, tmp_path, capsys, 12, 4, ["--ridge", "1e-3,1e-1", "--signed", "Strained"])
     assert len(lines) == 2 and lines[0].startswith("| ridge 0.001 |")
     assert "Rattled" in lines[0] and lines[0].count("Strained signed") == 1
     signed = lines[0].split("Strained signed ")[1].rstrip(" |").split()
@@ -110,12 +114,7 @@ def test_command_line_prints_each_strength_and_the_signed_group(probe, tmp_path,
 
 
 def test_command_line_with_forces_reports_force_errors(probe, tmp_path, capsys):
-    write(tmp_path / "train.xyz", labelled_frames(8, 2))
-    write(tmp_path / "held.xyz", labelled_frames(2, 3))
-    args = [str(tmp_path / "train.xyz"), str(tmp_path / "held.xyz"), "--ridge", "1e-3",
-            "--force-weight", "0.1"] + [f"--set=model.{k}={v}" for k, v in SMALL.items()]
-    assert probe.main(args) == 0
-    line = [row for row in capsys.readouterr().out.splitlines() if row.startswith("| ridge")][0]
+    line = probe_lines(probe, tmp_path, capsys, 8, 2, ["--ridge", "1e-3", "--force-weight", "0.1"])[0]
     train_energy, train_force = line.split("| train ")[1].split(" |")[0].split(" / ")
     held_force = float(line.split("| all ")[1].split(" |")[0].split(" / ")[1])
     assert float(train_energy) >= 0 and float(train_force) > 0 and held_force > 0
