@@ -1,17 +1,17 @@
-"""How the descriptor alone extrapolates: energy-only ridge regression on the ACNN's features.
+"""How the descriptor alone extrapolates: a ridge regression of energies (and forces) on its features.
 
     python scripts/descriptor_probe.py TRAIN.xyz HELD_OUT.xyz [--set model.KEY=VALUE ...] \
-        [--quadratic] [--ridge 1e-4,1e-3,1e-2,1e-1] [--signed Surface]
+        [--quadratic | --force-weight W] [--ridge 1e-4,1e-3,1e-2,1e-1] [--signed Surface]
 
 The features are those of the recipe's descriptor (``inputs/accuracy_mlearn.yaml``'s ``model``
-section, or ``--recipe FILE``, with ``--set`` on top): Φ⁽¹⁾, Φ⁽²⁾ and Φ⁽³⁾ of every atom with the
+section, or ``--recipe FILE``, with ``--set`` on top): Φ⁽¹⁾, Φ⁽²⁾ (and Φ⁽³⁾) of every atom with the
 angular mixing at its identity start (Eq. 9's own channels, nothing learned), standardized over the
 training atoms and averaged over each structure's atoms; ``--quadratic`` adds their pairwise
 products (a quadratic model of the atomic energy). A linear model of these, fitted to the energies
 per atom of TRAIN by ridge regression for each ``--ridge`` strength (times the number of frames),
 is a SNAP-like potential; ``--force-weight W`` fits the forces too (each force component's residual
-in eV/Å weighs W² against an energy residual in eV/atom; the features' derivatives cost ~0.4 s per
-64-atom frame). For each strength the script prints the RMSE on TRAIN, the RMSE of each ``group``
+in eV/Å weighs W² against an energy residual in eV/atom; the features' derivatives took 0.4 s per
+64-atom frame on a 2-core Intel Xeon VM). For each strength the script prints the RMSE on TRAIN, the RMSE of each ``group``
 of HELD_OUT (extxyz ``info['group']``) and the signed errors (model − label, meV/atom) of the
 ``--signed`` group's frames: whether an unseen frame's error is the network's or already in what
 the features show of it (round 14 of docs/training.md). Seconds to minutes per descriptor; no
@@ -116,7 +116,7 @@ def force_rows(features: list[tuple], scale: np.ndarray) -> np.ndarray:
     return np.concatenate([-jacobian / scale for _, jacobian in features])
 
 
-def design_matrix(features: list[np.ndarray], mean: np.ndarray, scale: np.ndarray,
+def design_matrix(features: list[tuple], mean: np.ndarray, scale: np.ndarray,
                   quadratic: bool = False) -> np.ndarray:
     """(B, D') structure averages of the atoms' standardized features (and, with ``quadratic``,
     of their products z_i z_j, i ≤ j): a linear model of these is a sum of atomic energies / N."""
@@ -132,6 +132,7 @@ def design_matrix(features: list[np.ndarray], mean: np.ndarray, scale: np.ndarra
 
 
 def energies_per_atom(frames: list) -> np.ndarray:
+    """(B,) label energies per atom, eV/atom."""
     return np.array([a.get_potential_energy() / len(a) for a in frames])
 
 
@@ -236,7 +237,12 @@ def main(argv=None) -> int:
     except UserError as error:
         fail(str(error))
     forces = args.force_weight > 0
-    splits = probe_splits(model, train, held, args.quadratic, forces)
+    if forces and not all(a.calc is not None and "forces" in a.calc.results for a in train + held):
+        fail("--force-weight: every frame of both files needs forces (extxyz forces column)")
+    try:
+        splits = probe_splits(model, train, held, args.quadratic, forces)
+    except ValueError as error:  # an element of HELD_OUT that TRAIN lacks
+        fail(f"{args.held_out}: {error}")
     print(f"{len(train)} training / {len(held)} held-out frames, {splits[0].design.shape[1]} features per "
           f"structure; RMSE in meV/atom" + (f" / meV/Å (force weight {args.force_weight:g})" if forces
                                             else " (energy only, no forces)"))

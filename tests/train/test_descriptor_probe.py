@@ -133,6 +133,23 @@ def test_bad_input_is_one_line_and_exit_2(probe, tmp_path, capsys, extra, named)
     assert named in err and len(err.splitlines()) == 1
 
 
+def test_frames_without_forces_or_with_a_new_element_are_one_line_errors(probe, tmp_path, capsys):
+    write(tmp_path / "cu.xyz", labelled_frames(2, 0))
+    bare = bulk("Cu", "fcc", a=3.6, cubic=True)
+    bare.calc = SinglePointCalculator(bare, energy=-1.0)
+    write(tmp_path / "bare.xyz", [bare])
+    gold = bulk("Au", "fcc", a=4.08, cubic=True)
+    gold.calc = SinglePointCalculator(gold, energy=-2.0, forces=np.zeros((4, 3)))
+    write(tmp_path / "au.xyz", [gold])
+    small = [f"--set=model.{k}={v}" for k, v in SMALL.items()]
+    for held, extra, named in (("bare.xyz", ["--force-weight", "0.1"], "needs forces"),
+                               ("au.xyz", [], "element Au")):
+        with pytest.raises(SystemExit) as stop:
+            probe.main([str(tmp_path / "cu.xyz"), str(tmp_path / held)] + extra + small)
+        err = capsys.readouterr().err.strip()
+        assert stop.value.code == 2 and named in err and len(err.splitlines()) == 1
+
+
 def test_missing_file_is_a_clear_error(probe, capsys):
     assert probe.main(["no_such_train.xyz", "no_such_test.xyz"]) == 2
     assert "no_such_train.xyz not found" in capsys.readouterr().err
