@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -80,12 +81,13 @@ def train_committee_model(config, data: Any, out_dir: str | Path, comm=None, k: 
                            device=device, should_stop=should_stop, split_seed=split_seed)
 
     groups = member_groups(comm.size, k)
-    log.info("committee of %d: %s; this log follows member 0, every member's progress is in "
-             "%s/member_M/metrics.csv", k, "; ".join(
+    log.info("committee of %d: %s; each member's progress is logged by the first rank of its group "
+             "and written to %s/member_M/metrics.csv", k, "; ".join(
                  f"member(s) {', '.join(map(str, members))} on rank(s) "
                  f"{','.join(str(r) for r in range(g, comm.size, len(groups)))}"
                  for g, members in enumerate(groups)), out_dir)
-    results, stopped = train_in_groups(comm, k, train_one)
+    with _group_root_progress(comm, k):
+        results, stopped = train_in_groups(comm, k, train_one)
     gathered = comm.allgather({m: r for m, r in results.items() if reports_for_group(comm, k)})
     members = {m: r for part in gathered for m, r in part.items()}
     result = dataclasses.replace(members[0], model_path=out_dir / "model.pt",
@@ -103,6 +105,21 @@ def train_committee_model(config, data: Any, out_dir: str | Path, comm=None, k: 
     comm.barrier()
     log.info("committee of %d written to %s", k, result.model_path)
     return result
+
+
+@contextmanager
+def _group_root_progress(comm, k: int):
+    """While the members train, the first rank of every group logs INFO lines too (each line carries
+    its rank), so the log follows every member and not only the root's; the level is restored after.
+    Nothing changes where the ``acnn_mpi`` logger already lets INFO through or was never set up."""
+    logger = logging.getLogger("acnn_mpi")
+    before = logger.level
+    if reports_for_group(comm, k) and not comm.is_root and before > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def _load_member(out_dir: Path, member: int):

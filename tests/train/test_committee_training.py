@@ -109,6 +109,8 @@ def test_two_ranks_train_two_members_side_by_side(acnn, tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("committee of 2") == 1 and "member 1 valid" in result.stdout
     assert "member(s) 0 on rank(s) 0; member(s) 1 on rank(s) 1" in result.stderr
+    progress = [line for line in result.stderr.splitlines() if " step 4/4 " in line]
+    assert sorted(line.split()[1] for line in progress) == ["[0/2]", "[1/2]"]  # each member's rank
     serial = train_committee_model(small_config(steps=4, log_every=4, validate_every=4), str(data),
                                    tmp_path / "serial", None, 2)
     for m in range(2):
