@@ -142,13 +142,20 @@ def benchmark_settings(args) -> dict:
                              "validate_every": max(1, args.steps // 12),
                              "checkpoint_every": max(1, args.steps // 6)},
                 "search": {"committee": committee if committee and committee > 1 else None}}
-    for item in args.set:
+    apply_sets(settings, args.set, "use model.KEY=VALUE, training.KEY=VALUE or search.committee=K")
+    return settings
+
+
+def apply_sets(settings: dict, items: list[str], usage: str, require_value: bool = False) -> None:
+    """Apply ``SECTION.KEY=VALUE`` overrides (YAML values) to ``settings`` ({section: {key: value}})
+    in place; an item naming no section of ``settings``, no key or (``require_value``) no value stops
+    with one line: ``--set ITEM: USAGE``."""
+    for item in items:
         key, _, value = item.partition("=")
         section, _, name = key.partition(".")
-        if section not in settings or not name:
-            fail(f"--set {item}: use model.KEY=VALUE, training.KEY=VALUE or search.committee=K")
+        if section not in settings or not name or (require_value and not value):
+            fail(f"--set {item}: {usage}")
         settings[section][name] = yaml.safe_load(value)
-    return settings
 
 
 def write_config(path: Path, train_file: str, settings: dict) -> Path:

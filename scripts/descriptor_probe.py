@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_accuracy import RECIPE_FILE, fail, recipe  # noqa: E402  (scripts/ is on sys.path)
+from bench_accuracy import RECIPE_FILE, apply_sets, fail, recipe  # noqa: E402  (scripts/ is on sys.path)
 
 
 @dataclass(frozen=True)
@@ -47,15 +47,19 @@ class RidgeFit:
         return (force_design / self.column_scale) @ self.weights
 
 
+def spread(values: np.ndarray) -> np.ndarray:
+    """The columns' standard deviations, 1 where a column is constant (so it standardizes to 0)."""
+    std = values.std(axis=0)
+    return np.where(std > 0, std, 1.0)
+
+
 def fit_ridge(design: np.ndarray, targets: np.ndarray, strength: float,
               force_design: np.ndarray | None = None, force_targets: np.ndarray | None = None,
               force_weight: float = 0.0) -> RidgeFit:
     """Ridge regression with an unpenalized intercept: min |Âw + c − y|² + W²|F̂w − f|² +
     strength·B·|w|², Â the columns of ``design`` (B, D) standardized (a constant column has scale 1
     and weight 0), F̂ the rows of ``force_design`` (M, D) scaled alike, W = ``force_weight``."""
-    mean = design.mean(axis=0)
-    scale = design.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
+    mean, scale = design.mean(axis=0), spread(design)
     a = (design - mean) / scale
     centre = float(targets.mean())  # Â's columns are centred, so the intercept is ȳ whatever w is
     rows, rhs = [a], [targets - centre]
@@ -176,7 +180,7 @@ def probe_splits(model, train: list, held: list, quadratic: bool, forces: bool) 
     """The training and held-out :class:`ProbeSplit`, standardized by the training atoms' features."""
     f_train, f_held = atom_features(model, train, forces), atom_features(model, held, forces)
     atoms = np.concatenate([x for x, _ in f_train])
-    mean, scale = atoms.mean(axis=0), np.where(atoms.std(axis=0) > 0, atoms.std(axis=0), 1.0)
+    mean, scale = atoms.mean(axis=0), spread(atoms)
     return [ProbeSplit(design_matrix(features, mean, scale, quadratic), energies_per_atom(frames),
                        [str(a.info.get("group", "all frames")) for a in frames],
                        force_rows(features, scale) if forces else None,
@@ -201,16 +205,9 @@ def parse_args(argv=None):
 
 
 def model_settings(args) -> dict:
-    import yaml
-
-    settings = recipe(Path(args.recipe))["model"]
-    for item in args.set:
-        key, _, value = item.partition("=")
-        section, _, name = key.partition(".")
-        if section != "model" or not name or not value:
-            fail(f"--set {item}: use model.KEY=VALUE")
-        settings[name] = yaml.safe_load(value)
-    return settings
+    settings = {"model": recipe(Path(args.recipe))["model"]}
+    apply_sets(settings, args.set, "use model.KEY=VALUE", require_value=True)
+    return settings["model"]
 
 
 def main(argv=None) -> int:
