@@ -1,7 +1,8 @@
 """How the descriptor alone extrapolates: a ridge regression of energies (and forces) on its features.
 
     python scripts/descriptor_probe.py TRAIN.xyz HELD_OUT.xyz [--set model.KEY=VALUE ...] \
-        [--quadratic | --force-weight W] [--ridge 1e-4,1e-3,1e-2,1e-1] [--signed Surface]
+        [--quadratic | --force-weight W] [--ridge 1e-4,1e-3,1e-2,1e-1] [--signed Surface] \
+        [--leave-one-out Surface]
 
 The features are those of the recipe's descriptor (``inputs/accuracy_mlearn.yaml``'s ``model``
 section, or ``--recipe FILE``, with ``--set`` on top): Φ⁽¹⁾, Φ⁽²⁾ (and Φ⁽³⁾) of every atom with the
@@ -14,8 +15,10 @@ in eV/Å weighs W² against an energy residual in eV/atom; the features' derivat
 64-atom frame on a 2-core Intel Xeon VM). For each strength the script prints the RMSE on TRAIN, the RMSE of each ``group``
 of HELD_OUT (extxyz ``info['group']``) and the signed errors (model − label, meV/atom) of the
 ``--signed`` group's frames: whether an unseen frame's error is the network's or already in what
-the features show of it (round 14 of docs/training.md). Seconds to minutes per descriptor; no
-training.
+the features show of it (round 14 of docs/training.md). ``--leave-one-out GROUP`` also predicts
+each TRAIN frame of that group from a fit to all the other TRAIN frames (energies only): a choice
+of descriptor by how it prices an unseen surface that never reads HELD_OUT (round 15). Seconds to
+minutes per descriptor; no training.
 """
 
 from __future__ import annotations
@@ -176,6 +179,27 @@ def report(fit: RidgeFit, strength: float, train: ProbeSplit, held: ProbeSplit, 
     return "| " + " | ".join(cells) + " |"
 
 
+def leave_one_out(train: ProbeSplit, group: str, strength: float) -> np.ndarray:
+    """Signed energy errors (meV/atom) of every ``group`` frame of ``train``, each predicted by a
+    ridge fit (energies only) to all the other frames. The per-atom standardization of the
+    features (unsupervised) keeps all frames; the fit re-standardizes its own rows."""
+    chosen = np.flatnonzero(np.asarray(train.groups) == group)
+    errors = []
+    for k in chosen:
+        keep = np.arange(len(train.energies)) != k
+        fit = fit_ridge(train.design[keep], train.energies[keep], strength)
+        errors.append(1000 * (fit.predict(train.design[k:k + 1])[0] - train.energies[k]))
+    return np.array(errors)
+
+
+def leave_one_out_report(train: ProbeSplit, group: str, strength: float) -> str:
+    """One line: the leave-one-out RMSE of ``group`` in TRAIN and its signed errors (meV/atom)."""
+    errors = leave_one_out(train, group, strength)
+    return (f"| ridge {strength:g} | leave-one-out {group} ({len(errors)} frames) RMSE {_rmse(errors):.2f}, "
+            f"MAE {np.abs(errors).mean():.2f} | "
+            + " ".join(f"{e:+.1f}" for e in errors) + " |")
+
+
 def probe_splits(model, train: list, held: list, quadratic: bool, forces: bool) -> list[ProbeSplit]:
     """The training and held-out :class:`ProbeSplit`, standardized by the training atoms' features."""
     f_train, f_held = atom_features(model, train, forces), atom_features(model, held, forces)
@@ -201,6 +225,8 @@ def parse_args(argv=None):
                    help="fit the forces too: a force residual (eV/Å) weighs W² against an energy "
                         "residual (eV/atom); 0 (default): energies only")
     p.add_argument("--signed", default="Surface", help="group whose signed errors are printed")
+    p.add_argument("--leave-one-out", metavar="GROUP", default=None,
+                   help="also predict each TRAIN frame of GROUP from a fit to the other TRAIN frames")
     return p.parse_args(argv)
 
 
@@ -240,6 +266,9 @@ def main(argv=None) -> int:
         splits = probe_splits(model, train, held, args.quadratic, forces)
     except ValueError as error:  # an element of HELD_OUT that TRAIN lacks
         fail(f"{args.held_out}: {error}")
+    if args.leave_one_out and args.leave_one_out not in splits[0].groups:
+        fail(f"--leave-one-out {args.leave_one_out}: {args.train} has no frame of that group "
+             f"(its groups: {', '.join(sorted(set(splits[0].groups)))})")
     print(f"{len(train)} training / {len(held)} held-out frames, {splits[0].design.shape[1]} features per "
           f"structure; RMSE in meV/atom" + (f" / meV/Å (force weight {args.force_weight:g})" if forces
                                             else " (energy only, no forces)"))
@@ -247,6 +276,8 @@ def main(argv=None) -> int:
         fit = fit_ridge(splits[0].design, splits[0].energies, strength, splits[0].force_design,
                         splits[0].forces, args.force_weight)
         print(report(fit, strength, splits[0], splits[1], args.signed))
+        if args.leave_one_out:
+            print(leave_one_out_report(splits[0], args.leave_one_out, strength))
     return 0
 
 

@@ -153,3 +153,33 @@ def test_frames_without_forces_or_with_a_new_element_are_one_line_errors(probe, 
 def test_missing_file_is_a_clear_error(probe, capsys):
     assert probe.main(["no_such_train.xyz", "no_such_test.xyz"]) == 2
     assert "no_such_train.xyz not found" in capsys.readouterr().err
+
+
+def test_leave_one_out_predicts_each_frame_without_its_own_label(probe):
+    """On an exactly linear energy the left-out frames are predicted to 1e-6 meV/atom; a frame whose
+    label is shifted by +0.05 eV/atom is then predicted 50 meV/atom below it, since the fit never
+    sees that label (and the other frames of its group stay exact)."""
+    rng = np.random.default_rng(5)
+    design = rng.normal(size=(30, 4))
+    energies = design @ np.array([0.2, -0.1, 0.05, 0.3]) - 3.0
+    groups = ["Surface" if k % 5 == 0 else "Bulk" for k in range(30)]
+    split = probe.ProbeSplit(design, energies.copy(), groups)
+    assert np.abs(probe.leave_one_out(split, "Surface", 1e-12)).max() < 1e-6
+    energies[10] += 0.05
+    errors = probe.leave_one_out(probe.ProbeSplit(design, energies, groups), "Surface", 1e-12)
+    assert len(errors) == 6
+    assert errors[2] == pytest.approx(-50.0, abs=1e-6)  # frame 10 is the third Surface frame
+    assert np.abs(np.delete(errors, 2)).max() > 0.1  # the shifted label now bends the others' fits
+
+
+def test_command_line_leave_one_out_reports_each_strength_and_refuses_a_missing_group(probe, tmp_path, capsys):
+    lines = probe_lines(probe, tmp_path, capsys, 12, 2, ["--ridge", "1e-3,1e-1", "--leave-one-out", "Strained"])
+    loo = [line for line in lines if "leave-one-out Strained (6 frames)" in line]
+    assert len(loo) == 2 and len(lines) == 4
+    rmse = float(loo[0].split("RMSE ")[1].split(",")[0])
+    signed = [float(e) for e in loo[0].split(" | ")[2].rstrip(" |").split()]
+    assert len(signed) == 6 and rmse == pytest.approx(np.sqrt(np.mean(np.square(signed))), abs=0.01)
+    with pytest.raises(SystemExit) as stop:
+        probe_lines(probe, tmp_path, capsys, 4, 2, ["--leave-one-out", "Surface"])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and "--leave-one-out Surface" in err and len(err.splitlines()) == 1
