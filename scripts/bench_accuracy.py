@@ -5,7 +5,7 @@ split and compare its test-split errors with published potentials.
     python scripts/bench_accuracy.py --element Si --steps 1500 --set training.ema_decay=0.99
     python scripts/bench_accuracy.py --train Cu_train.xyz --test Cu_test.xyz --name Cu
     python scripts/bench_accuracy.py --element Si --valid-only        # choose settings: no test
-    python scripts/bench_accuracy.py --ranks 2 --committee 2 --steps 20000   # a committee's mean
+    python scripts/bench_accuracy.py --ranks 2 --committee 1 --steps 45000   # one model, not the pair
 
 For each data set the script writes ``OUT/NAME/config.yaml`` (the campaign defaults of
 ``acnn_mpi.config``, the recipe of ``inputs/accuracy_mlearn.yaml`` or ``--recipe FILE``, the
@@ -61,7 +61,8 @@ def parse_args(argv=None):
     p.add_argument("--name", help="label of the --train/--test run (default: the file's stem)")
     p.add_argument("--published", action="append", default=[], metavar="NAME=E,F",
                    help="published RMSE of --train/--test's data (meV/atom, eV/Å), e.g. MTP=3.0,0.088")
-    p.add_argument("--steps", type=int, default=45000, help="optimizer steps per data set")
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimizer steps per data set (per member); default: the recipe's training.steps")
     p.add_argument("--threads", type=int, default=1, help="torch threads of each training process")
     p.add_argument("--ranks", type=int, default=1,
                    help="MPI ranks of the training (data parallel, `mpiexec -n RANKS`); default 1")
@@ -83,6 +84,8 @@ def parse_args(argv=None):
         p.error("--ranks and --threads must be at least 1")
     if args.committee is not None and args.committee < 1:
         p.error("--committee must be at least 1")
+    if args.steps is not None and args.steps < 1:
+        p.error("--steps must be at least 1")
     return args
 
 
@@ -122,7 +125,7 @@ def fail(message: str) -> None:
 
 def recipe(path: Path = RECIPE_FILE) -> dict:
     """{"model": {...}, "training": {...}, "search": {"committee": K}} as written in ``path`` (its
-    `steps` is replaced by --steps; of `search`, only the committee concerns training)."""
+    `steps` is the budget unless --steps; of `search`, only the committee concerns training)."""
     if not Path(path).is_file():
         fail(f"--recipe {path} not found")
     data = yaml.safe_load(Path(path).read_text())
@@ -136,11 +139,15 @@ def benchmark_settings(args) -> dict:
     file, the budget and --committee, then ``--set``."""
     base = recipe(Path(args.recipe))
     committee = base["search"]["committee"] if args.committee is None else args.committee
+    steps = args.steps if args.steps is not None else base["training"].get("steps")
+    if not isinstance(steps, int) or steps < 1:
+        fail(f"--recipe {args.recipe}: training.steps is {steps!r}; write a positive number of steps "
+             "there or give --steps")
     settings = {"model": {**base["model"], "device": "cpu"},
-                "training": {**base["training"], "steps": args.steps, "epochs": None,
-                             "log_every": max(1, args.steps // 24),
-                             "validate_every": max(1, args.steps // 12),
-                             "checkpoint_every": max(1, args.steps // 6)},
+                "training": {**base["training"], "steps": steps, "epochs": None,
+                             "log_every": max(1, steps // 24),
+                             "validate_every": max(1, steps // 12),
+                             "checkpoint_every": max(1, steps // 6)},
                 "search": {"committee": committee if committee and committee > 1 else None}}
     apply_sets(settings, args.set, "use model.KEY=VALUE, training.KEY=VALUE or search.committee=K")
     return settings
@@ -211,7 +218,7 @@ def run_dataset(dataset: dict, args) -> dict:
     summary = json.loads((out / "metrics.json").read_text())
     final = summary.get("final", {})
     steps = max((r["step"] for r in summary.get("records", summary.get("history", []))),
-                default=args.steps)
+                default=settings["training"]["steps"])
     result = {"name": dataset["name"], "steps": steps, "committee": settings["search"]["committee"],
               **timing,
               "load_avg_5min": os.getloadavg()[1], "valid": final.get("valid"),

@@ -112,6 +112,26 @@ def test_accuracy_recipe_file_is_a_valid_campaign_file_that_the_benchmark_uses()
     assert settings["model"]["attention_layers"] == config.model.attention_layers == 0
     assert settings["model"]["bispectrum_l_max"] == config.model.bispectrum_l_max == 2
     assert settings["training"]["weight_decay"] == config.training.weight_decay == 0.2
+    assert settings["search"]["committee"] == config.search.committee == 2
+    default = bench_accuracy.benchmark_settings(bench_accuracy.parse_args(["--element", "Si"]))
+    assert default["training"]["steps"] == config.training.steps == 30000
+    single = bench_accuracy.benchmark_settings(bench_accuracy.parse_args(["--committee", "1"]))
+    assert single["search"]["committee"] is None
+
+
+def test_bench_accuracy_recipe_without_steps_is_one_line_and_exit_2(tmp_path, capsys):
+    """A recipe with no training.steps and no --steps: one line naming the field and the fix."""
+    bench_accuracy = import_script("bench_accuracy")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model: {l_max: 4}\ntraining: {batch_size: 2}\n")
+    with pytest.raises(SystemExit) as stop:
+        bench_accuracy.benchmark_settings(bench_accuracy.parse_args(["--recipe", str(recipe)]))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training.steps" in err[0] and "--steps" in err[0]
+    steps = bench_accuracy.benchmark_settings(bench_accuracy.parse_args(["--recipe", str(recipe),
+                                                                          "--steps", "7"]))
+    assert steps["training"]["steps"] == 7 and steps["training"]["log_every"] == 1
 
 
 @pytest.mark.parametrize("change,named", [("model.nope=1", "model.nope: unknown key"),
@@ -174,8 +194,7 @@ def test_bench_accuracy_reports_errors_per_group(tmp_path, valid_only, committee
             "--set", "model.r_cut_angular=4.0"]
     if valid_only:
         argv += ["--valid-only", "--set", "training.validation_fraction=0.5"]
-    if committee:
-        argv += ["--committee", str(committee)]
+    argv += ["--committee", str(committee or 1)]  # the recipe's own is a committee of 2
     assert bench_accuracy.main(argv) == 0
     result = json.loads((tmp_path / "out" / "results.json").read_text())["results"][0]
     assert result["committee"] == committee
