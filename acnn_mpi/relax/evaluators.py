@@ -166,7 +166,8 @@ def load_model(spec: str, device=None):
     """Model or calculator from a command-line spec.
 
     * ``lj`` or ``lj:epsilon,sigma[,cutoff]`` — the shifted-force Lennard-Jones model (eV, Å);
-    * a path to a saved model: an ACNN file (``ACNN.save``), a training checkpoint or a committee
+    * a path to a saved model: an ACNN file (``ACNN.save``, a training's ``model.pt``), a training
+      checkpoint (its raw weights, not the averaged ones of ``model.pt``) or a committee
       (``acnn_mpi train`` with a committee);
     * ``package.module.ClassName`` — an ASE calculator class, constructed without arguments.
 

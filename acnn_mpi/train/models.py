@@ -103,7 +103,10 @@ def model_from_record(record: Mapping) -> torch.nn.Module:
 
 def load_model(path: str | Path, model_class: Optional[type] = None) -> torch.nn.Module:
     """A model from its save file (``ACNN.load`` by default), a training checkpoint or a
-    committee file (:class:`~acnn_mpi.train.committee.CommitteeMean`); ValueError otherwise."""
+    committee file (:class:`~acnn_mpi.train.committee.CommitteeMean`); ValueError otherwise.
+
+    A checkpoint gives the weights the optimizer was at, for going on; with ``ema_decay`` or
+    ``keep_best`` the model a training writes (its ``model.pt``) is the averaged or best weights."""
     from .committee import CommitteeMean, read_committee_payload
 
     path = Path(path)
