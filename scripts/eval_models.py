@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     models = []
     for path in args.models:
         try:
-            models.append(load_model(path))   # an ACNN file, a committee, or a checkpoint (its raw, not averaged, weights)
+            models.append(load_model(path))   # ACNN file, committee, or checkpoint (raw weights)
         except Exception as error:  # not a model file: one line, not a traceback
             print(f"eval_models: {path} is not a model file ({type(error).__name__}: {error})",
                   file=sys.stderr)
